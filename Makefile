@@ -1,0 +1,32 @@
+# Everything a fresh clone needs: `make run` (the embedded default) and `make test` (all tests).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# The trial image's dependency install, byte for byte the Dockerfile's (a test checks this):
+TRIAL_INSTALL := pip install --no-cache-dir -c constraints.txt ".[trial]"
+
+.PHONY: install test lint run bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	. $(BIN)/activate && $(TRIAL_INSTALL) -q
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+run: install
+	$(BIN)/python -m trial_image --dataset=digits --epochs=10 --experiment-name=nasflow-demo
+
+bench: install
+	$(BIN)/python benchmarks/trial_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow

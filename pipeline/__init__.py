@@ -1,0 +1,1 @@
+"""nasflow's pipeline: validate Katib Experiments, run them locally, submit them, promote models."""

@@ -1,0 +1,1 @@
+"""The embedded engine: Katib's Experiment/Trial semantics on one machine."""

@@ -1,0 +1,3 @@
+from trial_image.cli import main
+
+raise SystemExit(main())

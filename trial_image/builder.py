@@ -1,0 +1,108 @@
+"""The one Keras builder: :class:`CandidateSpec` in, compiled-ready ``keras.Model`` out.
+
+Shape rules, so that any architecture a front end can express is buildable:
+
+* every convolution and pooling uses ``padding="same"``: a map shrinks to ``ceil(n / stride)``
+  and never below 1×1, so stride-2 or pooling layers on a 1×1 map act as identity (Katib's ENAS
+  library makes reductions on 1×1 maps the identity too);
+* inputs merged by ``concat`` that differ in height/width are resized to the smallest one
+  (anti-aliased bilinear, i.e. an area average when shrinking, and differentiable)
+  (Katib's example zero-pads the smaller ones instead, which feeds zeros to later layers);
+* inputs merged by ``add`` must have identical shapes; otherwise the candidate is rejected;
+* a convolution reading only the network input gets no leading ReLU (data may be negative);
+* Keras cannot stride and dilate in one convolution, so a strided dilated convolution runs at
+  stride 1 and is then subsampled (a 1×1 max-pool with that stride).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from trial_image.errors import InputError
+from trial_image.spec import CandidateSpec, Node, with_defaults
+
+# Keras' default BN momentum (0.99) needs hundreds of steps before its moving statistics are
+# usable; small datasets (digits: 23 steps an epoch) then validate near chance for several epochs.
+# 0.9 is PyTorch's (and DARTS') default.
+BN_MOMENTUM = 0.9
+
+
+def build_model(spec: CandidateSpec) -> keras.Model:
+    image = keras.Input(shape=spec.input_shape, name="image")
+    outputs = [layers.Rescaling(spec.input_scale, name="rescale")(image)]
+    for index, node in enumerate(spec.nodes, start=1):
+        merged = _merge([outputs[i] for i in node.inputs], node.merge, f"n{index}")
+        outputs.append(_apply(node, merged, f"n{index}"))
+    x = layers.GlobalAveragePooling2D(name="head_pool")(outputs[-1])
+    if spec.head.dense_units:
+        x = layers.Dense(spec.head.dense_units, activation="relu", name="head_dense")(x)
+    if spec.head.dropout:
+        x = layers.Dropout(spec.head.dropout, name="head_dropout")(x)
+    probabilities = layers.Dense(spec.num_classes, activation="softmax", name="classes")(x)
+    return keras.Model(image, probabilities, name=f"candidate_{spec.candidate_id}")
+
+
+def _merge(tensors: list, how: str, name: str):
+    if len(tensors) == 1:
+        return tensors[0]
+    if how == "add":
+        shapes = {tuple(t.shape[1:]) for t in tensors}
+        if len(shapes) > 1:
+            raise InputError(f"{name}: cannot add inputs of different shapes {sorted(shapes)}")
+        return layers.Add(name=f"{name}_add")(tensors)
+    height = min(t.shape[1] for t in tensors)
+    width = min(t.shape[2] for t in tensors)
+    same_size = [
+        t if (t.shape[1], t.shape[2]) == (height, width)
+        else layers.Resizing(height, width, interpolation="bilinear", antialias=True,
+                             name=f"{name}_resize{k}")(t)
+        for k, t in enumerate(tensors)
+    ]
+    return layers.Concatenate(axis=-1, name=f"{name}_concat")(same_size)
+
+
+def _apply(node: Node, x, name: str):
+    p = with_defaults(node.op, node.params)
+    if node.op == "identity":
+        return x
+    if node.op == "pool":
+        pool = layers.MaxPooling2D if p["pool_type"] == "max" else layers.AveragePooling2D
+        stride = p["stride"] or p["size"]
+        return pool(p["size"], strides=stride, padding="same",
+                    name=f"{name}_{p['pool_type']}pool")(x)
+    if node.op == "factorized_reduce":
+        return _factorized_reduce(x, p["filters"], name)
+    if node.inputs != (0,):  # raw inputs may be negative (npz data): no ReLU on them
+        x = layers.ReLU(name=f"{name}_relu")(x)
+    stride, dilation = p["stride"], p.get("dilation", 1)
+    conv_stride = 1 if dilation > 1 else stride
+    common = {"padding": "same", "use_bias": not p["batch_norm"], "strides": conv_stride}
+    if node.op == "conv":
+        x = layers.Conv2D(p["filters"], p["kernel"], dilation_rate=dilation, name=f"{name}_conv",
+                          **common)(x)
+    elif node.op == "sep_conv":
+        x = layers.SeparableConv2D(p["filters"], p["kernel"], dilation_rate=dilation,
+                                   depth_multiplier=p["depth_multiplier"], name=f"{name}_sepconv",
+                                   **common)(x)
+    else:  # depthwise_conv
+        x = layers.DepthwiseConv2D(p["kernel"], depth_multiplier=p["depth_multiplier"],
+                                   name=f"{name}_dwconv", **common)(x)
+    if conv_stride != stride:
+        x = layers.MaxPooling2D(1, strides=stride, padding="same", name=f"{name}_subsample")(x)
+    if p["batch_norm"]:
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    return x
+
+
+def _factorized_reduce(x, filters: int, name: str):
+    """Halve height and width without losing every other pixel (DARTS' FactorizedReduce)."""
+    x = layers.ReLU(name=f"{name}_relu")(x)
+    shifted = x if x.shape[1] < 2 or x.shape[2] < 2 else layers.Cropping2D(
+        ((1, 0), (1, 0)), name=f"{name}_shift")(x)
+    half = filters // 2
+    a = layers.Conv2D(half, 1, strides=2, padding="same", use_bias=False, name=f"{name}_fr_a")(x)
+    b = layers.Conv2D(filters - half, 1, strides=2, padding="same", use_bias=False,
+                      name=f"{name}_fr_b")(shifted)
+    x = layers.Concatenate(axis=-1, name=f"{name}_fr_concat")([a, b])
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)

@@ -1,0 +1,288 @@
+"""``python -m trial_image``: train one candidate from Katib's parameters.
+
+Exit codes: 0 trained and recorded; 2 bad input (flags, architecture, dataset); 3 training
+diverged (NaN loss); 4 MLflow unreachable or the model could not be stored; 143 terminated
+(SIGTERM: Katib deleting the trial, or the local engine stopping). Katib treats any non-zero code
+as a failed trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trial_image.errors import InputError, TrialError
+
+PER_BLOCK = re.compile(r"^--(filters|kernel-size|pooling)-(\d+)(?:=(.*))?$", re.S)
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class Terminated(TrialError):
+    exit_code = 143
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _image_size(value: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)[x,](\d+)", value.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected HxW like 32x32, got {value!r}")
+    return int(match[1]), int(match[2])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trial_image.data import DATASETS_HELP
+    from trial_image.frontends.hyperparams import POOLINGS
+    from trial_image.katib_metrics import FORMATS
+    from trial_image.spec import OPTIMIZERS
+
+    p = argparse.ArgumentParser(
+        prog="python -m trial_image",
+        description="Train ONE Keras candidate from Katib trial parameters, report Katib "
+        "metrics and log the run and model to MLflow. Flags accept '-' or '_' "
+        "(--num_epochs == --num-epochs).",
+        epilog="Exit codes: 0 ok, 2 bad input, 3 training diverged, 4 MLflow failure, "
+        "143 terminated.",
+        allow_abbrev=False,
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="digits", help=DATASETS_HELP)
+    g.add_argument("--validation-split", type=float, default=0.2)
+    g.add_argument("--image-size", type=_image_size, default=(32, 32),
+                   help="HxW images are resized to, for dir:PATH (default 32x32)")
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    g.add_argument("--learning-rate", "--lr", type=float, default=1e-3)
+    g.add_argument("--momentum", type=float, default=0.9, help="for sgd and rmsprop")
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--epochs", "--num-epochs", type=int, default=10)
+    g.add_argument("--patience", type=int, default=5,
+                   help="early stopping on validation accuracy (best weights restored)")
+    g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop training after this many seconds")
+    g.add_argument("--seed", type=int, default=0, help="same seed, same metrics on CPU")
+    g = p.add_argument_group("hyperparameter front end (default)")
+    g.add_argument("--num-blocks", type=int, default=None, help="default 2")
+    g.add_argument("--filters", type=int, default=None, help="default 32; --filters-N per block")
+    g.add_argument("--kernel-size", type=int, default=None,
+                   help="3, 5 or 7 (default 3); --kernel-size-N per block")
+    g.add_argument("--pooling", choices=POOLINGS, default=None,
+                   help="after each block (default max); --pooling-N per block")
+    g.add_argument("--batch-norm", type=_bool, default=None, help="default true")
+    g.add_argument("--dense-units", type=int, default=0, help="hidden dense layer in the head")
+    g.add_argument("--dropout", type=float, default=0.0, help="before the output layer")
+    g = p.add_argument_group("Katib ENAS front end")
+    g.add_argument("--architecture", help="Katib's ENAS 'architecture' string")
+    g.add_argument("--nn-config", help="Katib's ENAS 'nn_config' string")
+    g = p.add_argument_group("DARTS genotype front end")
+    g.add_argument("--genotype", help="Genotype(normal=..., normal_concat=..., reduce=..., ...)")
+    g.add_argument("--num-layers", type=int, default=3, help="cells (default 3)")
+    g.add_argument("--init-channels", type=int, default=16)
+    g.add_argument("--stem-multiplier", type=int, default=3)
+    g = p.add_argument_group("Katib metrics")
+    g.add_argument("--metrics-file", type=Path, help="also write metrics here (File collector)")
+    g.add_argument("--metrics-format", choices=FORMATS, default="text")
+    g = p.add_argument_group("MLflow (MLFLOW_TRACKING_URI, MLFLOW_PARENT_RUN_ID from the env)")
+    g.add_argument("--experiment-name", default=None,
+                   help="MLflow experiment = Katib experiment (default 'nasflow')")
+    g.add_argument("--trial-name", default=None, help="default $KATIB_TRIAL_NAME")
+    g.add_argument("--namespace", default=None, help="Katib namespace, for the run's tags")
+    g.add_argument("--search-space", default=None, help="tag nasflow.search_space")
+    g.add_argument("--algorithm", default=None, help="tag nasflow.algorithm")
+    g.add_argument("--mlflow-retry-seconds", type=float, default=120.0,
+                   help="how long to retry an unreachable MLflow server (default 120)")
+    return p
+
+
+def normalise_argv(argv: list[str]) -> tuple[list[str], dict[str, dict[int, str]]]:
+    """Map ``--a_b`` to ``--a-b`` (Katib examples use both) and pull out per-block flags."""
+    flags: list[str] = []
+    per_block: dict[str, dict[int, str]] = {"filters": {}, "kernel-size": {}, "pooling": {}}
+    args = iter(argv)
+    for token in args:
+        if token.startswith("--"):
+            name, eq, value = token.partition("=")
+            token = name.replace("_", "-") + eq + value
+            match = PER_BLOCK.match(token)
+            if match:
+                value = match[3] if match[3] is not None else next(args, "")
+                per_block[match[1]][int(match[2])] = value
+                continue
+        flags.append(token)
+    return flags, per_block
+
+
+def _per_block(default: Any, overrides: dict[int, str], blocks: int, kind: type, flag: str
+               ) -> list[Any]:
+    values = [default] * blocks
+    for index, raw in overrides.items():
+        if not 1 <= index <= blocks:
+            raise InputError(f"--{flag}-{index}: there are only {blocks} block(s)")
+        try:
+            values[index - 1] = kind(raw)
+        except ValueError:
+            raise InputError(f"--{flag}-{index}: invalid value {raw!r}") from None
+    return values
+
+
+def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], data: Any):
+    from trial_image.frontends import enas, genotype, hyperparams
+    from trial_image.spec import Head, Training
+
+    common = {
+        "input_shape": data.input_shape,
+        "num_classes": data.num_classes,
+        "input_scale": data.scale,
+        "training": Training(optimizer=args.optimizer, learning_rate=args.learning_rate,
+                             momentum=args.momentum, batch_size=args.batch_size,
+                             epochs=args.epochs),
+        "head": Head(dense_units=args.dense_units, dropout=args.dropout),
+    }
+    hp_flags = [f for f in ("num_blocks", "filters", "kernel_size", "pooling", "batch_norm")
+                if getattr(args, f) is not None] + [f for f, v in per_block.items() if v]
+    if args.architecture is not None or args.nn_config is not None:
+        if args.architecture is None or args.nn_config is None:
+            raise InputError("--architecture and --nn_config must be given together")
+        if args.genotype is not None or hp_flags:
+            raise InputError("--architecture/--nn_config cannot be combined with --genotype or "
+                             f"block flags ({', '.join(hp_flags) or 'genotype'})")
+        return enas.to_spec(args.architecture, args.nn_config, **common)
+    if args.genotype is not None:
+        if hp_flags:
+            raise InputError(f"--genotype cannot be combined with block flags "
+                             f"({', '.join(hp_flags)})")
+        return genotype.to_spec(args.genotype, num_layers=args.num_layers,
+                                init_channels=args.init_channels,
+                                stem_multiplier=args.stem_multiplier, **common)
+    blocks = 2 if args.num_blocks is None else args.num_blocks
+    if blocks < 1:
+        raise InputError(f"--num-blocks must be at least 1, got {blocks}")
+    return hyperparams.to_spec(
+        num_blocks=blocks,
+        filters=_per_block(args.filters or 32, per_block["filters"], blocks, int, "filters"),
+        kernel_sizes=_per_block(args.kernel_size or 3, per_block["kernel-size"], blocks, int,
+                                "kernel-size"),
+        poolings=_per_block(args.pooling or "max", per_block["pooling"], blocks, str, "pooling"),
+        batch_norm=True if args.batch_norm is None else args.batch_norm,
+        **common,
+    )
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    if args.namespace:
+        return args.namespace
+    if SERVICE_ACCOUNT_NAMESPACE.is_file():
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    return "local"
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
+def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
+    from trial_image import data as datasets
+    from trial_image.katib_metrics import MetricsReporter
+
+    started = time.perf_counter()
+    data = datasets.load(args.dataset, args.validation_split, args.image_size)
+    spec = make_spec(args, per_block, data)
+
+    import keras
+    import tensorflow as tf
+
+    from trial_image.builder import build_model
+    from trial_image.tracking import Tracker, default_tracking_uri
+    from trial_image.training import (
+        compile_model,
+        evaluate_accuracy,
+        inference_latency_ms,
+        quiet_keras,
+        train,
+    )
+
+    quiet_keras()
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+    model = build_model(spec)
+    compile_model(model, spec.training)
+
+    experiment = args.experiment_name or "nasflow"
+    trial = args.trial_name or os.environ.get("KATIB_TRIAL_NAME") or f"trial-{int(time.time())}"
+    tracker = Tracker(default_tracking_uri(), experiment, args.mlflow_retry_seconds)
+    tags = {
+        "katib.experiment": experiment,
+        "katib.trial": trial,
+        "katib.namespace": _namespace(args),
+        "nasflow.frontend": spec.source,
+        "nasflow.candidate_id": spec.candidate_id,
+        "nasflow.dataset": data.name,
+    }
+    if args.search_space:
+        tags["nasflow.search_space"] = args.search_space
+    if args.algorithm:
+        tags["nasflow.algorithm"] = args.algorithm
+    raw = {k: v for k, v in vars(args).items() if v is not None and k != "metrics_file"}
+    raw.update({f"{flag}_{i}": v for flag, values in per_block.items() for i, v in values.items()})
+    params = {**{k: str(v) for k, v in raw.items()}, "candidate_id": spec.candidate_id,
+              "num_nodes": len(spec.nodes), "parameter_count": model.count_params()}
+    tracker.start(trial, os.environ.get("MLFLOW_PARENT_RUN_ID") or None, tags, params,
+                  {"candidate_spec.json": spec.to_dict(), "trial_parameters.json": raw})
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        reporter = MetricsReporter(args.metrics_file, args.metrics_format)
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            reporter.report(metrics)
+            tracker.log_epoch(epoch, metrics)
+
+        result = train(model, data, spec.training, seed=args.seed, patience=args.patience,
+                       time_budget=args.time_budget, on_epoch=on_epoch)
+        final = {
+            "Test-Accuracy": evaluate_accuracy(model, data.x_test, data.y_test),
+            "Parameter-Count": float(model.count_params()),
+            "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
+            "Inference-Latency-Ms": inference_latency_ms(model, data.x_test),
+        }
+        reporter.report(final)
+        tracker.finish(
+            {**final, "Best-Validation-Accuracy": max(h["Validation-Accuracy"]
+                                                       for h in result.history),
+             "Epochs-Run": float(len(result.history)),
+             "Train-Samples-Per-Second": result.samples_per_second,
+             "Trial-Seconds": time.perf_counter() - started},
+            model, data.x_test[:5],
+        )
+    except Terminated as exc:
+        tracker.end("KILLED", str(exc))
+        raise
+    except BaseException as exc:
+        tracker.end("FAILED", str(exc) or type(exc).__name__)
+        raise
+    print(f"trial {trial}: {result.stop_reason} after {len(result.history)} epoch(s); "
+          f"test accuracy {final['Test-Accuracy']:.4f}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    flags, per_block = normalise_argv(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(flags)
+    try:
+        return run(args, per_block)
+    except TrialError as exc:
+        print(f"trial failed: {exc}", file=sys.stderr)
+        return exc.exit_code

@@ -1,0 +1,1 @@
+"""Front ends: each turns one of Katib's parameter formats into a :class:`CandidateSpec`."""

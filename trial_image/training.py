@@ -1,0 +1,141 @@
+"""Keras ``fit`` with what a trial needs: early stopping, a time budget, NaN detection."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from trial_image.data import Dataset, pipeline
+from trial_image.errors import TrainingFailed
+from trial_image.katib_metrics import KERAS_TO_KATIB
+from trial_image.spec import Training
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    history: list[dict[str, float]]  # per epoch, Katib metric names
+    stop_reason: str  # completed | early_stopping | time_budget
+    fit_seconds: float
+    samples_per_second: float
+
+
+def quiet_keras() -> None:
+    """Keras progress bars would flood Katib's metrics log; route them to logging instead."""
+    keras.config.disable_interactive_logging()
+
+
+def compile_model(model: keras.Model, training: Training) -> None:
+    lr = training.learning_rate
+    optimizer = {
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=training.momentum),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr, momentum=training.momentum),
+    }[training.optimizer]()
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+
+class _EpochReport(keras.callbacks.Callback):
+    """Hands each epoch's metrics on, and stops at the first NaN/inf loss."""
+
+    def __init__(self, on_epoch: Callable[[int, dict[str, float]], None]) -> None:
+        super().__init__()
+        self.on_epoch = on_epoch
+        self.history: list[dict[str, float]] = []
+        self.nan_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        metrics = {KERAS_TO_KATIB[k]: float(v) for k, v in (logs or {}).items()
+                   if k in KERAS_TO_KATIB}
+        if not all(math.isfinite(v) for v in metrics.values()):
+            self.nan_epoch = epoch + 1
+            self.model.stop_training = True
+            return
+        self.history.append(metrics)
+        self.on_epoch(epoch + 1, metrics)
+
+
+class _TimeBudget(keras.callbacks.Callback):
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.expired = False
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.deadline = time.monotonic() + self.seconds
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if time.monotonic() > self.deadline:
+            self.expired = True
+            self.model.stop_training = True
+
+
+def train(
+    model: keras.Model,
+    data: Dataset,
+    training: Training,
+    *,
+    seed: int,
+    patience: int,
+    time_budget: float | None,
+    on_epoch: Callable[[int, dict[str, float]], None],
+) -> TrainResult:
+    report = _EpochReport(on_epoch)
+    early = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
+                                          restore_best_weights=True)
+    callbacks: list[keras.callbacks.Callback] = [report, early]
+    budget = _TimeBudget(time_budget) if time_budget else None
+    if budget:
+        callbacks.append(budget)
+    start = time.perf_counter()
+    model.fit(
+        pipeline(data.x_train, data.y_train, training.batch_size, shuffle_seed=seed),
+        validation_data=pipeline(data.x_val, data.y_val, max(training.batch_size, 256), None),
+        epochs=training.epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    fit_seconds = time.perf_counter() - start
+    if report.nan_epoch is not None:
+        raise TrainingFailed(
+            f"loss became NaN/inf in epoch {report.nan_epoch} (learning rate "
+            f"{training.learning_rate} with {training.optimizer} diverged)"
+        )
+    if budget and budget.expired:
+        reason = "time_budget"
+    elif len(report.history) < training.epochs:
+        reason = "early_stopping"
+    else:
+        reason = "completed"
+    return TrainResult(
+        history=report.history,
+        stop_reason=reason,
+        fit_seconds=fit_seconds,
+        samples_per_second=len(report.history) * len(data.x_train) / fit_seconds,
+    )
+
+
+def evaluate_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    _, accuracy = model.evaluate(pipeline(x, y, 256, None), verbose=0)
+    return float(accuracy)
+
+
+def inference_latency_ms(model: keras.Model, sample: np.ndarray, repeats: int = 50) -> float:
+    """Median wall time of one batch-1 forward pass on a compiled graph, in milliseconds."""
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False))
+    x = tf.constant(sample[:1])
+    for _ in range(5):
+        forward(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        forward(x).numpy()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
