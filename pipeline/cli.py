@@ -1,0 +1,279 @@
+"""``nasflow``: validate Katib Experiments, run them on the embedded engine, size their space.
+
+Exit codes: 0 success; 1 the experiment Failed (e.g. too many failed trials); 2 bad input (a
+malformed manifest, reported with its field path, before anything starts); 130 interrupted
+(resumable with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MANIFEST = ROOT / "manifests" / "experiments" / "enas-digits.yaml"
+
+
+class UsageError(Exception):
+    """Bad input: printed, exit code 2."""
+
+
+def _load(path: Path, name: str | None = None):
+    """The one valid Experiment of ``path`` (``name`` picks among several)."""
+    from pipeline.manifest import Manifest, ManifestError, load_documents
+    from pipeline.validation import validate
+
+    try:
+        documents = load_documents(path)
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    if name:
+        documents = [d for d in documents if d[1].get("metadata", {}).get("name") == name]
+    if len(documents) != 1:
+        raise UsageError(f"{path}: {len(documents)} Experiments match; pick one with --name")
+    source, raw = documents[0]
+    experiment, problems = validate(source, raw)
+    if problems:
+        raise UsageError("\n".join(f"{source}: {p}" for p in problems))
+    return Manifest(source, raw, experiment)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pipeline.manifest import ManifestError, load_documents
+    from pipeline.validation import cluster_support, engine_support, validate
+
+    worst = 0
+    results = []
+    for path in args.files:
+        try:
+            documents = load_documents(path)
+        except ManifestError as exc:
+            results.append({"source": str(path), "valid": False,
+                            "problems": [str(p) for p in exc.problems]})
+            worst = 2
+            continue
+        for source, raw in documents:
+            experiment, problems = validate(source, raw)
+            entry: dict[str, Any] = {"source": source, "valid": not problems,
+                                     "problems": [str(p) for p in problems]}
+            if not problems:
+                entry["engine"] = engine_support(experiment)
+                entry["cluster"] = cluster_support(experiment)
+            else:
+                worst = 2
+            results.append(entry)
+    if args.output == "json":
+        print(json.dumps(results, indent=2))
+        return worst
+    for r in results:
+        if not r["valid"]:
+            for problem in r["problems"]:
+                print(f"{r['source']}: {problem}")
+            continue
+        notes = []
+        if r["engine"]:
+            notes.append("not supported by nasflow run: " + "; ".join(r["engine"]))
+        if r["cluster"]:
+            notes.append("not supported by Katib: " + "; ".join(r["cluster"]))
+        print(f"{r['source']}: valid" + (f" ({' | '.join(notes)})" if notes else ""))
+    return worst
+
+
+def cmd_space(args: argparse.Namespace) -> int:
+    from pipeline import search_space
+
+    manifest = _load(args.file, args.name)
+    size, how = search_space.size(manifest.experiment)
+    spec = manifest.experiment.spec
+    epochs = _epochs(manifest.raw)
+    print(f"{manifest.name}: {spec.algorithm.algorithm_name}")
+    print("search space: " + ("continuous" if math.isinf(size) else f"{size:.4g} candidates")
+          + f" ({how})")
+    trials = spec.max_trial_count
+    if trials:
+        parallel = spec.parallel_trial_count or 3
+        print(f"budget: {trials} trials, {parallel} at a time"
+              + (f", {epochs} epochs each" if epochs else ""))
+        if not math.isinf(size):
+            print(f"coverage: {min(trials / size, 1):.3g} of the space")
+        # ~5 s fixed per trial (interpreter, TensorFlow import, MLflow) + ~0.15 s/epoch on
+        # digits on one CPU core, measured with benchmarks/engine_overhead.py.
+        per_trial = 5 + 0.15 * (epochs or 10)
+        waves = math.ceil(trials / parallel)
+        print(f"estimated cost on this machine (digits, CPU): ~{waves * per_trial / 60:.1f} min "
+              f"wall, {trials * per_trial / 60:.1f} CPU-min")
+    return 0
+
+
+def _epochs(raw: dict[str, Any]) -> int | None:
+    text = json.dumps(raw.get("spec", {}).get("trialTemplate", {}))
+    for token in ("--epochs=", "--num-epochs=", "--num_epochs="):
+        start = text.find(token)
+        if start >= 0:
+            digits = "".join(c for c in text[start + len(token):start + len(token) + 6]
+                             if c.isdigit())
+            if digits:
+                return int(digits)
+    return None
+
+
+class Progress:
+    """One live line on a terminal; one line per change in a log."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = ""
+        self.last_done = -1
+
+    def __call__(self, p: dict[str, Any]) -> None:
+        total = p["total"] or "?"
+        width = 24
+        filled = int(width * p["done"] / p["total"]) if p["total"] else 0
+        best = "-" if p["best"] is None else f"{p['best']:.4f}"
+        eta = "-" if p["eta"] is None else _clock(p["eta"])
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {p['done']}/{total} done, "
+                f"{p['running']} running, {p['failed']} failed | best {best} | "
+                f"{_clock(p['elapsed'])} elapsed, ETA {eta}")
+        if line == self.last or (not self.tty and p["done"] == self.last_done):
+            return
+        self.last, self.last_done = line, p["done"]
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(100))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.engine.experiment import EngineError, EngineOptions, ExperimentEngine
+    from pipeline.validation import engine_support
+
+    manifest = _load(args.file, args.name)
+    unsupported = engine_support(manifest.experiment)
+    if unsupported:
+        raise UsageError(f"{manifest.source}: not supported by nasflow run: "
+                         + "; ".join(unsupported))
+    uri = None if args.no_mlflow else (args.tracking_uri or default_tracking_uri())
+    options = EngineOptions(workdir=args.workdir, tracking_uri=uri, seed=args.seed,
+                            resume=args.resume, restart=args.restart,
+                            on_progress=None if args.quiet else Progress())
+    started = time.time()
+    try:
+        status = ExperimentEngine(manifest, options).run()
+    except EngineError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.quiet and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    status["elapsedSeconds"] = round(time.time() - started, 1)
+    condition = status["conditions"][-1]
+    if args.output == "json":
+        print(json.dumps(status, indent=2))
+    elif not args.quiet:
+        _summary(manifest, status, uri)
+    if condition["reason"] == "ExperimentInterrupted":
+        return 130
+    return 0 if condition["type"] == "Succeeded" else 1
+
+
+def _summary(manifest: Any, status: dict[str, Any], uri: str | None) -> None:
+    condition = status["conditions"][-1]
+    print(f"experiment {status['name']}: {condition['type']} ({condition['reason']}: "
+          f"{condition['message']}) in {status['elapsedSeconds']} s")
+    print(f"trials: {status['trials']} ({status['trialsSucceeded']} succeeded, "
+          f"{status['trialsFailed']} failed, {status['trialsEarlyStopped']} early-stopped, "
+          f"{status['trialMetricsUnavailable']} without metrics, {status['trialsKilled']} killed)")
+    optimal = status["currentOptimalTrial"]
+    if optimal is None:
+        print("no trial reported the objective")
+        return
+    print(f"best trial: {optimal['bestTrialName']}")
+    for metric in optimal["observation"]["metrics"]:
+        print(f"  {metric['name']}: max {metric['max']}, min {metric['min']}, "
+              f"latest {metric['latest']}")
+    for a in optimal["parameterAssignments"]:
+        print(f"  {a['name']} = {a['value']}")
+    if uri:
+        test = _test_accuracy(uri, optimal["bestTrialName"])
+        if test is not None:
+            print(f"  Test-Accuracy (held-out, evaluated once): {test:.4f}")
+        print(f"review it: mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite")
+              else f"review it in the MLflow UI at {uri}")
+
+
+def _test_accuracy(uri: str, trial: str) -> float | None:
+    from mlflow import MlflowClient
+
+    try:
+        runs = MlflowClient(uri).search_runs(
+            [e.experiment_id for e in MlflowClient(uri).search_experiments()],
+            f"tags.`katib.trial` = '{trial}'", max_results=1)
+    except Exception:  # noqa: BLE001 - the summary line is optional
+        return None
+    return runs[0].data.metrics.get("Test-Accuracy") if runs else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nasflow",
+        description="Neural architecture search with Katib Experiment manifests: validate them, "
+        "run them on the embedded engine, or (with a cluster) submit them to Katib.",
+        epilog="Exit codes: 0 ok, 1 experiment failed, 2 bad input, 130 interrupted.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("validate", help="check manifests as Katib's webhook would",
+                       description="Validate Katib Experiment manifests; every problem names its "
+                       "field path. Exit 2 if any is invalid.")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run an Experiment on the embedded engine",
+                       description="Run a Katib Experiment manifest locally with Katib's "
+                       "semantics. Without FILE: ENAS on the 8x8 digits (offline).")
+    p.add_argument("file", nargs="?", type=Path, default=DEFAULT_MANIFEST)
+    p.add_argument("--name", help="which Experiment of a multi-document file")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a stopped or killed run; finished trials are kept")
+    p.add_argument("--restart", action="store_true", help="discard saved state, start over")
+    p.add_argument("--workdir", type=Path, default=Path(".nasflow"),
+                   help="where experiment state and trial logs live (default .nasflow)")
+    p.add_argument("--seed", type=int, default=0, help="makes the search reproducible")
+    p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI or "
+                   "sqlite:///./mlflow.db)")
+    p.add_argument("--no-mlflow", action="store_true",
+                   help="no parent run; trials log where $MLFLOW_TRACKING_URI points")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--output", choices=("text", "json"), default="text",
+                   help="json: the final Katib-style status on stdout")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("space", help="size of the search space and cost estimate",
+                       description="Print the number of candidates (ENAS: operations^layers x "
+                       "2^skip-bits) and an estimate of the run's cost.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--name")
+    p.set_defaults(func=cmd_space)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2

@@ -1,0 +1,429 @@
+"""Katib's Experiment controller on one machine: trials, counts, goal, conditions, resume.
+
+Semantics follow Katib v1beta1 (NOTES.md §3-§5): ``parallelTrialCount`` trials at once (default
+3); the experiment Succeeds with ``ExperimentGoalReached`` when the best objective meets
+``goal``, ``ExperimentMaxTrialsReached`` when ``maxTrialCount`` trials have completed (failed,
+killed and early-stopped ones included) or ``ExperimentSuggestionEndReached`` when the algorithm
+has nothing left; it Fails with ``ExperimentMaxFailedTrialsReached`` when more than
+``maxFailedTrialCount`` trials Failed or had their metrics unavailable.
+
+Reproducibility under parallelism: an algorithm that learns from results is asked for trial
+``k`` only once trials ``0..k-parallel`` have finished, and sees exactly those; with its
+randomness seeded by (seed, k) the search is the same whatever order trials finish in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from hashlib import sha1
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import search_space
+from pipeline.engine.early_stopping import MedianStop, numbers, should_stop
+from pipeline.engine.state import FAILED, StateStore, TrialRecord
+from pipeline.engine.template import TemplateError, trial_command
+from pipeline.engine.trial import Collector, TrialProcess, kill_group, orphan_of
+from pipeline.manifest import Manifest
+from pipeline.suggestion import create
+from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
+
+BUDGET_FIELDS = ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")
+
+
+class EngineError(Exception):
+    """The run cannot start (exit code 2)."""
+
+
+@dataclass
+class EngineOptions:
+    workdir: Path = Path(".nasflow")
+    tracking_uri: str | None = None  # None: no MLflow
+    seed: int = 0
+    resume: bool = False
+    restart: bool = False
+    on_progress: Callable[[dict[str, Any]], None] | None = None
+    cwd: Path = field(default_factory=Path.cwd)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ExperimentEngine:
+    def __init__(self, manifest: Manifest, options: EngineOptions) -> None:
+        self.manifest = manifest
+        self.options = options
+        self.experiment = manifest.experiment
+        spec = self.experiment.spec
+        self.name = manifest.name
+        self.namespace = self.experiment.metadata.namespace or "default"
+        self.parallel = spec.parallel_trial_count or 3
+        self.max_trials = spec.max_trial_count
+        self.max_failed = spec.max_failed_trial_count
+        objective = spec.objective
+        self.objective = objective.objective_metric_name
+        self.maximize = objective.type == "maximize"
+        self.goal = objective.goal
+        self.metric_names = [self.objective, *(objective.additional_metric_names or [])]
+        default = "max" if self.maximize else "min"
+        self.strategies = {n: default for n in self.metric_names}
+        self.strategies.update({s.name: s.value for s in objective.metric_strategies or []})
+        self.collector = Collector.of(spec)
+        self.early_stopping = MedianStop.of(spec)
+        self.dir = options.workdir / self.name
+        self.trials: list[TrialRecord] = []
+        self.running: dict[int, TrialProcess] = {}
+        self.done: queue.Queue[TrialProcess] = queue.Queue()
+        self.exhausted = False
+        self.interrupted = False
+        self.started = time.time()
+        self.conditions: list[dict[str, str]] = []
+        self.data: dict[str, Any] = {}
+        self.tracking = None
+
+    # ---- set-up and resume -------------------------------------------------------------------
+
+    def _open_state(self) -> StateStore:
+        path = self.dir / "state.db"
+        if self.options.restart and self.dir.exists():
+            import shutil
+
+            shutil.rmtree(self.dir)
+        exists = path.exists()
+        store = StateStore(path)
+        saved = store.experiment() if exists else None
+        if saved is not None and not self.options.resume:
+            store.close()
+            raise EngineError(f"experiment {self.name!r} already has state in {self.dir}; "
+                              "use --resume to continue it or --restart to start over")
+        if saved is not None:
+            self._check_unchanged(yaml.safe_load(saved[0]))
+            self.conditions = saved[1].get("conditions", [])
+            self.data = saved[2]
+            self.trials = store.trials()
+        return store
+
+    def _check_unchanged(self, before: dict[str, Any]) -> None:
+        now = json.loads(json.dumps(self.manifest.raw))
+        for doc in (before, now):
+            for key in BUDGET_FIELDS:
+                doc.get("spec", {}).pop(key, None)
+        if before.get("spec") != now.get("spec"):
+            raise EngineError(f"the manifest of {self.name!r} changed since the run started; only "
+                              f"{', '.join(BUDGET_FIELDS)} may change on --resume (as in Katib)")
+
+    def _recover_interrupted(self) -> list[str]:
+        """Trials left Running by a killed engine: kill leftovers, mark them Killed."""
+        names = []
+        for t in self.trials:
+            if t.done:
+                continue
+            if t.pid and orphan_of(t.pid, t.name):
+                kill_group(t.pid, signal.SIGKILL)
+            t.status, t.reason = "Killed", "EngineRestarted"
+            t.message = "the engine stopped while this trial was running"
+            t.finished = time.time()
+            self.store.save_trial(t)
+            names.append(t.name)
+        return names
+
+    # ---- trial values ------------------------------------------------------------------------
+
+    def value(self, t: TrialRecord, metric: str | None = None) -> float | None:
+        """The trial's numeric value of a metric under its strategy (None if unavailable)."""
+        metric = metric or self.objective
+        values = numbers(t.observations.get(metric, []))
+        if not values:
+            return None
+        strategy = self.strategies.get(metric, "max" if self.maximize else "min")
+        return {"min": min, "max": max, "latest": lambda v: v[-1]}[strategy](values)
+
+    def _result(self, t: TrialRecord) -> TrialResult:
+        scored = t.status in ("Succeeded", "EarlyStopped")
+        return TrialResult.of(t, self.value(t) if scored else None)
+
+    def _history(self, index: int, full: bool) -> list[TrialResult] | None:
+        """Finished trials the algorithm may use for trial ``index`` (None: not yet)."""
+        if not self.suggestion.uses_history:
+            return []
+        upto = index if full else index - self.parallel + 1
+        earlier = self.trials[:max(upto, 0)]
+        if not all(t.done for t in earlier):
+            return None
+        return [self._result(t) for t in earlier]
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        self.store = self._open_state()
+        try:
+            return self._run()
+        finally:
+            self.store.close()
+
+    def _run(self) -> dict[str, Any]:
+        settings = {s.name: str(s.value) for s in self.experiment.spec.algorithm.algorithm_settings
+                    or []}
+        self.suggestion = create(SearchContext(self.experiment, settings, self.options.seed))
+        interrupted = self._recover_interrupted()
+        for t in self.trials:  # rebuild the algorithm's state exactly as it evolved
+            history = self._history(t.index, full=False)
+            if history is None:
+                history = self._history(t.index, full=True) or []
+            self.suggestion.replay(t.index, history, t.assignments)
+        if self.options.tracking_uri:
+            from pipeline.engine.tracking import ExperimentTracking
+
+            size, how = search_space.size(self.experiment)
+            self.tracking = ExperimentTracking(
+                self.options.tracking_uri, self.name, self.data.get("parent_run_id"),
+                yaml.safe_dump(self.manifest.raw, sort_keys=False),
+                {"algorithm": self.experiment.spec.algorithm.algorithm_name,
+                 "search_space_size": size, "search_space": how,
+                 "objective": f"{self.experiment.spec.objective.type} {self.objective}",
+                 "max_trial_count": self.max_trials, "parallel_trial_count": self.parallel,
+                 "seed": self.options.seed})
+            self.data["parent_run_id"] = self.tracking.run_id
+            self.tracking.kill_trial_runs(interrupted)
+        if self._completed_condition() is not None and not self._budget_left():
+            return self._status()
+        self._set_condition("Running", "ExperimentRunning", "Experiment is running")
+        previous = {s: signal.signal(s, self._interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            reason = self._loop()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        for proc in list(self.running.values()):
+            proc.stop("Killed")
+        while self.running:
+            self._finish(self.done.get())
+        if reason is None:  # interrupted: resumable
+            self._set_condition("Running", "ExperimentInterrupted",
+                                "Interrupted; continue with --resume")
+        else:
+            status, why, message = reason
+            self._set_condition(status, why, message)
+        if self.tracking:
+            self.tracking.update(self.trials, self._values(), self.maximize, force=True)
+            self.tracking.end({"Succeeded": "FINISHED", "Failed": "FAILED"}.get(
+                self.conditions[-1]["type"], "KILLED"))
+        self._save()
+        return self._status()
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
+
+    def _budget_left(self) -> bool:
+        return self.max_trials is None or len(self.trials) < self.max_trials
+
+    def _loop(self) -> tuple[str, str, str] | None:
+        last_check = 0.0
+        while True:
+            try:
+                proc = self.done.get(timeout=0.2 if self.running else 0.001)
+                self._finish(proc)
+                while not self.done.empty():
+                    self._finish(self.done.get_nowait())
+            except queue.Empty:
+                pass
+            if self.interrupted:
+                return None
+            if time.monotonic() - last_check > 0.5:
+                last_check = time.monotonic()
+                self._watch_running()
+            reason = self._completed_condition()
+            if reason is not None:
+                return reason
+            self._launch()
+
+    def _launch(self) -> None:
+        while (len(self.running) < self.parallel and not self.exhausted
+               and self._budget_left()):
+            index = len(self.trials)
+            history = self._history(index, full=False)
+            if history is None:
+                return
+            assignments = self.suggestion.suggest(index, history)
+            if assignments == WAIT:
+                history = self._history(index, full=True)
+                if history is None:
+                    return
+                assignments = self.suggestion.suggest(index, history)
+            if assignments is None or assignments == WAIT:
+                self.exhausted = True
+                return
+            self._start(index, assignments)
+
+    def _start(self, index: int, assignments: dict[str, str]) -> None:
+        digest = sha1(f"{self.name}/{self.options.seed}/{index}".encode()).hexdigest()
+        name = f"{self.name}-{digest[:8]}"
+        record = TrialRecord(index, name, dict(assignments), started=time.time())
+        if self.early_stopping:
+            record.rule = self.early_stopping.rule(self.trials, self.objective, self.maximize)
+        self.trials.append(record)
+        try:
+            command = trial_command(self.experiment.spec.trial_template, name, self.namespace,
+                                    assignments)
+        except TemplateError as exc:
+            record.status, record.reason, record.message = "Failed", "TrialTemplateError", str(exc)
+            record.finished = time.time()
+            self.store.save_trial(record)
+            return
+        env = {**os.environ, "KATIB_TRIAL_NAME": name}
+        env.pop("MLFLOW_PARENT_RUN_ID", None)
+        if self.tracking:
+            env.update({"MLFLOW_TRACKING_URI": self.options.tracking_uri,
+                        "MLFLOW_PARENT_RUN_ID": self.tracking.run_id})
+        proc = TrialProcess(index, name, command, self.dir / "trials" / name, self.collector, env,
+                            self.options.cwd, self.done)
+        record.pid = proc.pid
+        self.store.save_trial(record)
+        if proc.process is not None:
+            self.running[index] = proc
+        self._progress()
+
+    def _watch_running(self) -> None:
+        now = time.monotonic()
+        for proc in list(self.running.values()):
+            if proc.killed_reason:
+                continue
+            if proc.deadline and now > proc.deadline:
+                proc.stop("DeadlineExceeded")
+                continue
+            rule = self.trials[proc.index].rule
+            if rule:
+                observed = self.collector.collect(proc.trial_dir, [self.objective])
+                if should_stop(rule, observed.get(self.objective, [])):
+                    proc.stop("EarlyStopped", early_stopped=True)
+
+    def _finish(self, proc: TrialProcess) -> None:
+        self.running.pop(proc.index, None)
+        t = self.trials[proc.index]
+        t.finished = time.time()
+        t.observations = self.collector.collect(proc.trial_dir,
+                                                [*self.metric_names, "Parameter-Count"])
+        log = proc.trial_dir / "metrics.log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        if proc.early_stopped:
+            t.status, t.reason = "EarlyStopped", "TrialEarlyStopped"
+            t.message = f"stopped by medianstop rule {t.rule}"
+        elif proc.killed_reason == "DeadlineExceeded":
+            t.status, t.reason = "Failed", "DeadlineExceeded"
+            t.message = "activeDeadlineSeconds passed"
+        elif proc.killed_reason:
+            t.status, t.reason, t.message = "Killed", proc.killed_reason, "stopped by the engine"
+        elif proc.returncode != 0:
+            t.status, t.reason = "Failed", "TrialFailed"
+            t.message = f"exit code {proc.returncode}: {tail[0] if tail else ''}"[:1000]
+        elif not t.observations.get(self.objective):
+            t.status, t.reason = "MetricsUnavailable", "MetricsUnavailable"
+            t.message = f"the objective {self.objective} was never reported"
+        else:
+            t.status, t.reason, t.message = "Succeeded", "TrialSucceeded", ""
+        self.store.save_trial(t)
+        self._save()
+        if self.tracking:
+            self.tracking.update(self.trials, self._values(), self.maximize)
+        self._progress()
+
+    # ---- conditions and status ---------------------------------------------------------------
+
+    def _values(self) -> dict[int, float | None]:
+        return {t.index: self.value(t) for t in self.trials if t.done}
+
+    def _best(self) -> TrialRecord | None:
+        scored = [t for t in self.trials if t.status in ("Succeeded", "EarlyStopped")]
+        numeric = [t for t in scored if self.value(t) is not None]
+        if numeric:
+            pick = max if self.maximize else min
+            return pick(numeric, key=lambda t: self.value(t))
+        # string objectives (a DARTS genotype): Katib takes the latest trial as optimal
+        with_values = [t for t in scored if t.observations.get(self.objective)]
+        return max(with_values, key=lambda t: t.finished) if with_values else None
+
+    def _completed_condition(self) -> tuple[str, str, str] | None:
+        finished = [t for t in self.trials if t.done]
+        best = self._best()
+        best_value = self.value(best) if best else None
+        if self.goal is not None and best_value is not None and (
+                best_value >= self.goal if self.maximize else best_value <= self.goal):
+            return ("Succeeded", "ExperimentGoalReached",
+                    f"{best.name} reached {self.objective}={best_value} (goal {self.goal})")
+        failed = sum(t.status in FAILED for t in finished)
+        if self.max_failed is not None and failed > self.max_failed:
+            return ("Failed", "ExperimentMaxFailedTrialsReached",
+                    f"{failed} trials failed (maxFailedTrialCount {self.max_failed})")
+        if self.max_trials is not None and len(finished) >= self.max_trials:
+            return ("Succeeded", "ExperimentMaxTrialsReached",
+                    f"{len(finished)} trials completed")
+        if self.exhausted and not self.running:
+            return ("Succeeded", "ExperimentSuggestionEndReached",
+                    "the algorithm has no more suggestions")
+        return None
+
+    def _set_condition(self, kind: str, reason: str, message: str) -> None:
+        self.conditions.append({"type": kind, "status": "True", "reason": reason,
+                                "message": message, "lastTransitionTime": _stamp()})
+        self._save()
+
+    def _optimal(self) -> dict[str, Any] | None:
+        best = self._best()
+        if best is None:
+            return None
+        metrics = []
+        for name in self.metric_names:
+            raw = best.observations.get(name, [])
+            values = numbers(raw)
+            metrics.append({"name": name,
+                            "min": str(min(values)) if values else "unavailable",
+                            "max": str(max(values)) if values else "unavailable",
+                            "latest": raw[-1] if raw else "unavailable"})
+        return {"bestTrialName": best.name,
+                "parameterAssignments": [{"name": k, "value": v}
+                                         for k, v in best.assignments.items()],
+                "observation": {"metrics": metrics}}
+
+    def _status(self) -> dict[str, Any]:
+        counts = {s: sum(t.status == s for t in self.trials) for s in
+                  ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")}
+        return {
+            "name": self.name,
+            "conditions": self.conditions,
+            "trials": len(self.trials),
+            "trialsSucceeded": counts["Succeeded"],
+            "trialsFailed": counts["Failed"],
+            "trialsKilled": counts["Killed"],
+            "trialsEarlyStopped": counts["EarlyStopped"],
+            "trialMetricsUnavailable": counts["MetricsUnavailable"],
+            "trialsRunning": len(self.running),
+            "currentOptimalTrial": self._optimal(),
+            "mlflowParentRunId": self.data.get("parent_run_id"),
+        }
+
+    def _save(self) -> None:
+        self.store.save_experiment(self.name, yaml.safe_dump(self.manifest.raw), {
+            "conditions": self.conditions}, self.data)
+
+    def _progress(self) -> None:
+        if self.options.on_progress is None:
+            return
+        finished = [t for t in self.trials if t.done]
+        best = self._best()
+        elapsed = time.time() - self.started
+        total = self.max_trials or 0
+        eta = (elapsed / len(finished) * (total - len(finished))) if finished and total else None
+        self.options.on_progress({
+            "done": len(finished), "running": len(self.running), "total": total,
+            "failed": sum(t.status in FAILED for t in finished),
+            "best": self.value(best) if best else None, "elapsed": elapsed, "eta": eta})

@@ -1,0 +1,128 @@
+"""Katib Experiment manifests: YAML (multi-document) → Katib's typed models, with field paths.
+
+``kubeflow-katib-api``'s pydantic models reject wrongly typed fields but silently drop unknown
+ones, so a typo such as ``maxTrialCounts`` would vanish; :func:`unknown_fields` walks the raw
+document against the models and names every field they do not know.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from kubeflow_katib_api.models import V1beta1Experiment
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ManifestError(Exception):
+    """The manifest cannot be used; carries every problem found (CLI exit code 2)."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    source: str  # "file.yaml" or "file.yaml#2" for the 2nd document
+    raw: dict[str, Any]
+    experiment: V1beta1Experiment
+
+    @property
+    def name(self) -> str:
+        return self.raw.get("metadata", {}).get("name", "")
+
+
+def load_documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every Experiment document of a YAML file, labelled for messages."""
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except OSError as exc:
+        raise ManifestError(str(path), [Problem("", f"cannot read: {exc.strerror}")]) from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(str(path), [Problem("", f"not valid YAML: {exc}")]) from None
+    experiments = []
+    for index, doc in enumerate(documents, start=1):
+        label = str(path) if len(documents) == 1 else f"{path}#{index}"
+        if not isinstance(doc, dict):
+            raise ManifestError(label, [Problem("", "a YAML document must be a mapping")])
+        if doc.get("kind") == "Experiment":
+            experiments.append((label, doc))
+    if not experiments:
+        raise ManifestError(str(path), [Problem("kind", "no Katib Experiment in this file")])
+    return experiments
+
+
+def parse(source: str, raw: dict[str, Any]) -> tuple[V1beta1Experiment | None, list[Problem]]:
+    """Typed parse plus unknown-field check; the experiment is None if types are wrong."""
+    problems = unknown_fields(raw, V1beta1Experiment, "")
+    try:
+        return V1beta1Experiment.from_dict(raw), problems
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            path = _path(error["loc"])
+            problems.append(Problem(path, f"{error['msg']} (got {error.get('input')!r})"))
+        return None, problems
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _model_of(annotation: Any) -> type[pydantic.BaseModel] | None:
+    """The pydantic model inside Optional[List[Model]] / Optional[Model], if any."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            model = _model_of(arg)
+            if model is not None:
+                return model
+        return None
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    return None
+
+
+def unknown_fields(raw: Any, model: type[pydantic.BaseModel], path: str) -> list[Problem]:
+    if not isinstance(raw, dict):
+        return []
+    known = {(f.alias or name): f for name, f in model.model_fields.items()}
+    problems = []
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else str(key)
+        field = known.get(key)
+        if field is None:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(Problem(where, f"unknown field{hint}"))
+            continue
+        child = _model_of(field.annotation)
+        if child is None:
+            continue
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                problems.extend(unknown_fields(item, child, f"{where}[{i}]"))
+        else:
+            problems.extend(unknown_fields(value, child, where))
+    return problems

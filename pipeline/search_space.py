@@ -1,0 +1,193 @@
+"""Search spaces: Katib's ``parameters`` as Optuna distributions, ``nasConfig`` as ENAS operations.
+
+Values handed to trials are strings, as Katib hands them. ``normal`` and ``logNormal``
+distributions are sampled through their quantile: Optuna samples q in [0, 1] and the value is the
+truncated normal's inverse CDF at q, with mean (min+max)/2 and σ = (max-min)/6 (in log space for
+logNormal), so every Optuna sampler works on them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+DISTRIBUTIONS = ("uniform", "logUniform", "normal", "logNormal")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    kind: str  # int | double | categorical | discrete
+    low: float = 0.0
+    high: float = 0.0
+    step: float | None = None
+    choices: tuple[str, ...] = ()
+    distribution: str = "uniform"
+
+    @classmethod
+    def from_spec(cls, p: Any) -> Parameter:
+        fs = p.feasible_space
+        if p.parameter_type in ("categorical", "discrete"):
+            return cls(p.name, p.parameter_type, choices=tuple(fs.list))
+        number = int if p.parameter_type == "int" else float
+        return cls(p.name, p.parameter_type, number(fs.min), number(fs.max),
+                   number(fs.step) if fs.step else None, (), fs.distribution or "uniform")
+
+    def distribution_for_optuna(self) -> BaseDistribution:
+        if self.choices:
+            return CategoricalDistribution(self.choices)
+        if self.distribution in ("normal", "logNormal"):
+            return FloatDistribution(0.0, 1.0)  # the quantile, see module docstring
+        log = self.distribution == "logUniform"
+        if self.kind == "int":
+            return IntDistribution(int(self.low), int(self.high), log=log,
+                                   step=1 if log else int(self.step or 1))
+        step = None if log or self.step is None else self.step
+        return FloatDistribution(self.low, self.high, log=log, step=step)
+
+    def to_katib(self, value: Any) -> str:
+        """An Optuna value → the string Katib would assign."""
+        if self.choices:
+            return str(value)
+        if self.distribution in ("normal", "logNormal"):
+            value = self._quantile_to_value(float(value))
+        if self.kind == "int":
+            return str(round(value))
+        return repr(float(value))
+
+    def from_katib(self, value: str) -> Any:
+        """A Katib string → the Optuna value (inverse of :meth:`to_katib`)."""
+        if self.choices:
+            return value
+        number = int(value) if self.kind == "int" else float(value)
+        if self.distribution in ("normal", "logNormal"):
+            return self._value_to_quantile(float(number))
+        return number
+
+    def _normal(self) -> tuple[NormalDist, float, float]:
+        lo, hi = self.low, self.high
+        if self.distribution == "logNormal":
+            lo, hi = math.log(lo), math.log(hi)
+        return NormalDist((lo + hi) / 2, (hi - lo) / 6 or 1e-12), lo, hi
+
+    def _quantile_to_value(self, q: float) -> float:
+        dist, lo, hi = self._normal()
+        a, b = dist.cdf(lo), dist.cdf(hi)
+        x = dist.inv_cdf(min(max(a + q * (b - a), 1e-12), 1 - 1e-12))
+        x = min(max(x, lo), hi)
+        return math.exp(x) if self.distribution == "logNormal" else x
+
+    def _value_to_quantile(self, value: float) -> float:
+        dist, lo, hi = self._normal()
+        x = math.log(value) if self.distribution == "logNormal" else value
+        a, b = dist.cdf(lo), dist.cdf(hi)
+        return min(max((dist.cdf(x) - a) / (b - a), 0.0), 1.0)
+
+    def grid(self) -> list[str] | None:
+        """Every value, if finite (int, categorical, discrete, double with a step)."""
+        if self.choices:
+            return list(self.choices)
+        if self.kind == "int":
+            return [str(v) for v in range(int(self.low), int(self.high) + 1, int(self.step or 1))]
+        if self.step is None:
+            return None
+        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
+        return [repr(round(self.low + i * self.step, 12)) for i in range(count)]
+
+
+def parameters(spec: Any) -> list[Parameter]:
+    return [Parameter.from_spec(p) for p in spec.parameters or []]
+
+
+def combinations(specs: list[Any]) -> int | None:
+    grids = [Parameter.from_spec(p).grid() for p in specs]
+    if any(g is None for g in grids):
+        return None
+    return math.prod(len(g) for g in grids)
+
+
+def _katib_values(p: Any) -> list[Any]:
+    """Katib's ENAS expansion of one operation parameter (NOTES.md §1.1)."""
+    fs = p.feasible_space
+    if p.parameter_type == "categorical":
+        return list(fs.list)
+    if p.parameter_type == "int":
+        return list(range(int(fs.min), int(fs.max) + 1, int(fs.step or 1)))
+    values = list(np.arange(float(fs.min), float(fs.max) + float(fs.step), float(fs.step)))
+    return [float(v) for v in values if v <= float(fs.max) + 1e-12]
+
+
+def enas_operations(nas_config: Any) -> list[dict[str, Any]]:
+    """Every operation id Katib's ENAS service would number, in its order."""
+    operations = []
+    for op in nas_config.operations:
+        names = [p.name for p in op.parameters]
+        for combo in itertools.product(*(_katib_values(p) for p in op.parameters)):
+            operations.append({"opt_id": len(operations), "opt_type": op.operation_type,
+                               "opt_params": dict(zip(names, combo, strict=True))})
+    return operations
+
+
+def darts_primitives(nas_config: Any) -> list[str]:
+    """Katib's DARTS search space: ``<type>_<f>x<f>`` per value of the first parameter."""
+    primitives = []
+    for op in nas_config.operations:
+        if op.operation_type == "skip_connection":
+            primitives.append("skip_connection")
+            continue
+        for size in op.parameters[0].feasible_space.list:
+            primitives.append(f"{op.operation_type}_{size}x{size}")
+    return primitives
+
+
+def size(experiment: Any) -> tuple[float, str]:
+    """Number of distinct candidates and how it is counted."""
+    spec = experiment.spec
+    algorithm = spec.algorithm.algorithm_name
+    if spec.nas_config is not None and algorithm == "darts":
+        prims = [*darts_primitives(spec.nas_config), "none"]
+        return float("inf"), (f"continuous (DARTS relaxes {len(prims)} primitives per edge; one "
+                              "trial runs the whole search)")
+    if spec.nas_config is not None:
+        ops = len(enas_operations(spec.nas_config))
+        layers = spec.nas_config.graph_config.num_layers
+        skips = layers * (layers - 1) // 2
+        total = float(ops) ** layers * 2.0 ** skips
+        return total, f"{ops} operations ^ {layers} layers × 2 ^ {skips} skip bits"
+    params = parameters(spec)
+    grids = [p.grid() for p in params]
+    if any(g is None for g in grids):
+        finite = math.prod(len(g) for g in grids if g is not None)
+        return float("inf"), (f"continuous ({sum(g is None for g in grids)} real-valued "
+                              f"parameter(s) × {finite} discrete combinations)")
+    parts = " × ".join(f"{p.name}:{len(g)}" for p, g in zip(params, grids, strict=True))
+    return float(math.prod(len(g) for g in grids)), parts
+
+
+def enas_assignments(arc: list[list[int]], operations: list[dict[str, Any]],
+                     graph: Any) -> dict[str, str]:
+    """Katib's ENAS wire format for one architecture (NOTES.md §1.2), byte for byte."""
+    nn_config: dict[str, Any] = {"num_layers": graph.num_layers,
+                                 "input_sizes": list(graph.input_sizes or []),
+                                 "output_sizes": list(graph.output_sizes or []),
+                                 "embedding": {}}
+    for row in arc:
+        nn_config["embedding"][row[0]] = operations[row[0]]
+    return {"architecture": json.dumps(arc).replace('"', "'"),
+            "nn_config": json.dumps(nn_config).replace('"', "'")}
+
+
+def enas_architecture(assignments: dict[str, str]) -> list[list[int]]:
+    return json.loads(assignments["architecture"].replace("'", '"'))

@@ -1,0 +1,38 @@
+"""Katib's ``darts``: every trial gets the same three assignments; the trial runs the search.
+
+The values are byte-for-byte what Katib's DARTS suggestion service emits (NOTES.md §2): JSON with
+``"`` replaced by ``'``, user settings as strings, defaults as numbers, in Katib's order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from pipeline.search_space import darts_primitives
+from pipeline.suggestion.base import Suggestion, TrialResult
+
+DEFAULTS = {"num_epochs": 50, "w_lr": 0.025, "w_lr_min": 0.001, "w_momentum": 0.9,
+            "w_weight_decay": 3e-4, "w_grad_clip": 5.0, "alpha_lr": 3e-4,
+            "alpha_weight_decay": 1e-3, "batch_size": 128, "num_workers": 4,
+            "init_channels": 16, "print_step": 50, "num_nodes": 4, "stem_multiplier": 3}
+
+
+def _katib_json(value: object) -> str:
+    return json.dumps(value).replace('"', "'")
+
+
+class Darts(Suggestion):
+    name = "darts"
+    uses_history = False
+
+    def suggest(self, index: int, history: Sequence[TrialResult]) -> dict[str, str]:
+        settings: dict[str, object] = dict(DEFAULTS)
+        for name, value in self.context.settings.items():
+            settings[name] = None if value == "None" else value
+        nas = self.context.experiment.spec.nas_config
+        return {
+            "algorithm-settings": _katib_json(settings),
+            "search-space": _katib_json(darts_primitives(nas)),
+            "num-layers": str(nas.graph_config.num_layers),
+        }

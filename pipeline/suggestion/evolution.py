@@ -1,0 +1,89 @@
+"""Regularized evolution (Real et al. 2019, "aging evolution") — nasflow's own, local only.
+
+Settings: ``population_size`` (default 10), ``sample_size`` (tournament size, default 3),
+``random_state``. The first ``population_size`` trials are random; afterwards each trial samples
+``sample_size`` members of the population, mutates the best, and the population is the
+``population_size`` most recent successful trials, so the oldest member dies (age-based removal,
+not worst-based). Mutation changes one thing: in an HP space one parameter's value, in a NAS space
+(Katib ENAS wire format) one layer's operation or one skip bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline import search_space
+from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
+
+
+def sample_value(p: search_space.Parameter, rng: np.random.Generator) -> str:
+    """One value of a parameter drawn from its prior (uniform, log-uniform or normal)."""
+    if p.choices:
+        return str(p.choices[rng.integers(len(p.choices))])
+    grid = p.grid()
+    if grid is not None and p.distribution == "uniform":
+        return grid[rng.integers(len(grid))]
+    if p.distribution in ("normal", "logNormal"):
+        return p.to_katib(rng.uniform())
+    if p.distribution == "logUniform":
+        return p.to_katib(math.exp(rng.uniform(math.log(p.low), math.log(p.high))))
+    return p.to_katib(rng.uniform(p.low, p.high))
+
+
+class Evolution(Suggestion):
+    name = "evolution"
+
+    def __init__(self, context: SearchContext) -> None:
+        super().__init__(context)
+        s = context.settings
+        self.population_size = int(s.get("population_size", 10))
+        self.sample_size = int(s.get("sample_size", 3))
+        spec = context.experiment.spec
+        self.nas = spec.nas_config
+        if self.nas is not None:
+            self.operations = search_space.enas_operations(self.nas)
+            self.layers = self.nas.graph_config.num_layers
+        else:
+            self.parameters = search_space.parameters(spec)
+
+    def _random(self, rng: np.random.Generator) -> dict[str, str]:
+        if self.nas is None:
+            return {p.name: sample_value(p, rng) for p in self.parameters}
+        arc = [[int(rng.integers(len(self.operations)))] + [int(b) for b in rng.integers(0, 2, r)]
+               for r in range(self.layers)]
+        return search_space.enas_assignments(arc, self.operations, self.nas.graph_config)
+
+    def _mutate(self, parent: dict[str, str], rng: np.random.Generator) -> dict[str, str]:
+        if self.nas is None:
+            child = dict(parent)
+            p = self.parameters[rng.integers(len(self.parameters))]
+            for _ in range(10):  # a different value where the parameter has more than one
+                child[p.name] = sample_value(p, rng)
+                if child[p.name] != parent[p.name]:
+                    break
+            return child
+        arc = search_space.enas_architecture(parent)
+        skip_bits = [(r, b) for r in range(1, self.layers) for b in range(1, r + 1)]
+        if skip_bits and rng.uniform() < 0.5:
+            r, b = skip_bits[rng.integers(len(skip_bits))]
+            arc[r][b] = 1 - arc[r][b]
+        else:
+            layer = int(rng.integers(self.layers))
+            choices = [i for i in range(len(self.operations)) if i != arc[layer][0]]
+            if choices:
+                arc[layer][0] = int(choices[rng.integers(len(choices))])
+        return search_space.enas_assignments(arc, self.operations, self.nas.graph_config)
+
+    def suggest(self, index: int, history: Sequence[TrialResult]) -> dict[str, str]:
+        rng = self.rng(index)
+        maximize = self.context.maximize
+        alive = [r for r in history if r.score(maximize) is not None]
+        population = alive[-self.population_size:]
+        if index < self.population_size or not population:
+            return self._random(rng)
+        picks = rng.integers(len(population), size=self.sample_size)
+        parent = max((population[i] for i in picks), key=lambda r: r.score(maximize))
+        return self._mutate(parent.assignments, rng)

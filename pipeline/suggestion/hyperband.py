@@ -1,0 +1,79 @@
+"""Hyperband (Li et al. 2018) as Katib configures it: ``r_l`` (maximum resource), ``eta``
+(default 3) and ``resource_name`` (the parameter that carries the resource, e.g. epochs).
+
+Trial indices map onto brackets and rungs in a fixed order. Rung 0 of a bracket samples random
+configurations with the bracket's smallest resource; each later rung re-runs the best
+``1/eta`` of the previous rung with ``eta`` times the resource, which needs that rung finished
+(the engine is told to WAIT). After the last bracket the suggestion is exhausted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from pipeline import search_space
+from pipeline.suggestion.base import WAIT, SearchContext, Suggestion, TrialResult
+
+
+class Hyperband(Suggestion):
+    name = "hyperband"
+
+    def __init__(self, context: SearchContext) -> None:
+        super().__init__(context)
+        s = context.settings
+        self.eta = float(s.get("eta", 3))
+        self.r_max = float(s["r_l"])
+        self.resource = s["resource_name"]
+        self.parameters = {p.name: p for p in search_space.parameters(context.experiment.spec)}
+        s_max = math.floor(math.log(self.r_max) / math.log(self.eta) + 1e-9)
+        # (bracket, rung, first trial index of the rung, rung size, resource)
+        self.rungs: list[tuple[int, int, int, int, float]] = []
+        first = 0
+        for bracket in range(s_max, -1, -1):
+            n = math.ceil((s_max + 1) / (bracket + 1) * self.eta ** bracket)
+            r = self.r_max * self.eta ** (-bracket)
+            for rung in range(bracket + 1):
+                size = math.floor(n * self.eta ** (-rung))
+                if size < 1:
+                    break
+                self.rungs.append((bracket, rung, first, size, r * self.eta ** rung))
+                first += size
+
+    def _rung_of(self, index: int) -> int | None:
+        for i, (_, _, first, size, _) in enumerate(self.rungs):
+            if first <= index < first + size:
+                return i
+        return None
+
+    def _resource_value(self, resource: float) -> str:
+        param = self.parameters[self.resource]
+        value = min(resource, param.high) if param.kind in ("int", "double") else resource
+        return str(round(value)) if param.kind == "int" else repr(float(value))
+
+    def suggest(self, index: int, history: Sequence[TrialResult]) -> dict[str, str] | str | None:
+        position = self._rung_of(index)
+        if position is None:
+            return None
+        _, rung, first, _size, resource = self.rungs[position]
+        if rung == 0:
+            rng = self.rng(index)
+            values = {}
+            for name, p in self.parameters.items():
+                if p.choices:
+                    values[name] = str(p.choices[rng.integers(len(p.choices))])
+                else:
+                    x = rng.uniform(p.low, p.high)
+                    values[name] = str(round(x)) if p.kind == "int" else repr(x)
+        else:
+            _, _, prev_first, prev_size, _ = self.rungs[position - 1]
+            previous = {r.index: r for r in history
+                        if prev_first <= r.index < prev_first + prev_size}
+            if len(previous) < prev_size:
+                return WAIT
+            ranked = sorted(previous.values(), key=lambda r: (
+                r.score(self.context.maximize) is None, -(r.score(self.context.maximize) or 0),
+                r.index))
+            values = dict(ranked[index - first].assignments)
+        values[self.resource] = self._resource_value(resource)
+        return values

@@ -1,0 +1,105 @@
+"""Katib's hyperparameter algorithms on Optuna's samplers (as Katib's optuna/goptuna services).
+
+Each trial is asked from one in-memory study and told its objective once it is in the history;
+Katib's ``algorithmSettings`` keep their names and meaning:
+
+==========================  ============================================================
+random                      RandomSampler(random_state)
+tpe                         TPESampler(gamma, prior_weight, n_EI_candidates, random_state)
+multivariate-tpe            TPESampler(multivariate, n_startup_trials, n_ei_candidates)
+grid                        GridSampler over every value (double parameters need a step)
+cmaes                       CmaEsSampler(sigma, random_state); ``restart_strategy`` is
+                            accepted but, as in Optuna >= 4.4, has no effect
+sobol                       QMCSampler(sobol, scrambled)
+bayesianoptimization        GPSampler(n_initial_points) - a Gaussian process with expected
+                            improvement; base_estimator/acq_* are skopt's and only GP/EI exist
+==========================  ============================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from pipeline import search_space
+from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
+
+OPTUNA_ALGORITHMS = ("random", "grid", "tpe", "multivariate-tpe", "cmaes", "sobol",
+                     "bayesianoptimization")
+HISTORY_FREE = ("random", "grid", "sobol")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _sampler(name: str, settings: dict[str, str], seed: int, grid: dict[str, list]):
+    s = settings
+    seed = int(s.get("random_state", seed))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        fraction = float(s.get("gamma", 0.25))
+        return optuna.samplers.TPESampler(
+            seed=seed, gamma=lambda n: min(math.ceil(fraction * n), 25),
+            prior_weight=float(s.get("prior_weight", 1.0)),
+            n_ei_candidates=int(s.get("n_EI_candidates", 24)))
+    if name == "multivariate-tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=int(s.get("n_startup_trials", 10)),
+            n_ei_candidates=int(s.get("n_ei_candidates", 24)))
+    if name == "grid":
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    if name == "cmaes":
+        sigma = float(s["sigma"]) if "sigma" in s else None
+        return optuna.samplers.CmaEsSampler(seed=seed, sigma0=sigma)
+    if name == "sobol":
+        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+    return optuna.samplers.GPSampler(seed=seed,
+                                     n_startup_trials=int(s.get("n_initial_points", 10)))
+
+
+class OptunaSuggestion(Suggestion):
+    name = "optuna"
+
+    def __init__(self, context: SearchContext) -> None:
+        super().__init__(context)
+        algorithm = context.experiment.spec.algorithm.algorithm_name
+        self.uses_history = algorithm not in HISTORY_FREE
+        self.parameters = search_space.parameters(context.experiment.spec)
+        self.distributions = {p.name: p.distribution_for_optuna() for p in self.parameters}
+        grid = {}
+        if algorithm == "grid":
+            grid = {p.name: [p.from_katib(v) for v in p.grid() or []] for p in self.parameters}
+        self.sampler = _sampler(algorithm, context.settings, context.seed, grid)
+        self.study = optuna.create_study(
+            direction="maximize" if context.maximize else "minimize", sampler=self.sampler)
+        self.asked: dict[int, int] = {}  # trial index -> Optuna trial number
+        self.told: set[int] = set()
+
+    def _tell(self, history: Sequence[TrialResult]) -> None:
+        for result in history:
+            number = self.asked.get(result.index)
+            if number is None or result.index in self.told:
+                continue
+            if result.value is None or not math.isfinite(result.value):
+                self.study.tell(number, state=TrialState.FAIL)
+            else:
+                self.study.tell(number, result.value)
+            self.told.add(result.index)
+
+    def suggest(self, index: int, history: Sequence[TrialResult]) -> dict[str, str] | None:
+        self._tell(history)
+        if isinstance(self.sampler, optuna.samplers.GridSampler) and self.sampler.is_exhausted(
+                self.study):
+            return None
+        trial = self.study.ask(self.distributions)
+        self.asked[index] = trial.number
+        return {p.name: p.to_katib(trial.params[p.name]) for p in self.parameters}
+
+    def replay(self, index: int, history: Sequence[TrialResult],
+               assignments: dict[str, str]) -> None:
+        self._tell(history)
+        self.study.enqueue_trial({p.name: p.from_katib(assignments[p.name])
+                                  for p in self.parameters})
+        self.asked[index] = self.study.ask(self.distributions).number
