@@ -72,6 +72,9 @@ def parse(source: str, raw: dict[str, Any]) -> tuple[V1beta1Experiment | None, l
     """Typed parse plus unknown-field check; the experiment is None if types are wrong."""
     problems = unknown_fields(raw, V1beta1Experiment, "")
     try:
+        # model_validate reports full paths (spec.parameters[0]...); from_dict builds the
+        # nested models the way the generated client expects.
+        V1beta1Experiment.model_validate(raw)
         return V1beta1Experiment.from_dict(raw), problems
     except pydantic.ValidationError as exc:
         for error in exc.errors():

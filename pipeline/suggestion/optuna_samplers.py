@@ -39,11 +39,12 @@ def _sampler(name: str, settings: dict[str, str], seed: int, grid: dict[str, lis
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
-        fraction = float(s.get("gamma", 0.25))
-        return optuna.samplers.TPESampler(
-            seed=seed, gamma=lambda n: min(math.ceil(fraction * n), 25),
-            prior_weight=float(s.get("prior_weight", 1.0)),
-            n_ei_candidates=int(s.get("n_EI_candidates", 24)))
+        options: dict = {"n_ei_candidates": int(s.get("n_EI_candidates", 24))}
+        if "gamma" in s:  # hyperopt's gamma is a fraction; Optuna's, a function of n
+            options["gamma"] = lambda n, g=float(s["gamma"]): min(math.ceil(g * n), 25)
+        if "prior_weight" in s:
+            options["prior_weight"] = float(s["prior_weight"])
+        return optuna.samplers.TPESampler(seed=seed, **options)
     if name == "multivariate-tpe":
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, n_startup_trials=int(s.get("n_startup_trials", 10)),
