@@ -122,7 +122,7 @@ def test_parallel_trial_count_is_respected(tmp_path):
 
 
 def test_active_deadline_fails_the_trial(tmp_path):
-    status, engine = run(experiment(max_trials=1, parallel=1, extra_args=["--sleep=5"],
+    _status, engine = run(experiment(max_trials=1, parallel=1, extra_args=["--sleep=5"],
                                     deadline=1), tmp_path)
     assert engine.trials[0].status == "Failed"
     assert engine.trials[0].reason == "DeadlineExceeded"
@@ -150,7 +150,7 @@ def test_custom_filter_and_latest_strategy(tmp_path):
         "metricsFormat": [r"(score)=([\d.]+)"]}}},
             "objective": {"type": "maximize", "objectiveMetricName": "score",
                           "metricStrategies": [{"name": "score", "value": "min"}]}}
-    status, engine = run(experiment(max_trials=2, spec=spec), tmp_path)
+    _status, engine = run(experiment(max_trials=2, spec=spec), tmp_path)
     t = engine.trials[0]
     assert "loss" not in t.observations  # the custom filter only captures score
     assert engine.value(t) == pytest.approx(min(map(float, t.observations["score"])))
@@ -197,9 +197,9 @@ def test_same_seed_same_search_with_parallel_trials(tmp_path):
                      settings=[{"name": "n_EI_candidates", "value": "8"}])
     doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0][
         "command"].append("--epochs=${trialParameters.y}")
-    first, e1 = run(doc, tmp_path / "a", seed=3)
-    second, e2 = run(doc, tmp_path / "b", seed=3)
-    third, e3 = run(doc, tmp_path / "c", seed=4)
+    _first, e1 = run(doc, tmp_path / "a", seed=3)
+    _second, e2 = run(doc, tmp_path / "b", seed=3)
+    _third, e3 = run(doc, tmp_path / "c", seed=4)
     assert [t.assignments for t in e1.trials] == [t.assignments for t in e2.trials]
     assert [t.assignments for t in e1.trials] != [t.assignments for t in e3.trials]
 

@@ -145,7 +145,8 @@ def mutate(path: str, value):
 
 DELETE = object()
 RULES = [
-    ("spec.maxTrialCounts", 5, "spec.maxTrialCounts", "unknown field (did you mean maxTrialCount?)"),
+    ("spec.maxTrialCounts", 5, "spec.maxTrialCounts",
+     "unknown field (did you mean maxTrialCount?)"),
     ("spec.maxTrialCount", "4", "spec.maxTrialCount", "valid integer"),
     ("metadata.name", "Bad_Name", "metadata.name", "must match"),
     ("metadata.name", "a" * 41, "metadata.name", "at most 40 characters"),
