@@ -70,8 +70,10 @@ class OptunaSuggestion(Suggestion):
         self.parameters = search_space.parameters(context.experiment.spec)
         self.distributions = {p.name: p.distribution_for_optuna() for p in self.parameters}
         grid = {}
+        self.grid_size: int | None = None
         if algorithm == "grid":
             grid = {p.name: [p.from_katib(v) for v in p.grid() or []] for p in self.parameters}
+            self.grid_size = math.prod(len(values) for values in grid.values())
         self.sampler = _sampler(algorithm, context.settings, context.seed, grid)
         self.study = optuna.create_study(
             direction="maximize" if context.maximize else "minimize", sampler=self.sampler)
@@ -79,6 +81,8 @@ class OptunaSuggestion(Suggestion):
         self.told: set[int] = set()
 
     def _tell(self, history: Sequence[TrialResult]) -> None:
+        if not self.uses_history:  # results change nothing (and GridSampler may not be told)
+            return
         for result in history:
             number = self.asked.get(result.index)
             if number is None or result.index in self.told:
@@ -91,9 +95,8 @@ class OptunaSuggestion(Suggestion):
 
     def suggest(self, index: int, history: Sequence[TrialResult]) -> dict[str, str] | None:
         self._tell(history)
-        if isinstance(self.sampler, optuna.samplers.GridSampler) and self.sampler.is_exhausted(
-                self.study):
-            return None
+        if self.grid_size is not None and len(self.asked) >= self.grid_size:
+            return None  # every grid point handed out (the sampler skips running ones)
         trial = self.study.ask(self.distributions)
         self.asked[index] = trial.number
         return {p.name: p.to_katib(trial.params[p.name]) for p in self.parameters}
