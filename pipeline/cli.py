@@ -8,6 +8,7 @@ malformed manifest, reported with its field path, before anything starts); 130 i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -174,7 +175,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                             on_progress=None if args.quiet else Progress())
     started = time.time()
     try:
-        status = ExperimentEngine(manifest, options).run()
+        # stdout carries only the summary / JSON: MLflow prints run links on its own.
+        with contextlib.redirect_stdout(sys.stderr):
+            status = ExperimentEngine(manifest, options).run()
     except EngineError as exc:
         raise UsageError(str(exc)) from None
     if not args.quiet and sys.stderr.isatty():

@@ -1,0 +1,72 @@
+"""The embedded engine end to end: real trials on digits, a real MLflow server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from pipeline.cli import main
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def small(manifest: str, name: str, trials: int, epochs: int, tmp_path) -> str:
+    doc = yaml.safe_load((ROOT / "manifests" / "experiments" / manifest).read_text())
+    doc["metadata"]["name"] = name
+    doc["spec"]["trialTemplate"]["trialSpec"]["metadata"]["labels"][
+        "katib.kubeflow.org/experiment"] = name
+    doc["spec"]["maxTrialCount"] = trials
+    container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
+        "containers"][0]
+    container["command"] = [a.replace("--epochs=15", f"--epochs={epochs}")
+                            for a in container["command"]]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
+
+
+def test_random_search_on_digits_with_mlflow(mlflow_server, tmp_path):
+    path = small("random-digits.yaml", "e2e-random", trials=3, epochs=3, tmp_path=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", path, "--tracking-uri", mlflow_server.uri,
+         "--workdir", str(tmp_path / ".nasflow"), "--output", "json", "--seed", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    status = json.loads(result.stdout)
+    assert status["conditions"][-1]["reason"] == "ExperimentMaxTrialsReached"
+    assert status["trialsSucceeded"] == 3
+    optimal = status["currentOptimalTrial"]
+    accuracy = next(m for m in optimal["observation"]["metrics"]
+                    if m["name"] == "Validation-Accuracy")
+    assert float(accuracy["max"]) > 0.3
+
+    client = MlflowClient(mlflow_server.uri)
+    parent = client.get_run(status["mlflowParentRunId"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["algorithm"] == "random"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"experiment.yaml", "leaderboard.json", "best_so_far.png",
+            "objective_vs_parameters.png"} <= artifacts
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 3 and all(r.info.status == "FINISHED" for r in children)
+    names = {r.data.tags["katib.trial"] for r in children}
+    assert optimal["bestTrialName"] in names
+    best = next(r for r in children if r.data.tags["katib.trial"] == optimal["bestTrialName"])
+    assert best.data.metrics["Best-Validation-Accuracy"] == pytest.approx(float(accuracy["max"]))
+    assert best.data.tags["katib.experiment"] == "e2e-random"  # from ${trialSpec.Labels[...]}
+
+
+def test_space_command(capsys):
+    assert main(["space", str(ROOT / "manifests/experiments/enas-digits.yaml")]) == 0
+    out = capsys.readouterr().out
+    # 8 conv + 8 separable + 2 depthwise + 2 reduction = 20 operations, 4 layers, 6 skip bits
+    assert "1.024e+07 candidates (20 operations ^ 4 layers × 2 ^ 6 skip bits)" in out
+    assert "budget: 20 trials, 2 at a time, 15 epochs each" in out
