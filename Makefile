@@ -22,11 +22,14 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest -q
 
+# The embedded default: ENAS on the 8x8 digits, local MLflow (sqlite:///mlflow.db), offline.
 run: install
-	$(BIN)/python -m trial_image --dataset=digits --epochs=10 --experiment-name=nasflow-demo
+	$(BIN)/nasflow run --resume
 
 bench: install
 	$(BIN)/python benchmarks/trial_overhead.py
+	$(BIN)/python benchmarks/engine_overhead.py
+	$(BIN)/python benchmarks/search_quality.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow

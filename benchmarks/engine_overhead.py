@@ -1,0 +1,168 @@
+"""Engine overhead, measured side by side in one run.
+
+1. Per-trial overhead with a no-op trial: ``nasflow run`` of N no-op trials (one at a time)
+   minus the same N processes started directly, divided by N. Target <= 50 ms.
+2. Peak memory (max RSS) of the engine running a 1,000-trial no-op experiment.
+3. ``nasflow run manifests/experiments/random-digits.yaml`` (20 trials × 15 epochs, MLflow on)
+   vs KerasTuner's RandomSearch on the same space, data split, epochs and early stopping:
+   wall-time ratio (target <= 1.0) and best validation accuracy of each.
+
+    .venv/bin/python benchmarks/engine_overhead.py [--parts noop memory keras]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NOOP = [sys.executable, "-c", "print('score=1.0')"]
+
+
+def noop_manifest(name: str, trials: int, parallel: int) -> dict:
+    return {"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+            "metadata": {"name": name},
+            "spec": {"objective": {"type": "maximize", "objectiveMetricName": "score"},
+                     "algorithm": {"algorithmName": "random"},
+                     "parallelTrialCount": parallel, "maxTrialCount": trials,
+                     "parameters": [{"name": "x", "parameterType": "double",
+                                     "feasibleSpace": {"min": "0", "max": "1"}}],
+                     "trialTemplate": {
+                         "primaryContainerName": "main",
+                         "trialParameters": [{"name": "x", "reference": "x"}],
+                         "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {
+                             "template": {"spec": {"restartPolicy": "Never", "containers": [{
+                                 "name": "main", "image": "none",
+                                 "command": [*NOOP, "${trialParameters.x}"]}]}}}}}}}
+
+
+def run_engine(doc: dict, tmp: Path, *extra: str) -> tuple[float, int]:
+    """(wall seconds, engine max RSS in KiB)."""
+    path = tmp / f"{doc['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    wrapper = ("import resource, runpy, sys\n"
+               f"sys.argv = ['nasflow', 'run', {str(path)!r}, '--quiet', '--workdir', "
+               f"{str(tmp / '.nasflow')!r}, *{list(extra)!r}]\n"
+               "try:\n    runpy.run_module('pipeline', run_name='__main__')\n"
+               "finally:\n    print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+               " file=sys.stderr)\n")
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", wrapper], cwd=ROOT, capture_output=True,
+                            text=True)
+    wall = time.perf_counter() - start
+    rss = int(next(line.split()[1] for line in result.stderr.splitlines()
+                   if line.startswith("RSS ")))
+    return wall, rss
+
+
+def part_noop(tmp: Path, n: int = 200) -> None:
+    start = time.perf_counter()
+    for _ in range(n):
+        subprocess.run([*NOOP, "0.5"], capture_output=True, check=True)
+    direct = time.perf_counter() - start
+    engine_start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import pipeline.cli, optuna"], check=True)
+    startup = time.perf_counter() - engine_start
+    wall, _ = run_engine(noop_manifest("noop", n, 1), tmp, "--no-mlflow")
+    per_trial = (wall - startup - direct) / n
+    print(f"no-op trials, one at a time: {n} direct processes {direct:.2f} s; nasflow run "
+          f"{wall:.2f} s (of which {startup:.2f} s interpreter + imports)")
+    print(f"engine overhead per trial: {per_trial * 1000:.1f} ms  (target <= 50 ms)")
+
+
+def part_memory(tmp: Path) -> None:
+    wall, rss = run_engine(noop_manifest("noop-1000", 1000, 8), tmp, "--no-mlflow")
+    print(f"1,000 no-op trials, 8 in parallel: {wall:.1f} s, engine peak RSS {rss / 1024:.0f} MiB")
+
+
+def part_keras(tmp: Path, trials: int = 20, epochs: int = 15) -> None:
+    doc = yaml.safe_load((ROOT / "manifests/experiments/random-digits.yaml").read_text())
+    doc["spec"]["maxTrialCount"] = trials
+    doc["spec"]["objective"].pop("goal")  # both run the whole budget
+    start = time.perf_counter()
+    path = tmp / "random-digits.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", str(path), "--quiet", "--output", "json",
+         "--workdir", str(tmp / ".nasflow"), "--tracking-uri", f"sqlite:///{tmp / 'm.db'}"],
+        cwd=tmp, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    ours = time.perf_counter() - start
+    status = json.loads(result.stdout)
+    ours_best = max(float(m["max"]) for m in status["currentOptimalTrial"]["observation"][
+        "metrics"] if m["name"] == "Validation-Accuracy")
+    start = time.perf_counter()
+    kt_best = keras_tuner_search(tmp, trials, epochs)
+    theirs = time.perf_counter() - start
+    print(f"random search, {trials} trials × {epochs} epochs on digits:")
+    print(f"  nasflow run (2 parallel trials, MLflow on): {ours:6.1f} s, best val acc "
+          f"{ours_best:.4f}")
+    print(f"  KerasTuner RandomSearch (in-process)     : {theirs:6.1f} s, best val acc "
+          f"{kt_best:.4f}")
+    print(f"  wall-time ratio nasflow / KerasTuner: {ours / theirs:.2f}  (target <= 1.0)")
+
+
+def keras_tuner_search(tmp: Path, trials: int, epochs: int) -> float:
+    import keras
+    import keras_tuner
+
+    from trial_image import data as datasets
+    from trial_image.builder import build_model
+    from trial_image.frontends import hyperparams
+    from trial_image.spec import Head, Training
+    from trial_image.training import compile_model, quiet_keras
+
+    quiet_keras()
+    data = datasets.load("digits")
+
+    def hypermodel(hp: keras_tuner.HyperParameters) -> keras.Model:
+        blocks = hp.Int("num_blocks", 1, 3)
+        spec = hyperparams.to_spec(
+            num_blocks=blocks, filters=[hp.Choice("filters", [16, 32, 64])] * blocks,
+            kernel_sizes=[hp.Choice("kernel_size", [3, 5, 7])] * blocks,
+            poolings=[hp.Choice("pooling", ["max", "avg", "none"])] * blocks,
+            batch_norm=hp.Boolean("batch_norm"), input_shape=data.input_shape,
+            num_classes=data.num_classes, input_scale=data.scale,
+            head=Head(dense_units=hp.Choice("dense_units", [0, 64, 128]),
+                      dropout=hp.Float("dropout", 0.0, 0.5)),
+            training=Training(optimizer=hp.Choice("optimizer", ["adam", "sgd", "rmsprop"]),
+                              learning_rate=hp.Float("lr", 3e-4, 3e-2, sampling="log"),
+                              batch_size=64, epochs=epochs))
+        model = build_model(spec)
+        compile_model(model, spec.training)
+        return model
+
+    class Tuner(keras_tuner.RandomSearch):
+        def run_trial(self, trial, *args, **kwargs):
+            kwargs["batch_size"] = trial.hyperparameters.Choice("batch_size", [32, 64, 128])
+            return super().run_trial(trial, *args, **kwargs)
+
+    tuner = Tuner(hypermodel, objective="val_accuracy", max_trials=trials, seed=0,
+                  directory=str(tmp / "kt"), project_name="digits", overwrite=True)
+    tuner.search(data.x_train, data.y_train, epochs=epochs, verbose=0,
+                 validation_data=(data.x_val, data.y_val),
+                 callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=5)])
+    best = tuner.oracle.get_best_trials(1)[0]
+    return float(best.score)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=("noop", "memory", "keras"),
+                        default=["noop", "memory", "keras"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for part in args.parts:
+            {"noop": part_noop, "memory": part_memory, "keras": part_keras}[part](Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
