@@ -177,7 +177,7 @@ class TestConformance:
 
     def test_replay_then_continue(self, case):
         """Resume: a fresh instance replays the first trials, then suggests valid new ones."""
-        suggestions, _, history = drive(CASES[case], seed=0, trials=6)
+        _, _, history = drive(CASES[case], seed=0, trials=6)
         fresh = create(context(CASES[case], 0))
         for result in history:
             fresh.replay(result.index, history[:result.index], result.assignments)
@@ -194,7 +194,7 @@ def test_grid_covers_the_grid_then_ends():
 
 def test_hyperband_promotes_the_best_with_more_resource():
     suggestions, algorithm, history = drive(CASES["hyperband"], seed=0, trials=40)
-    bracket, rung, first, size, resource = algorithm.rungs[1]
+    _, rung, first, size, resource = algorithm.rungs[1]
     assert (rung, size, resource) == (1, 3, 3.0)
     rung0 = history[:9]
     best3 = sorted(rung0, key=lambda r: -r.value)[:3]
