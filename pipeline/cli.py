@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -156,13 +155,10 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.engine.experiment import EngineError, EngineOptions, ExperimentEngine
     from pipeline.validation import engine_support
+    from trial_image.tracking import default_tracking_uri
 
     manifest = _load(args.file, args.name)
     unsupported = engine_support(manifest.experiment)

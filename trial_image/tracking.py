@@ -22,11 +22,14 @@ from trial_image.errors import TrackingError
 T = TypeVar("T")
 MAX_PARAM_LENGTH = 500  # longer values go to the JSON artifact only
 
-# MLflow retries each HTTP request up to 7 times with backoff (minutes). Our own bounded loop
-# does the retrying, so each request fails quickly; users can still override these.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+def _fail_fast_http() -> None:
+    """MLflow retries each HTTP request up to 7 times with backoff (minutes); :func:`retry`
+    bounds the retrying instead, so each request fails quickly. Users can still override."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
 def default_tracking_uri() -> str:
@@ -66,8 +69,8 @@ class Tracker:
     def __init__(self, uri: str, experiment: str, retry_seconds: float) -> None:
         import mlflow
 
+        _fail_fast_http()
         self.mlflow = mlflow
-        self.uri = uri
         self.retry_seconds = retry_seconds
         self.transient = _transient()
         self.client = mlflow.MlflowClient(uri)
