@@ -95,6 +95,19 @@ class Parameter:
         a, b = dist.cdf(lo), dist.cdf(hi)
         return min(max((dist.cdf(x) - a) / (b - a), 0.0), 1.0)
 
+    def sample(self, rng: np.random.Generator) -> str:
+        """One value drawn from the parameter's prior (uniform, log-uniform or normal)."""
+        if self.choices:
+            return str(self.choices[rng.integers(len(self.choices))])
+        grid = self.grid()
+        if grid is not None and self.distribution == "uniform":
+            return grid[rng.integers(len(grid))]
+        if self.distribution in ("normal", "logNormal"):
+            return self.to_katib(rng.uniform())
+        if self.distribution == "logUniform":
+            return self.to_katib(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return self.to_katib(rng.uniform(self.low, self.high))
+
     def grid(self) -> list[str] | None:
         """Every value, if finite (int, categorical, discrete, double with a step)."""
         if self.choices:

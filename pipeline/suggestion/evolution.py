@@ -10,27 +10,12 @@ not worst-based). Mutation changes one thing: in an HP space one parameter's val
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from pipeline import search_space
 from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
-
-
-def sample_value(p: search_space.Parameter, rng: np.random.Generator) -> str:
-    """One value of a parameter drawn from its prior (uniform, log-uniform or normal)."""
-    if p.choices:
-        return str(p.choices[rng.integers(len(p.choices))])
-    grid = p.grid()
-    if grid is not None and p.distribution == "uniform":
-        return grid[rng.integers(len(grid))]
-    if p.distribution in ("normal", "logNormal"):
-        return p.to_katib(rng.uniform())
-    if p.distribution == "logUniform":
-        return p.to_katib(math.exp(rng.uniform(math.log(p.low), math.log(p.high))))
-    return p.to_katib(rng.uniform(p.low, p.high))
 
 
 class Evolution(Suggestion):
@@ -51,7 +36,7 @@ class Evolution(Suggestion):
 
     def _random(self, rng: np.random.Generator) -> dict[str, str]:
         if self.nas is None:
-            return {p.name: sample_value(p, rng) for p in self.parameters}
+            return {p.name: p.sample(rng) for p in self.parameters}
         arc = [[int(rng.integers(len(self.operations)))] + [int(b) for b in rng.integers(0, 2, r)]
                for r in range(self.layers)]
         return search_space.enas_assignments(arc, self.operations, self.nas.graph_config)
@@ -61,7 +46,7 @@ class Evolution(Suggestion):
             child = dict(parent)
             p = self.parameters[rng.integers(len(self.parameters))]
             for _ in range(10):  # a different value where the parameter has more than one
-                child[p.name] = sample_value(p, rng)
+                child[p.name] = p.sample(rng)
                 if child[p.name] != parent[p.name]:
                     break
             return child

@@ -2,7 +2,8 @@
 (default 3) and ``resource_name`` (the parameter that carries the resource, e.g. epochs).
 
 Trial indices map onto brackets and rungs in a fixed order. Rung 0 of a bracket samples random
-configurations with the bracket's smallest resource; each later rung re-runs the best
+configurations (each parameter from its prior: steps, log-uniform and normal respected) with
+the bracket's smallest resource; each later rung re-runs the best
 ``1/eta`` of the previous rung with ``eta`` times the resource, which needs that rung finished
 (the engine is told to WAIT). After the last bracket the suggestion is exhausted.
 """
@@ -58,13 +59,7 @@ class Hyperband(Suggestion):
         _, rung, first, _size, resource = self.rungs[position]
         if rung == 0:
             rng = self.rng(index)
-            values = {}
-            for name, p in self.parameters.items():
-                if p.choices:
-                    values[name] = str(p.choices[rng.integers(len(p.choices))])
-                else:
-                    x = rng.uniform(p.low, p.high)
-                    values[name] = str(round(x)) if p.kind == "int" else repr(x)
+            values = {name: p.sample(rng) for name, p in self.parameters.items()}
         else:
             _, _, prev_first, prev_size, _ = self.rungs[position - 1]
             previous = {r.index: r for r in history
