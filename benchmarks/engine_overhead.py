@@ -48,11 +48,14 @@ def run_engine(doc: dict, tmp: Path, *extra: str) -> tuple[float, int]:
     """(wall seconds, engine max RSS in KiB)."""
     path = tmp / f"{doc['metadata']['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))
-    wrapper = ("import resource, runpy, sys\n"
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a parent that imported
+    # TensorFlow would inflate the engine's figure.
+    wrapper = ("import re, runpy, sys\n"
                f"sys.argv = ['nasflow', 'run', {str(path)!r}, '--quiet', '--workdir', "
                f"{str(tmp / '.nasflow')!r}, *{list(extra)!r}]\n"
                "try:\n    runpy.run_module('pipeline', run_name='__main__')\n"
-               "finally:\n    print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+               "finally:\n    status = open('/proc/self/status').read()\n"
+               "    print('RSS', re.search(r'VmHWM:\\s+(\\d+)', status).group(1),"
                " file=sys.stderr)\n")
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", wrapper], cwd=ROOT, capture_output=True,

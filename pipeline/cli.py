@@ -168,6 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     uri = None if args.no_mlflow else (args.tracking_uri or default_tracking_uri())
     options = EngineOptions(workdir=args.workdir, tracking_uri=uri, seed=args.seed,
                             resume=args.resume, restart=args.restart,
+                            warm_trials=not args.cold_trials,
                             on_progress=None if args.quiet else Progress())
     started = time.time()
     try:
@@ -255,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "sqlite:///./mlflow.db)")
     p.add_argument("--no-mlflow", action="store_true",
                    help="no parent run; trials log where $MLFLOW_TRACKING_URI points")
+    p.add_argument("--cold-trials", action="store_true",
+                   help="start every `python -m trial_image` trial as a new process instead "
+                   "of in a warm worker that imported TensorFlow already")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--output", choices=("text", "json"), default="text",
                    help="json: the final Katib-style status on stdout")

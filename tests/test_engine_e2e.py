@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -70,3 +71,28 @@ def test_space_command(capsys):
     # 8 conv + 8 separable + 2 depthwise + 2 reduction = 20 operations, 4 layers, 6 skip bits
     assert "1.024e+07 candidates (20 operations ^ 4 layers × 2 ^ 6 skip bits)" in out
     assert "budget: 20 trials, 2 at a time, 15 epochs each" in out
+
+
+def test_warm_workers_give_the_same_trials_as_fresh_processes(tmp_path):
+    """Three trials through one reused warm worker = the same trials as three new processes."""
+    path = small("random-digits.yaml", "e2e-warm", trials=3, epochs=2, tmp_path=tmp_path)
+    doc = yaml.safe_load(Path(path).read_text())
+    doc["spec"]["parallelTrialCount"] = 1
+    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
+    observations = {}
+    for mode in ("warm", "cold"):
+        args = [sys.executable, "-m", "pipeline", "run", path, "--no-mlflow", "--quiet",
+                "--workdir", str(tmp_path / mode), "--output", "json"]
+        result = subprocess.run([*args, *(["--cold-trials"] if mode == "cold" else [])],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                                env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                                     "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/{mode}.db"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads(result.stdout)["trialsSucceeded"] == 3
+        from pipeline.engine.state import StateStore
+
+        trials = StateStore(tmp_path / mode / "e2e-warm" / "state.db").trials()
+        observations[mode] = [  # everything but the measured latency
+            (t.assignments, {k: v for k, v in t.observations.items()
+                             if k != "Inference-Latency-Ms"}) for t in trials]
+    assert observations["warm"] == observations["cold"]

@@ -32,7 +32,7 @@ from pipeline import search_space
 from pipeline.engine.early_stopping import MedianStop, numbers, should_stop
 from pipeline.engine.state import FAILED, StateStore, TrialRecord
 from pipeline.engine.template import TemplateError, trial_command
-from pipeline.engine.trial import Collector, TrialProcess, kill_group, orphan_of
+from pipeline.engine.trial import Collector, TrialProcess, WarmPool, kill_group, orphan_of
 from pipeline.manifest import Manifest
 from pipeline.suggestion import create
 from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
@@ -53,6 +53,7 @@ class EngineOptions:
     restart: bool = False
     on_progress: Callable[[dict[str, Any]], None] | None = None
     cwd: Path = field(default_factory=Path.cwd)
+    warm_trials: bool = True  # run `python -m trial_image` trials in warm workers
 
 
 def _stamp() -> str:
@@ -90,6 +91,7 @@ class ExperimentEngine:
         self.conditions: list[dict[str, str]] = []
         self.data: dict[str, Any] = {}
         self.tracking = None
+        self.pool = WarmPool() if options.warm_trials else None
 
     # ---- set-up and resume -------------------------------------------------------------------
 
@@ -170,6 +172,8 @@ class ExperimentEngine:
             return self._run()
         finally:
             self.store.close()
+            if self.pool:
+                self.pool.close()
 
     def _run(self) -> dict[str, Any]:
         settings = {s.name: str(s.value) for s in self.experiment.spec.algorithm.algorithm_settings
@@ -286,7 +290,7 @@ class ExperimentEngine:
             env.update({"MLFLOW_TRACKING_URI": self.options.tracking_uri,
                         "MLFLOW_PARENT_RUN_ID": self.tracking.run_id})
         proc = TrialProcess(index, name, command, self.dir / "trials" / name, self.collector, env,
-                            self.options.cwd, self.done)
+                            self.options.cwd, self.done, self.pool)
         record.pid = proc.pid
         self.store.save_trial(record)
         if proc.process is not None:

@@ -9,10 +9,12 @@ the way a pod would have its own filesystem, and every occurrence of it in argv/
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -72,12 +74,65 @@ class Collector:
         return out
 
 
+class WarmWorker:
+    """A :mod:`pipeline.engine.warm_worker` process: runs ``python -m trial_image`` trials."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.engine.warm_worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+
+    def run(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+        request = {"argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+
+    def result(self) -> int:
+        """The trial's exit code; the worker's own if it died (killed, crashed)."""
+        for line in self.process.stdout:
+            if line.startswith("{"):
+                return int(json.loads(line)["code"])
+        return self.process.wait()
+
+
+class WarmPool:
+    """Idle warm workers; a trial takes one (or starts one) and gives it back when it ends."""
+
+    def __init__(self) -> None:
+        self.idle: list[WarmWorker] = []
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def serves(argv: list[str]) -> bool:
+        return argv[:3] == [sys.executable, "-m", "trial_image"]
+
+    def take(self) -> WarmWorker:
+        with self.lock:
+            return self.idle.pop() if self.idle else WarmWorker()
+
+    def give_back(self, worker: WarmWorker) -> None:
+        with self.lock:
+            self.idle.append(worker)
+
+    def close(self) -> None:
+        with self.lock:
+            for worker in self.idle:
+                worker.process.stdin.close()
+                kill_group(worker.process.pid, signal.SIGKILL)
+                worker.process.wait()
+            self.idle.clear()
+
+
 class TrialProcess:
-    """A running trial; posts itself on ``done`` when its process has exited."""
+    """A running trial; posts itself on ``done`` when its process has exited.
+
+    With a :class:`WarmPool`, a ``python -m trial_image`` trial runs in a warm worker (same argv,
+    env, working directory and log; TensorFlow already imported); anything else is a new process.
+    """
 
     def __init__(self, index: int, name: str, command: TrialCommand, trial_dir: Path,
                  collector: Collector, base_env: dict[str, str], cwd: Path,
-                 done: queue.Queue) -> None:
+                 done: queue.Queue, pool: WarmPool | None = None) -> None:
         self.index = index
         self.name = name
         self.trial_dir = trial_dir
@@ -94,6 +149,15 @@ class TrialProcess:
             env = {k: v.replace(collector.path, str(mapped)) for k, v in env.items()}
         self.deadline = time.monotonic() + command.deadline_seconds if command.deadline_seconds \
             else None
+        self.worker: WarmWorker | None = None
+        self.code: int | None = None
+        if pool is not None and pool.serves(argv):
+            (trial_dir / "metrics.log").write_bytes(b"")
+            self.worker = pool.take()
+            self.process = self.worker.process
+            self.worker.run(argv[3:], env, cwd, trial_dir / "metrics.log")
+            threading.Thread(target=self._wait_warm, args=(pool,), daemon=True).start()
+            return
         self.log = open(trial_dir / "metrics.log", "wb")  # noqa: SIM115 - closed by the waiter
         try:
             self.process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self.log,
@@ -113,6 +177,8 @@ class TrialProcess:
 
     @property
     def returncode(self) -> int | None:
+        if self.code is not None:
+            return self.code
         return self.process.returncode if self.process else 127
 
     def _wait(self) -> None:
@@ -120,10 +186,16 @@ class TrialProcess:
         self.log.close()
         self.done.put(self)
 
+    def _wait_warm(self, pool: WarmPool) -> None:
+        self.code = self.worker.result()
+        if self.process.poll() is None and self.killed_reason is None:
+            pool.give_back(self.worker)
+        self.done.put(self)
+
     def stop(self, reason: str, early_stopped: bool = False) -> None:
         """SIGTERM the trial's process group, SIGKILL after a grace period."""
-        if self.process is None or self.process.poll() is not None:
-            return
+        if self.process is None or self.process.poll() is not None or self.code is not None:
+            return  # already over (a warm worker may be serving another trial by now)
         self.killed_reason = reason
         self.early_stopped = early_stopped
         kill_group(self.process.pid, signal.SIGTERM)
