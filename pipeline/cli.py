@@ -102,12 +102,12 @@ def cmd_space(args: argparse.Namespace) -> int:
               + (f", {epochs} epochs each" if epochs else ""))
         if not math.isinf(size):
             print(f"coverage: {min(trials / size, 1):.3g} of the space")
-        # ~5 s fixed per trial (interpreter, TensorFlow import, MLflow) + ~0.15 s/epoch on
-        # digits on one CPU core, measured with benchmarks/engine_overhead.py.
-        per_trial = 5 + 0.15 * (epochs or 10)
+        # Measured with benchmarks/engine_overhead.py on digits, 2 CPU cores: ~4 s once per warm
+        # worker (TensorFlow import), then ~1 s per trial (MLflow, model build) + ~0.15 s/epoch.
+        per_trial = 1 + 0.15 * (epochs or 10)
         waves = math.ceil(trials / parallel)
-        print(f"estimated cost on this machine (digits, CPU): ~{waves * per_trial / 60:.1f} min "
-              f"wall, {trials * per_trial / 60:.1f} CPU-min")
+        print(f"estimated cost on this machine (digits, CPU): ~{(4 + waves * per_trial) / 60:.1f}"
+              f" min wall, {(4 * parallel + trials * per_trial) / 60:.1f} CPU-min")
     return 0
 
 

@@ -171,8 +171,8 @@ def size(experiment: Any) -> tuple[float, str]:
     algorithm = spec.algorithm.algorithm_name
     if spec.nas_config is not None and algorithm == "darts":
         prims = [*darts_primitives(spec.nas_config), "none"]
-        return float("inf"), (f"continuous (DARTS relaxes {len(prims)} primitives per edge; one "
-                              "trial runs the whole search)")
+        return float("inf"), (f"DARTS relaxes {len(prims)} primitives per edge; one trial runs "
+                              "the whole search")
     if spec.nas_config is not None:
         ops = len(enas_operations(spec.nas_config))
         layers = spec.nas_config.graph_config.num_layers
@@ -183,8 +183,8 @@ def size(experiment: Any) -> tuple[float, str]:
     grids = [p.grid() for p in params]
     if any(g is None for g in grids):
         finite = math.prod(len(g) for g in grids if g is not None)
-        return float("inf"), (f"continuous ({sum(g is None for g in grids)} real-valued "
-                              f"parameter(s) × {finite} discrete combinations)")
+        return float("inf"), (f"{sum(g is None for g in grids)} real-valued parameter(s) × "
+                              f"{finite} discrete combinations")
     parts = " × ".join(f"{p.name}:{len(g)}" for p, g in zip(params, grids, strict=True))
     return float(math.prod(len(g) for g in grids)), parts
 
