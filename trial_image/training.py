@@ -97,6 +97,7 @@ def train(
         pipeline(data.x_train, data.y_train, training.batch_size, shuffle_seed=seed),
         validation_data=pipeline(data.x_val, data.y_val, max(training.batch_size, 256), None),
         epochs=training.epochs,
+        shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn
         callbacks=callbacks,
         verbose=0,
     )
