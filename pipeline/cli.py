@@ -1,8 +1,8 @@
 """``nasflow``: validate Katib Experiments, run them on the embedded engine, size their space.
 
-Exit codes: 0 success; 1 the experiment Failed (e.g. too many failed trials); 2 bad input (a
-malformed manifest, reported with its field path, before anything starts); 130 interrupted
-(resumable with ``--resume``).
+Exit codes: 0 success; 1 the experiment Failed (e.g. too many failed trials), or the cluster or
+the registry refused (one line says why); 2 bad input (a malformed manifest, reported with its
+field path, before anything starts); 130 interrupted (resumable with ``--resume``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class UsageError(Exception):
     """Bad input: printed, exit code 2."""
 
 
-def _load(path: Path, name: str | None = None):
+def load_experiment(path: Path, name: str | None = None):
     """The one valid Experiment of ``path`` (``name`` picks among several)."""
     from pipeline.manifest import Manifest, ManifestError, load_documents
     from pipeline.validation import validate
@@ -88,7 +88,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_space(args: argparse.Namespace) -> int:
     from pipeline import search_space
 
-    manifest = _load(args.file, args.name)
+    manifest = load_experiment(args.file, args.name)
     size, how = search_space.size(manifest.experiment)
     spec = manifest.experiment.spec
     epochs = _epochs(manifest.raw)
@@ -160,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.validation import engine_support
     from trial_image.tracking import default_tracking_uri
 
-    manifest = _load(args.file, args.name)
+    manifest = load_experiment(args.file, args.name)
     unsupported = engine_support(manifest.experiment)
     if unsupported:
         raise UsageError(f"{manifest.source}: not supported by nasflow run: "
@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nasflow",
         description="Neural architecture search with Katib Experiment manifests: validate them, "
         "run them on the embedded engine, or (with a cluster) submit them to Katib.",
-        epilog="Exit codes: 0 ok, 1 experiment failed, 2 bad input, 130 interrupted.")
+        epilog="Exit codes: 0 ok, 1 experiment failed or cluster/registry error, 2 bad input, "
+        "130 interrupted.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="check manifests as Katib's webhook would",
                        description="Validate Katib Experiment manifests; every problem names its "
@@ -270,13 +271,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--name")
     p.set_defaults(func=cmd_space)
+
+    from pipeline.cli_cluster import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.cluster.errors import ClusterError
+    from pipeline.promotion.optimal_trial import NoOptimalTrial
+    from pipeline.promotion.registry import PromotionError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except (ClusterError, PromotionError, NoOptimalTrial) as exc:
+        print(f"nasflow {args.command}: {exc}", file=sys.stderr)
+        return 1

@@ -416,8 +416,9 @@ class ExperimentEngine:
         }
 
     def _save(self) -> None:
-        self.store.save_experiment(self.name, yaml.safe_dump(self.manifest.raw), {
-            "conditions": self.conditions}, self.data)
+        # The whole Katib-style status: `nasflow promote` reads currentOptimalTrial from it.
+        self.store.save_experiment(self.name, yaml.safe_dump(self.manifest.raw), self._status(),
+                                   self.data)
 
     def _progress(self) -> None:
         if self.options.on_progress is None:

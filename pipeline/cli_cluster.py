@@ -1,0 +1,322 @@
+"""The cluster and registry commands of ``nasflow``: submit, status, trials, delete, promote,
+pipeline. Exit codes as in :mod:`pipeline.cli`; a cluster or registry failure exits 1 with one
+line saying what to do."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.cli import Progress, UsageError, load_experiment
+
+
+def _client(args: argparse.Namespace):
+    from pipeline.cluster.client import KatibClient
+
+    return KatibClient(namespace=args.namespace, kubeconfig=args.kubeconfig,
+                       context=args.context)
+
+
+def _tracking_uri(args: argparse.Namespace) -> str:
+    from trial_image.tracking import default_tracking_uri
+
+    return args.tracking_uri or default_tracking_uri()
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _for_cluster(manifest: Any) -> None:
+    from pipeline.validation import cluster_support
+
+    unsupported = cluster_support(manifest.experiment)
+    if unsupported:
+        raise UsageError(f"{manifest.source}: cannot run on Katib: " + "; ".join(unsupported)
+                         + " (run it locally with `nasflow run`)")
+
+
+def _progress(experiment: Any) -> dict[str, Any]:
+    """Katib's status in the shape of the engine's progress callback."""
+    from pipeline.promotion.optimal_trial import NoOptimalTrial, from_katib
+
+    status = experiment.status
+    done = sum(getattr(status, f) or 0 for f in (
+        "trials_succeeded", "trials_failed", "trials_early_stopped", "trials_killed",
+        "trial_metrics_unavailable"))
+    try:
+        best = from_katib(experiment).value
+    except NoOptimalTrial:
+        best = None
+    started = status.start_time
+    elapsed = (datetime.now(UTC) - started).total_seconds() if started else 0.0
+    total = experiment.spec.max_trial_count or 0
+    return {"done": done, "running": status.trials_running or 0, "total": total,
+            "failed": (status.trials_failed or 0) + (status.trial_metrics_unavailable or 0),
+            "best": best, "elapsed": elapsed,
+            "eta": elapsed / done * (total - done) if done and total else None}
+
+
+def _follow(experiment: Any, progress: Progress) -> None:
+    if experiment.status is not None:
+        progress(_progress(experiment))
+
+
+def _describe(experiment: Any) -> None:
+    from pipeline.cluster.client import condition
+
+    status = experiment.status
+    conditions = [c for c in (status and status.conditions) or [] if c.status == "True"]
+    last = conditions[-1] if conditions else None
+    print(f"experiment {experiment.metadata.name} (namespace {experiment.metadata.namespace}): "
+          f"{condition(experiment)}" + (f" ({last.reason}: {last.message})" if last else ""))
+    if status is None:
+        return
+    print(f"trials: {status.trials or 0} ({status.trials_succeeded or 0} succeeded, "
+          f"{status.trials_failed or 0} failed, {status.trials_early_stopped or 0} early-stopped, "
+          f"{status.trial_metrics_unavailable or 0} without metrics, "
+          f"{status.trials_killed or 0} killed, {status.trials_running or 0} running, "
+          f"{status.trials_pending or 0} pending) of max {experiment.spec.max_trial_count}")
+    optimal = status.current_optimal_trial
+    if optimal and optimal.best_trial_name:
+        print(f"optimal trial: {optimal.best_trial_name}")
+        for m in (optimal.observation.metrics if optimal.observation else None) or []:
+            print(f"  {m.name}: max {m.max}, min {m.min}, latest {m.latest}")
+        for a in optimal.parameter_assignments or []:
+            print(f"  {a.name} = {a.value}")
+    for c in status.conditions or []:
+        print(f"  {c.type:<11} {c.status:<6} {c.reason or '':<34} {c.last_transition_time}")
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from pipeline.cluster.client import condition
+    from pipeline.cluster.render import RenderError, render
+
+    manifest = load_experiment(args.file, args.name)
+    _for_cluster(manifest)
+    client = _client(args)
+    try:
+        name = f"{manifest.name}-{args.name_suffix}" if args.name_suffix else None
+        body = render(manifest.raw, name=name, image=args.image)
+    except RenderError as exc:
+        raise UsageError(str(exc)) from None
+    name = body["metadata"]["name"]
+    client.create_experiment(body)
+    print(f"experiment {name} created in namespace {client.namespace}", file=sys.stderr)
+    if not (args.wait or args.promote):
+        return 0
+    progress = Progress()
+    experiment = client.wait(name, args.timeout, lambda e: _follow(e, progress))
+    _describe(experiment)
+    code = 0 if condition(experiment) == "Succeeded" else 1
+    if args.promote:
+        code = max(code, _promote(args, _katib_optimal(experiment)))
+    return code
+
+
+def _katib_optimal(experiment: Any):
+    from pipeline.promotion.optimal_trial import from_katib
+
+    return from_katib(experiment)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.watch:
+        progress = Progress()
+        experiment = client.wait(args.experiment, args.timeout, lambda e: _follow(e, progress))
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+    else:
+        experiment = client.get_experiment(args.experiment)
+    if args.output == "json":
+        _print_json(experiment.to_dict())
+    else:
+        _describe(experiment)
+    return 0
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    from pipeline.cluster.client import condition
+
+    client = _client(args)
+    experiment = client.get_experiment(args.experiment)
+    objective = experiment.spec.objective.objective_metric_name
+    trials = client.list_trials(args.experiment)
+    rows = []
+    for t in trials:
+        metrics = {m.name: m for m in (t.status and t.status.observation
+                                       and t.status.observation.metrics) or []}
+        metric = metrics.get(objective)
+        rows.append({"name": t.metadata.name, "status": condition(t),
+                     objective: None if metric is None else
+                     (metric.max if experiment.spec.objective.type == "maximize" else metric.min),
+                     "parameters": {a.name: a.value for a in t.spec.parameter_assignments or []}})
+    if args.output == "json":
+        _print_json(rows)
+        return 0
+    print(f"{'TRIAL':<34} {'STATUS':<19} {objective:<22} PARAMETERS")
+    for r in rows:
+        params = " ".join(f"{k}={v}" for k, v in r["parameters"].items())
+        print(f"{r['name']:<34} {r['status']:<19} {r[objective] or '-':<22} {params[:120]}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    client = _client(args)
+    client.delete_experiment(args.experiment)
+    print(f"experiment {args.experiment} deleted from namespace {client.namespace} "
+          "(its trials and suggestion go with it)", file=sys.stderr)
+    return 0
+
+
+def _promote(args: argparse.Namespace, optimal: Any) -> int:
+    from pipeline.promotion.registry import Registry
+
+    registry = Registry(_tracking_uri(args), args.model or optimal.experiment)
+    with contextlib.redirect_stdout(sys.stderr):  # MLflow prints its own progress
+        decision = registry.promote(optimal, args.min_improvement, metric=args.metric,
+                                    maximize=not args.minimize_metric)
+    if args.output == "json":
+        _print_json(decision.to_dict())
+        return 0
+    metric = args.metric or optimal.metric
+    line = (f"{decision.model} version {decision.version} (trial {optimal.trial}, {metric} = "
+            f"{decision.score:.6g}): {decision.decision}")
+    if decision.decision == "champion":
+        line += (f", replacing version {decision.previous_champion}"
+                 if decision.previous_champion else " (first champion)")
+    else:
+        line += f"; champion stays version {decision.champion}"
+        if decision.champion_score is not None:
+            line += f" ({metric} = {decision.champion_score:.6g})"
+    print(line + ("" if decision.created else " [already registered: no new version]"))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from pipeline.promotion.optimal_trial import from_engine_state
+    from pipeline.promotion.registry import Registry
+
+    if args.rollback:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = Registry(_tracking_uri(args), args.rollback).rollback()
+        print(f"{result['model']}: champion is version {result['champion']} again (version "
+              f"{result['rolled_back']} rolled back)")
+        return 0
+    if not args.experiment:
+        raise UsageError("promote: give an EXPERIMENT, or --rollback MODEL")
+    optimal = None
+    if args.source in ("auto", "local"):
+        with contextlib.suppress(FileNotFoundError):
+            optimal = from_engine_state(args.workdir, args.experiment)
+        if optimal is None and args.source == "local":
+            raise UsageError(f"no local run of {args.experiment!r} in {args.workdir}")
+    if optimal is None:
+        optimal = _katib_optimal(_client(args).get_experiment(args.experiment))
+    return _promote(args, optimal)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from pipeline.retraining import ConfigError, PipelineConfig, run_pipeline
+
+    try:
+        config = PipelineConfig.load(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    manifest = load_experiment(config.experiment, None)
+    _for_cluster(manifest)
+    args.namespace = config.namespace or args.namespace
+    client = _client(args)
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_pipeline(config, manifest.raw, client, _tracking_uri(args),
+                              log=lambda line: print(line, file=sys.stderr))
+    if args.output == "json":
+        _print_json(result)
+    return 0 if result["conditions"] and result["conditions"][-1]["type"] == "Succeeded" else 1
+
+
+def _cluster_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--namespace", "-n", help="default: the kubeconfig context's, or the "
+                   "service account's in a pod")
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or None)
+    p.add_argument("--context", help="kubeconfig context")
+
+
+def _promotion_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="registered model name (default: the experiment name)")
+    p.add_argument("--min-improvement", type=float, default=0.0,
+                   help="move champion only when better by at least this much (default 0)")
+    p.add_argument("--metric", help="compare on this MLflow run metric instead of the objective "
+                   "(needed for a DARTS genotype objective), e.g. Test-Accuracy")
+    p.add_argument("--minimize-metric", action="store_true",
+                   help="with --metric: lower is better")
+    p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI or "
+                   "sqlite:///./mlflow.db)")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("submit", help="submit an Experiment to Katib",
+                       description="Validate an Experiment, refuse local-only algorithms, and "
+                       "create it on the cluster.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--name", help="which Experiment of a multi-document file")
+    p.add_argument("--name-suffix", help="submit as <name>-<suffix> (Katib names are unique)")
+    p.add_argument("--image", help="trial image for the primary container")
+    p.add_argument("--wait", action="store_true", help="follow it until it ends")
+    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait")
+    p.add_argument("--promote", action="store_true", help="wait, then promote the best model")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    _cluster_flags(p)
+    _promotion_flags(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="conditions, trial counts and optimal trial")
+    p.add_argument("experiment")
+    p.add_argument("--watch", action="store_true", help="progress until it ends")
+    p.add_argument("--timeout", type=float, default=6 * 3600)
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    _cluster_flags(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("trials", help="the trials of an experiment on the cluster")
+    p.add_argument("experiment")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    _cluster_flags(p)
+    p.set_defaults(func=cmd_trials)
+
+    p = sub.add_parser("delete", help="delete an experiment (and its trials) from the cluster")
+    p.add_argument("experiment")
+    _cluster_flags(p)
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("promote", help="register the best model; champion/challenger",
+                       description="Register the optimal trial's model in the MLflow registry "
+                       "and move the alias `champion` to it when it is better, else `challenger`."
+                       " Works for experiments run by `nasflow run` (state in --workdir) and by "
+                       "Katib.")
+    p.add_argument("experiment", nargs="?")
+    p.add_argument("--rollback", metavar="MODEL",
+                   help="give `champion` back to the version the current one replaced")
+    p.add_argument("--source", choices=("auto", "local", "katib"), default="auto",
+                   help="auto: the local run if --workdir has one, else Katib")
+    p.add_argument("--workdir", type=Path, default=Path(".nasflow"))
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    _cluster_flags(p)
+    _promotion_flags(p)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("pipeline", help="scheduled retraining: submit, wait, promote, prune",
+                       description="What the CronJob runs: submit the configured experiment "
+                       "under a unique name, wait, promote if better, delete old experiments.")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--tracking-uri")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    _cluster_flags(p)
+    p.set_defaults(func=cmd_pipeline)

@@ -1,0 +1,1 @@
+"""Katib on a cluster: the typed client, its one-line errors, and submission rendering."""

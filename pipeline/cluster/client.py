@@ -1,0 +1,172 @@
+"""Katib's Experiments, Trials and Suggestions through the official ``kubernetes`` client.
+
+Objects come back as ``kubeflow-katib-api`` models (Katib's own types). Waiting uses a watch from
+the last seen ``resourceVersion`` and reconnects when the server closes it, the connection drops,
+or the version expired (410), until the Experiment succeeds or fails or the timeout passes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubeflow_katib_api.models import V1beta1Experiment, V1beta1Suggestion, V1beta1Trial
+
+from pipeline.cluster.errors import ClusterError, explain
+
+GROUP, VERSION = "kubeflow.org", "v1beta1"
+EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+WATCH_CHUNK_SECONDS = 300  # one watch request; the API server closes longer ones anyway
+
+
+def condition(experiment: V1beta1Experiment | V1beta1Trial) -> str:
+    """The current phase: the newest condition whose status is True (Katib's convention)."""
+    conditions = (experiment.status and experiment.status.conditions) or []
+    current = [c for c in conditions if c.status == "True"]
+    return current[-1].type if current else "Pending"
+
+
+def finished(experiment: V1beta1Experiment) -> bool:
+    return condition(experiment) in ("Succeeded", "Failed")
+
+
+def _default_namespace(kubeconfig: str | None, context: str | None) -> str:
+    if SERVICE_ACCOUNT_NAMESPACE.exists():
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    from kubernetes import config
+
+    try:
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+        if context:
+            contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
+            active = next(c for c in contexts if c["name"] == context)
+        return active["context"].get("namespace") or "default"
+    except (config.ConfigException, StopIteration, KeyError, TypeError):
+        return "default"
+
+
+class KatibClient:
+    """Create, read, watch and delete Katib objects in one namespace.
+
+    ``api`` is a ``CustomObjectsApi``; by default one is built from the in-cluster service
+    account, else from the kubeconfig (``kubeconfig``/``context`` pick file and context).
+    """
+
+    def __init__(self, namespace: str | None = None, kubeconfig: str | None = None,
+                 context: str | None = None, api: Any = None) -> None:
+        from kubernetes import client, config
+
+        if api is None:
+            try:
+                if kubeconfig or context:
+                    raise config.ConfigException("a kubeconfig was asked for")
+                config.load_incluster_config()
+            except config.ConfigException:
+                try:
+                    config.load_kube_config(config_file=kubeconfig, context=context)
+                except (config.ConfigException, OSError) as exc:
+                    raise ClusterError(f"no cluster configured: {exc} (set KUBECONFIG or "
+                                       "--kubeconfig)") from None
+            api = client.CustomObjectsApi()
+        self.api = api
+        self.namespace = namespace or _default_namespace(kubeconfig, context)
+
+    def _call(self, action: str, what: str, fn: Callable[..., Any], *args: Any,
+              **kwargs: Any) -> Any:
+        try:
+            return fn(GROUP, VERSION, self.namespace, *args, **kwargs)
+        except ClusterError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every API/connection failure gets one line
+            raise explain(exc, action, what, self.namespace) from None
+
+    # ---- Experiments -------------------------------------------------------------------------
+
+    def create_experiment(self, body: dict[str, Any]) -> V1beta1Experiment:
+        name = body["metadata"]["name"]
+        body = {**body, "metadata": {**body["metadata"], "namespace": self.namespace}}
+        created = self._call("create", f"experiment {name!r}",
+                             self.api.create_namespaced_custom_object, "experiments", body)
+        return V1beta1Experiment.from_dict(created)
+
+    def get_experiment(self, name: str) -> V1beta1Experiment:
+        raw = self._call("get", f"experiment {name!r}", self.api.get_namespaced_custom_object,
+                         "experiments", name)
+        return V1beta1Experiment.from_dict(raw)
+
+    def list_experiments(self, label_selector: str | None = None) -> list[V1beta1Experiment]:
+        kwargs = {"label_selector": label_selector} if label_selector else {}
+        raw = self._call("list", "experiments", self.api.list_namespaced_custom_object,
+                         "experiments", **kwargs)
+        return [V1beta1Experiment.from_dict(item) for item in raw.get("items", [])]
+
+    def delete_experiment(self, name: str) -> None:
+        # Foreground: the Trials, their Jobs and the Suggestion go before the Experiment does.
+        self._call("delete", f"experiment {name!r}", self.api.delete_namespaced_custom_object,
+                   "experiments", name, body={"propagationPolicy": "Foreground"})
+
+    # ---- Trials and Suggestions --------------------------------------------------------------
+
+    def list_trials(self, experiment: str) -> list[V1beta1Trial]:
+        raw = self._call("list", f"trials of experiment {experiment!r}",
+                         self.api.list_namespaced_custom_object, "trials",
+                         label_selector=f"{EXPERIMENT_LABEL}={experiment}")
+        trials = [V1beta1Trial.from_dict(item) for item in raw.get("items", [])]
+        return sorted(trials, key=lambda t: (t.metadata.creation_timestamp or 0, t.metadata.name))
+
+    def get_suggestion(self, name: str) -> V1beta1Suggestion:
+        raw = self._call("get", f"suggestion {name!r}", self.api.get_namespaced_custom_object,
+                         "suggestions", name)
+        return V1beta1Suggestion.from_dict(raw)
+
+    # ---- waiting -----------------------------------------------------------------------------
+
+    def wait(self, name: str, timeout: float,
+             on_update: Callable[[V1beta1Experiment], None] | None = None,
+             reconnect_delay: float = 1.0) -> V1beta1Experiment:
+        """Follow ``name`` until it Succeeded or Failed; ClusterError after ``timeout`` s."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        deadline = time.monotonic() + timeout
+        experiment = self.get_experiment(name)
+        version = experiment.metadata.resource_version
+        while True:
+            if on_update:
+                on_update(experiment)
+            if finished(experiment):
+                return experiment
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ClusterError(f"timed out after {timeout:.0f} s waiting for experiment "
+                                   f"{name!r} (still {condition(experiment)}); follow it with "
+                                   f"`nasflow status {name} --watch`")
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                        self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                        "experiments", field_selector=f"metadata.name={name}",
+                        resource_version=version,
+                        timeout_seconds=max(1, int(min(remaining, WATCH_CHUNK_SECONDS)))):
+                    if event["type"] == "DELETED":
+                        raise ClusterError(f"experiment {name!r} was deleted while waiting")
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        experiment = V1beta1Experiment.from_dict(event["object"])
+                        version = experiment.metadata.resource_version
+                        break  # report it, check for the end, then watch on from `version`
+                else:
+                    version = stream.resource_version or version  # server closed: reconnect
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise explain(exc, "watch", f"experiment {name!r}", self.namespace) from None
+                # Our resourceVersion expired: read the object again and watch from there.
+                experiment = self.get_experiment(name)
+                version = experiment.metadata.resource_version
+            except (HTTPError, OSError):
+                time.sleep(reconnect_delay)  # connection dropped: reconnect from `version`
+            finally:
+                stream.stop()

@@ -1,0 +1,90 @@
+"""The optimal trial of an experiment, from either engine, in one shape.
+
+Katib writes it to ``status.currentOptimalTrial``; the embedded engine keeps the same structure in
+its state database. The objective value follows Katib's metric strategy (``max`` for maximize,
+``min`` for minimize unless ``metricStrategies`` says otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubeflow_katib_api.models import V1beta1Experiment
+
+
+class NoOptimalTrial(Exception):
+    """The experiment has no trial to promote (message says why)."""
+
+
+@dataclass(frozen=True)
+class OptimalTrial:
+    experiment: str
+    namespace: str
+    trial: str
+    metric: str
+    maximize: bool
+    value: float | None  # None: not numeric (e.g. a DARTS genotype)
+    algorithm: str
+    assignments: dict[str, str] = field(default_factory=dict)
+
+
+def _strategy_value(metrics: list[dict[str, Any]], name: str, strategy: str) -> float | None:
+    for metric in metrics:
+        if metric.get("name") == name:
+            for key in (strategy, "latest"):
+                try:
+                    return float(metric.get(key))
+                except (TypeError, ValueError):
+                    continue
+    return None
+
+
+def _from_spec(experiment: V1beta1Experiment, name: str, namespace: str,
+               optimal: dict[str, Any] | None) -> OptimalTrial:
+    if not optimal or not optimal.get("bestTrialName"):
+        raise NoOptimalTrial(f"experiment {name!r} has no optimal trial yet (no trial reported "
+                             "the objective)")
+    objective = experiment.spec.objective
+    maximize = objective.type == "maximize"
+    strategies = {s.name: s.value for s in objective.metric_strategies or []}
+    metric = objective.objective_metric_name
+    strategy = strategies.get(metric, "max" if maximize else "min")
+    return OptimalTrial(
+        experiment=name, namespace=namespace, trial=optimal["bestTrialName"], metric=metric,
+        maximize=maximize,
+        value=_strategy_value(optimal.get("observation", {}).get("metrics", []), metric, strategy),
+        algorithm=experiment.spec.algorithm.algorithm_name,
+        assignments={a["name"]: str(a["value"]) for a in optimal.get("parameterAssignments", [])})
+
+
+def from_katib(experiment: V1beta1Experiment) -> OptimalTrial:
+    """From a Katib Experiment read from the cluster."""
+    raw = experiment.to_dict()
+    return _from_spec(experiment, experiment.metadata.name,
+                      experiment.metadata.namespace or "default",
+                      raw.get("status", {}).get("currentOptimalTrial"))
+
+
+def from_engine_state(workdir: Path, name: str) -> OptimalTrial:
+    """From the embedded engine's state (``<workdir>/<name>/state.db``)."""
+    from pipeline.engine.state import StateStore
+
+    path = workdir / name / "state.db"
+    if not path.exists():
+        raise FileNotFoundError(path)
+    store = StateStore(path)
+    try:
+        saved = store.experiment()
+    finally:
+        store.close()
+    if saved is None:
+        raise NoOptimalTrial(f"{path} holds no experiment")
+    manifest, status, _ = saved
+    raw = yaml.safe_load(manifest)
+    experiment = V1beta1Experiment.from_dict(json.loads(json.dumps(raw)))
+    return _from_spec(experiment, name, experiment.metadata.namespace or "default",
+                      status.get("currentOptimalTrial"))

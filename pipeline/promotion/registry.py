@@ -1,0 +1,239 @@
+"""Champion/challenger in the MLflow model registry, with aliases (stages are deprecated).
+
+Registering the optimal trial's model is idempotent: a run already registered under the model is
+reused, never registered twice. Deciding is a convergence loop rather than a lock, because the
+registry has no transactions: every promoter, after registering its version, repeatedly reads all
+comparable versions and the ``champion`` alias and moves the alias to the best version (when it
+beats the champion by ``min_improvement``) until a read finds nothing to change. Whichever promoter
+writes last reads again afterwards, and that read sees every version registered before it, so
+concurrent pipelines always end with the best version as champion, never a stale one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pipeline.promotion.optimal_trial import OptimalTrial
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+TAG = "nasflow."
+METRIC, GOAL, VALUE = f"{TAG}objective.metric", f"{TAG}objective.type", f"{TAG}objective.value"
+DECISION, PREVIOUS, ROLLED_BACK = f"{TAG}decision", f"{TAG}previous_champion", f"{TAG}rolled_back"
+MAX_ROUNDS = 50
+RACES = ("UNIQUE constraint", "already exists", "database is locked")
+T = TypeVar("T")
+
+
+class PromotionError(Exception):
+    """Promotion cannot proceed (message says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    model: str
+    version: str
+    decision: str  # "champion" | "challenger"
+    champion: str  # the version holding the champion alias afterwards
+    previous_champion: str | None
+    score: float
+    champion_score: float | None
+    created: bool  # False: the run was registered already (idempotent re-run)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def _racing(action: Callable[[], T]) -> T:
+    """Run a registry write again when a concurrent writer made the server's check-then-insert
+    collide (SQLite's UNIQUE constraint or lock); every write here is idempotent."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(8):
+        try:
+            return action()
+        except MlflowException as exc:
+            text = str(exc)
+            if attempt == 7 or not any(s in text for s in RACES):
+                raise
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Registry:
+    def __init__(self, tracking_uri: str, model: str) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.uri = tracking_uri
+        self.model = model
+        self.mlflow = mlflow
+        self.client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+
+    # ---- finding the trial's run -------------------------------------------------------------
+
+    def find_run(self, optimal: OptimalTrial) -> Any:
+        """The FINISHED MLflow run the trial image logged for ``optimal`` (newest if several)."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        query = (f"tags.`katib.experiment` = '{optimal.experiment}' and "
+                 f"tags.`katib.trial` = '{optimal.trial}' and attributes.status = 'FINISHED'")
+        runs = self.client.search_runs(experiments, query, order_by=["attributes.end_time DESC"],
+                                       max_results=5) if experiments else []
+        runs = [r for r in runs if r.data.tags.get("katib.namespace", optimal.namespace)
+                == optimal.namespace]
+        if not runs:
+            raise PromotionError(
+                f"no finished MLflow run for trial {optimal.trial!r} of experiment "
+                f"{optimal.experiment!r} at {self.uri}: the trials must log to this tracking "
+                "server (MLFLOW_TRACKING_URI in the trial template, ConfigMap nasflow-config)")
+        return runs[0]
+
+    # ---- registering -------------------------------------------------------------------------
+
+    def register(self, optimal: OptimalTrial, run: Any, metric: str, maximize: bool,
+                 score: float) -> tuple[Any, bool]:
+        """The model version of ``run`` (created with its tags unless it exists already)."""
+        existing = self._versions_of_run(run.info.run_id)
+        if existing:
+            return existing[0], False
+        tags = {
+            f"{TAG}experiment": optimal.experiment, f"{TAG}namespace": optimal.namespace,
+            f"{TAG}trial": optimal.trial, f"{TAG}algorithm": optimal.algorithm,
+            METRIC: metric, GOAL: "maximize" if maximize else "minimize", VALUE: repr(score),
+            f"{TAG}dataset": run.data.tags.get("nasflow.dataset", ""),
+            f"{TAG}architecture": run.data.tags.get("nasflow.candidate_id", ""),
+            f"{TAG}frontend": run.data.tags.get("nasflow.frontend", ""),
+        }
+        self.mlflow.set_tracking_uri(self.uri)
+        self.mlflow.set_registry_uri(self.uri)
+        version = _racing(lambda: self.mlflow.register_model(
+            f"runs:/{run.info.run_id}/model", self.model, tags=tags))
+        assignments = "\n".join(f"- `{k}` = `{v[:300]}`" for k, v in optimal.assignments.items())
+        self.client.update_model_version(
+            self.model, version.version,
+            description=(f"Optimal trial `{optimal.trial}` of experiment `{optimal.experiment}` "
+                         f"({optimal.algorithm}): {metric} = {score:.6g}.\n\n{assignments}"))
+        # Two promoters of the same run can both get past the check above: keep the oldest.
+        duplicates = self._versions_of_run(run.info.run_id)
+        if duplicates and duplicates[0].version != version.version:
+            self.client.delete_model_version(self.model, version.version)
+            return duplicates[0], False
+        return version, True
+
+    def _alias(self, alias: str, version: str) -> None:
+        _racing(lambda: self.client.set_registered_model_alias(self.model, alias, version))
+
+    def _tag(self, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            _racing(lambda k=key, v=value: self.client.set_model_version_tag(
+                self.model, version, k, v))
+
+    def _versions_of_run(self, run_id: str) -> list[Any]:
+        versions = self.client.search_model_versions(f"name = '{self.model}' and "
+                                                     f"run_id = '{run_id}'")
+        return sorted(versions, key=lambda v: int(v.version))
+
+    # ---- deciding ----------------------------------------------------------------------------
+
+    def _score(self, version: Any, metric: str) -> float | None:
+        if version.tags.get(METRIC) == metric:
+            return float(version.tags[VALUE])
+        if version.run_id:  # a version registered by hand: compare on its run's metric
+            return self.client.get_run(version.run_id).data.metrics.get(metric)
+        return None
+
+    def _champion(self) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(self.model, CHAMPION)
+        except MlflowException:
+            return None
+
+    def _comparable(self, metric: str, goal: str) -> list[Any]:
+        versions = self.client.search_model_versions(f"name = '{self.model}'")
+        return [v for v in versions if v.tags.get(METRIC) == metric and v.tags.get(GOAL) == goal
+                and v.tags.get(ROLLED_BACK) != "true"]
+
+    def decide(self, version: Any, metric: str, maximize: bool, min_improvement: float,
+               created: bool) -> Decision:
+        goal = "maximize" if maximize else "minimize"
+        sign = 1.0 if maximize else -1.0
+        previous = None
+        for _ in range(MAX_ROUNDS):
+            champion = self._champion()
+            versions = self._comparable(metric, goal)
+            if not versions:  # our own version is not visible yet (eventual consistency)
+                time.sleep(0.2)
+                continue
+            # best: highest signed score, the oldest version on a tie
+            best = max(versions, key=lambda v: (sign * float(v.tags[VALUE]), -int(v.version)))
+            best_score = float(best.tags[VALUE])
+            if champion is not None and champion.version == best.version:
+                break
+            champion_score = self._score(champion, metric) if champion is not None else None
+            if champion is not None and (champion_score is None or
+                                         sign * (best_score - champion_score) < min_improvement):
+                break
+            self._alias(CHAMPION, best.version)
+            previous = champion.version if champion is not None else None
+            self._tag(best.version, {DECISION: CHAMPION, f"{TAG}decided_at": _now(),
+                                     **({PREVIOUS: previous} if previous else {})})
+        else:
+            raise PromotionError(f"the champion of {self.model!r} kept changing for "
+                                 f"{MAX_ROUNDS} rounds; run `nasflow promote` again")
+        champion = self._champion()
+        score = float(version.tags[VALUE])
+        champion_score = self._score(champion, metric) if champion is not None else None
+        ours = champion is not None and champion.version == version.version
+        if not ours and created:
+            self._alias(CHALLENGER, version.version)
+            self._tag(version.version, {DECISION: CHALLENGER, f"{TAG}decided_at": _now(),
+                                        f"{TAG}champion_at_decision":
+                                            champion.version if champion else ""})
+        if ours and previous is None:
+            previous = (self.client.get_model_version(self.model, version.version)
+                        .tags.get(PREVIOUS))
+        return Decision(self.model, version.version, CHAMPION if ours else CHALLENGER,
+                        champion.version if champion else "", previous, score,
+                        champion_score, created)
+
+    def promote(self, optimal: OptimalTrial, min_improvement: float = 0.0,
+                metric: str | None = None, maximize: bool | None = None) -> Decision:
+        """Register ``optimal``'s model and move the aliases; ``metric`` overrides the objective
+        (a run metric such as Test-Accuracy, e.g. for a DARTS genotype objective)."""
+        run = self.find_run(optimal)
+        if metric is None or metric == optimal.metric:
+            metric, maximize, score = optimal.metric, optimal.maximize, optimal.value
+        else:
+            score = run.data.metrics.get(metric)
+            maximize = True if maximize is None else maximize
+        if score is None:
+            raise PromotionError(f"the objective {metric!r} of trial {optimal.trial!r} is not a "
+                                 "number; compare on a run metric instead, e.g. "
+                                 "--metric Test-Accuracy")
+        version, created = self.register(optimal, run, metric, maximize, score)
+        return self.decide(self.client.get_model_version(self.model, version.version), metric,
+                           maximize, min_improvement, created)
+
+    def rollback(self) -> dict[str, Any]:
+        """Give ``champion`` back to the version it replaced; the replaced one is excluded from
+        later promotions (tag ``nasflow.rolled_back``)."""
+        champion = self._champion()
+        if champion is None:
+            raise PromotionError(f"model {self.model!r} has no champion to roll back")
+        previous = champion.tags.get(PREVIOUS)
+        if not previous:
+            raise PromotionError(f"version {champion.version} of {self.model!r} replaced no "
+                                 "earlier champion; nothing to roll back to")
+        self._alias(CHAMPION, previous)
+        self._tag(champion.version, {ROLLED_BACK: "true", DECISION: "rolled-back"})
+        self._tag(previous, {f"{TAG}restored_at": _now()})
+        return {"model": self.model, "champion": previous, "rolled_back": champion.version}

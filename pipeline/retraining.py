@@ -1,0 +1,139 @@
+"""``nasflow pipeline --config FILE``: the scheduled retraining job (the CronJob runs it).
+
+One run: render the experiment under a unique name -> submit it to Katib -> wait for it ->
+promote its optimal trial if better -> delete this pipeline's older finished experiments beyond
+``retention``. The config file (YAML)::
+
+    experiment: random-digits.yaml   # the Experiment manifest; relative: to the config file
+    name: random-digits        # prefix of the unique names and the pipeline label (optional)
+    namespace: nasflow         # optional: else the service account's namespace
+    trialImage: registry.example.com/nasflow-trial:1.2   # optional: replaces the template's
+    model: nasflow-digits      # registered model; default: the prefix
+    minImprovement: 0.002      # champion moves only when better by this much
+    metric: Test-Accuracy      # optional: compare on this run metric instead of the objective
+    timeoutSeconds: 7200
+    retention: 5               # finished experiments of this pipeline to keep (>= 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.cluster.client import KatibClient, finished
+from pipeline.cluster.render import render, slug, unique_name
+from pipeline.promotion.optimal_trial import from_katib
+from pipeline.promotion.registry import Registry
+
+PIPELINE_LABEL = "nasflow.dev/pipeline"
+FIELDS = {"experiment", "name", "namespace", "trialImage", "model", "minImprovement", "metric",
+          "timeoutSeconds", "retention"}
+
+
+class ConfigError(ValueError):
+    """The config file is wrong (exit code 2); the message names the field."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    experiment: Path
+    prefix: str
+    model: str
+    namespace: str | None = None
+    trial_image: str | None = None
+    min_improvement: float = 0.0
+    metric: str | None = None
+    timeout: float = 7200.0
+    retention: int = 5
+
+    @property
+    def label(self) -> str:
+        return slug(self.prefix, 63)
+
+    @classmethod
+    def load(cls, path: Path) -> PipelineConfig:
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        if not isinstance(raw, dict) or "experiment" not in raw:
+            raise ConfigError(f"{path}: `experiment` (the Experiment manifest) is required")
+        unknown = sorted(set(raw) - FIELDS)
+        if unknown:
+            raise ConfigError(f"{path}: unknown field(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(sorted(FIELDS))}")
+        experiment = path.parent / str(raw["experiment"])
+        prefix = raw.get("name")
+        if not prefix:
+            try:
+                prefix = yaml.safe_load(experiment.read_text())["metadata"]["name"]
+            except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{path}: experiment: cannot read {experiment}: {exc}") from None
+        try:
+            config = cls(
+                experiment=experiment, prefix=str(prefix), model=str(raw.get("model") or prefix),
+                namespace=raw.get("namespace"), trial_image=raw.get("trialImage"),
+                min_improvement=float(raw.get("minImprovement", 0.0)), metric=raw.get("metric"),
+                timeout=float(raw.get("timeoutSeconds", 7200)),
+                retention=int(raw.get("retention", 5)))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        if config.retention < 1:
+            raise ConfigError(f"{path}: retention must be >= 1 (the run just finished is kept)")
+        return config
+
+
+def prepare(config: PipelineConfig, raw: dict[str, Any], now: datetime | None = None
+            ) -> dict[str, Any]:
+    """The Experiment body this run submits: unique name, pipeline label, trial image."""
+    return render(raw, name=unique_name(config.prefix, now or datetime.now(UTC)),
+                  namespace=config.namespace, image=config.trial_image,
+                  labels={PIPELINE_LABEL: config.label})
+
+
+def prune(client: KatibClient, config: PipelineConfig, keep: str) -> list[str]:
+    """Delete this pipeline's finished experiments beyond ``retention``, oldest first; the one
+    just run (``keep``) and running ones are never deleted. Returns the deleted names."""
+    mine = client.list_experiments(f"{PIPELINE_LABEL}={config.label}")
+    done = sorted((e for e in mine if finished(e) and e.metadata.name != keep),
+                  key=lambda e: (e.metadata.creation_timestamp, e.metadata.name), reverse=True)
+    deleted = []
+    for experiment in done[config.retention - 1:]:
+        client.delete_experiment(experiment.metadata.name)
+        deleted.append(experiment.metadata.name)
+    return deleted
+
+
+def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClient,
+                 tracking_uri: str, log: Callable[[str], None],
+                 on_update: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Submit, wait, promote, prune; the result for ``--output json``. The experiment is
+    validated by the caller."""
+    body = prepare(config, raw)
+    name = body["metadata"]["name"]
+    client.create_experiment(body)
+    log(f"submitted experiment {name} to namespace {client.namespace}")
+    experiment = client.wait(name, config.timeout, on_update)
+    result: dict[str, Any] = {"experiment": name, "namespace": client.namespace,
+                              "conditions": [c.to_dict() for c in
+                                             experiment.status.conditions or []]}
+    if experiment.status.current_optimal_trial is None or not \
+            experiment.status.current_optimal_trial.best_trial_name:
+        log(f"experiment {name} has no optimal trial; nothing to promote")
+        result["promotion"] = None
+    else:
+        decision = Registry(tracking_uri, config.model).promote(
+            from_katib(experiment), config.min_improvement, metric=config.metric)
+        log(f"model {decision.model} version {decision.version}: {decision.decision} "
+            f"(champion is version {decision.champion})")
+        result["promotion"] = decision.to_dict()
+    result["deleted"] = prune(client, config, keep=name)
+    if result["deleted"]:
+        log(f"deleted {len(result['deleted'])} older experiment(s): "
+            + ", ".join(result["deleted"]))
+    return result

@@ -1,0 +1,331 @@
+"""The Katib client and the cluster commands against recorded Katib objects.
+
+No cluster runs here: the real ``kubernetes`` client talks to :class:`tests.fake_kube.FakeKubeApi`
+at the HTTP layer, which serves the Experiment/Trial/Suggestion objects Katib's controllers write
+(tests/data/katib/random-digits.yaml) and the API server's error bodies.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.cluster.client import KatibClient, condition
+from pipeline.cluster.errors import ClusterError
+from pipeline.promotion.optimal_trial import from_katib
+from tests.conftest import ROOT
+from tests.fake_kube import DROP, FakeKubeApi, event, gone, status_body
+
+RECORDED = yaml.safe_load((ROOT / "tests/data/katib/random-digits.yaml").read_text())
+MANIFEST_PATH = ROOT / "manifests/experiments/random-digits.yaml"
+MANIFEST = yaml.safe_load(MANIFEST_PATH.read_text())
+NS = "nasflow"
+
+
+def experiment(snapshot: str, name: str = "random-digits", version: str | None = None,
+               labels: dict[str, str] | None = None) -> dict:
+    """A recorded Experiment: the manifest's spec with Katib's defaults, the recorded status."""
+    obj = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+           **copy.deepcopy(RECORDED[snapshot])}
+    spec = copy.deepcopy(MANIFEST["spec"])
+    spec["resumePolicy"] = "Never"
+    spec["objective"]["metricStrategies"] = [
+        {"name": n, "value": "max"} for n in
+        [spec["objective"]["objectiveMetricName"], *spec["objective"]["additionalMetricNames"]]]
+    obj["spec"] = spec
+    obj["metadata"]["name"] = name
+    obj["metadata"]["labels"] = labels or {}
+    if version:
+        obj["metadata"]["resourceVersion"] = version
+    optimal = obj["status"].get("currentOptimalTrial")
+    if optimal:
+        optimal["bestTrialName"] = optimal["bestTrialName"].replace("random-digits", name)
+    return obj
+
+
+def trial(entry: dict) -> dict:
+    return {
+        "apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
+        "metadata": {"name": entry["name"], "namespace": NS,
+                     "creationTimestamp": entry["created"],
+                     "labels": {"katib.kubeflow.org/experiment": "random-digits"},
+                     "ownerReferences": [{"apiVersion": "kubeflow.org/v1beta1",
+                                          "kind": "Experiment", "name": "random-digits",
+                                          "uid": RECORDED["experimentRunning"]["metadata"]["uid"],
+                                          "controller": True, "blockOwnerDeletion": True}]},
+        "spec": {"objective": MANIFEST["spec"]["objective"],
+                 "parameterAssignments": [{"name": k, "value": v}
+                                          for k, v in entry["parameterAssignments"].items()],
+                 "primaryContainerName": "training-container",
+                 "metricsCollector": {"collector": {"kind": "StdOut"}},
+                 "runSpec": {"apiVersion": "batch/v1", "kind": "Job"}},
+        "status": {"conditions": entry["conditions"],
+                   "observation": {"metrics": entry["metrics"]}},
+    }
+
+
+@pytest.fixture
+def fake():
+    api = FakeKubeApi()
+    api.add("experiments", experiment("experimentSucceeded"))
+    for entry in RECORDED["trials"]:
+        api.add("trials", trial(entry))
+    api.add("suggestions", {"apiVersion": "kubeflow.org/v1beta1", "kind": "Suggestion",
+                            **RECORDED["suggestion"]})
+    return api
+
+
+@pytest.fixture
+def client(fake):
+    return KatibClient(namespace=NS, api=fake.api())
+
+
+@pytest.fixture
+def cli(fake, monkeypatch):
+    """`nasflow` commands talk to the fake server."""
+    monkeypatch.setattr("pipeline.cli_cluster._client",
+                        lambda args: KatibClient(namespace=args.namespace or NS, api=fake.api()))
+    return fake
+
+
+# ---- reading Katib's objects -----------------------------------------------------------------
+
+def test_reads_conditions_counts_and_optimal_trial(client):
+    exp = client.get_experiment("random-digits")
+    assert condition(exp) == "Succeeded"
+    assert exp.status.conditions[-1].reason == "ExperimentMaxTrialsReached"
+    status = exp.status
+    assert (status.trials, status.trials_succeeded, status.trials_failed,
+            status.trial_metrics_unavailable, status.trials_early_stopped) == (5, 2, 1, 1, 1)
+    optimal = from_katib(exp)
+    assert optimal.trial == "random-digits-f9n3c7lv" and optimal.namespace == NS
+    assert optimal.value == 0.9861 and optimal.maximize and optimal.algorithm == "random"
+    assert optimal.assignments["filters"] == "64"
+
+
+def test_trials_and_suggestion(client, fake):
+    trials = client.list_trials("random-digits")
+    assert [condition(t) for t in trials] == [
+        "Succeeded", "Failed", "Succeeded", "MetricsUnavailable", "EarlyStopped"]
+    assert fake.requests[-1][2]["labelSelector"] == ["katib.kubeflow.org/experiment=random-digits"]
+    suggestion = client.get_suggestion("random-digits")
+    assert suggestion.status.suggestion_count == 5 and condition(suggestion) == "Succeeded"
+
+
+def test_create_sets_namespace_and_returns_katib_types(client, fake):
+    body = copy.deepcopy(MANIFEST)
+    body["metadata"]["name"] = "fresh"
+    created = client.create_experiment(body)
+    assert created.metadata.namespace == NS and created.metadata.resource_version == "101"
+    assert created.spec.algorithm.algorithm_name == "random"
+    method, path, _ = fake.requests[-1]
+    assert (method, path) == ("POST", "/apis/kubeflow.org/v1beta1/namespaces/nasflow/experiments")
+
+
+# ---- errors: one actionable line each --------------------------------------------------------
+
+def test_already_exists(client):
+    with pytest.raises(ClusterError) as err:
+        client.create_experiment(copy.deepcopy(MANIFEST))
+    assert str(err.value) == ("experiment 'random-digits' already exists in namespace 'nasflow'; "
+                              "delete it with `nasflow delete` or give a new name with "
+                              "--name-suffix")
+
+
+@pytest.mark.parametrize("code", [400, 403])
+def test_webhook_denial_shows_katibs_reason(client, fake, code):
+    fake.deny["bad"] = status_body(code, "BadRequest", (
+        'admission webhook "validator.experiment.katib.kubeflow.org" denied the request: '
+        "spec.parallelTrialCount must be less than or equal to spec.maxTrialCount"))
+    body = copy.deepcopy(MANIFEST)
+    body["metadata"]["name"] = "bad"
+    with pytest.raises(ClusterError) as err:
+        client.create_experiment(body)
+    assert str(err.value) == ("Katib rejected experiment 'bad': spec.parallelTrialCount must be "
+                              "less than or equal to spec.maxTrialCount")
+
+
+def test_forbidden_not_found_not_installed(client, fake):
+    with pytest.raises(ClusterError, match=r"^experiment 'nope' not found in namespace 'nasflow'$"):
+        client.get_experiment("nope")
+    fake.forbidden.add("DELETE")
+    with pytest.raises(ClusterError, match=r"^forbidden to delete experiment 'random-digits' in "
+                       r"namespace 'nasflow': .*cannot create resource.*manifests/base"):
+        client.delete_experiment("random-digits")
+    fake.katib_installed = False
+    with pytest.raises(ClusterError, match=r"^Katib is not installed on this cluster"):
+        client.list_experiments()
+
+
+def test_unreachable_api_server():
+    from kubernetes import client as k8s
+
+    from tests.mlflow_server import free_port
+
+    configuration = k8s.Configuration(host=f"http://127.0.0.1:{free_port()}")
+    configuration.retries = 0
+    api = k8s.CustomObjectsApi(k8s.ApiClient(configuration))
+    with pytest.raises(ClusterError, match=r"^cannot reach the Kubernetes API to get experiment "
+                       r"'x': .*check your kubeconfig context"):
+        KatibClient(namespace=NS, api=api).get_experiment("x")
+
+
+# ---- waiting: watch with resourceVersion, reconnects, 410, timeout ---------------------------
+
+def test_wait_reconnects_and_resumes_from_the_last_version(client, fake):
+    fake.add("experiments", experiment("experimentRunning", version="101"))
+    fake.watch_script = [
+        [event("MODIFIED", experiment("experimentRunning", version="150"))],
+        DROP,  # the connection breaks: watch again from 150
+        [gone()],  # 150 expired: read the object again (now 200), watch from there
+        [],  # the server closed the watch: reconnect from 200
+        [event("MODIFIED", experiment("experimentSucceeded", version="240"))],
+    ]
+
+    def expire(*_):
+        fake.add("experiments", experiment("experimentRunning", version="200"))
+
+    seen = []
+    fake.watch_script[2] = lambda f, name: (expire(), [gone()])[1]
+    result = client.wait("random-digits", timeout=30,
+                         on_update=lambda e: seen.append((condition(e),
+                                                          e.metadata.resource_version)),
+                         reconnect_delay=0)
+    assert condition(result) == "Succeeded" and result.metadata.resource_version == "240"
+    assert [q["resourceVersion"] for q in fake.watch_requests()] == [
+        ["101"], ["150"], ["150"], ["200"], ["200"]]
+    assert all(q["fieldSelector"] == ["metadata.name=random-digits"]
+               for q in fake.watch_requests())
+    assert seen[0] == ("Running", "101") and seen[-1] == ("Succeeded", "240")
+    assert ("Running", "200") in seen
+
+
+def test_wait_times_out_with_advice(client, fake):
+    fake.add("experiments", experiment("experimentRunning"))
+    with pytest.raises(ClusterError, match=r"timed out after 1 s waiting for experiment "
+                       r"'random-digits' \(still Running\); follow it with `nasflow status"):
+        client.wait("random-digits", timeout=1, reconnect_delay=0.05)
+
+
+def test_wait_notices_deletion(client, fake):
+    fake.add("experiments", experiment("experimentRunning"))
+    fake.watch_script = [[event("DELETED", experiment("experimentRunning", version="300"))]]
+    with pytest.raises(ClusterError, match="was deleted while waiting"):
+        client.wait("random-digits", timeout=10)
+
+
+# ---- the CLI ---------------------------------------------------------------------------------
+
+def test_status_and_trials_commands(cli, capsys):
+    assert main(["status", "random-digits"]) == 0
+    out = capsys.readouterr().out
+    assert "random-digits (namespace nasflow): Succeeded (ExperimentMaxTrialsReached" in out
+    assert "trials: 5 (2 succeeded, 1 failed, 1 early-stopped, 1 without metrics" in out
+    assert "optimal trial: random-digits-f9n3c7lv" in out
+    assert "Validation-Accuracy: max 0.9861" in out
+    assert main(["trials", "random-digits", "--output", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"][-8:], r["status"], r["Validation-Accuracy"]) for r in rows] == [
+        ("x7k2m9qp", "Succeeded", "0.9722"), ("b4q8w2zd", "Failed", "unavailable"),
+        ("f9n3c7lv", "Succeeded", "0.9861"), ("p2j6t5rs", "MetricsUnavailable", "unavailable"),
+        ("m8h1y4ke", "EarlyStopped", "0.5208")]
+
+
+def test_status_watch_reports_progress(cli, capsys):
+    cli.add("experiments", experiment("experimentRunning", name="live"))
+    cli.watch_script = [[event("MODIFIED", experiment("experimentSucceeded", name="live",
+                                                      version="300"))]]
+    assert main(["status", "live", "--watch"]) == 0
+    captured = capsys.readouterr()
+    assert "1/20 done, 2 running, 0 failed | best 0.9722" in captured.err
+    assert "5/20 done, 0 running, 2 failed | best 0.9861" in captured.err
+    assert "live (namespace nasflow): Succeeded" in captured.out
+
+
+def test_submit_renames_and_refuses_local_only_algorithms(cli, capsys, tmp_path):
+    assert main(["submit", str(MANIFEST_PATH), "--name-suffix", "nightly",
+                 "--image", "registry.test/nasflow-trial:1.0"]) == 0
+    created = cli.objects[("experiments", NS, "random-digits-nightly")]
+    template = created["spec"]["trialTemplate"]["trialSpec"]
+    # the MLflow experiment name comes from this label through ${trialSpec.Labels[...]}
+    assert template["metadata"]["labels"]["katib.kubeflow.org/experiment"] == \
+        "random-digits-nightly"
+    assert template["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "registry.test/nasflow-trial:1.0"
+
+    local = copy.deepcopy(MANIFEST)
+    local["spec"]["algorithm"] = {"algorithmName": "evolution"}
+    path = tmp_path / "evolution.yaml"
+    path.write_text(yaml.safe_dump(local))
+    before = len(cli.requests)
+    assert main(["submit", str(path)]) == 2
+    assert "cannot run on Katib" in capsys.readouterr().err and len(cli.requests) == before
+    assert main(["submit", str(MANIFEST_PATH), "--name-suffix", "x" * 40]) == 2
+    assert main(["submit", str(MANIFEST_PATH)]) == 1  # exists already: one line, exit 1
+    assert "already exists in namespace 'nasflow'" in capsys.readouterr().err
+
+
+def test_delete_command(cli, capsys):
+    assert main(["delete", "random-digits"]) == 0
+    assert ("experiments", NS, "random-digits") not in cli.objects
+    assert main(["delete", "random-digits"]) == 1
+    assert "not found in namespace 'nasflow'" in capsys.readouterr().err
+
+
+# ---- the scheduled pipeline ------------------------------------------------------------------
+
+def test_pipeline_submits_waits_promotes_and_prunes(cli, mlflow_server, tmp_path, capsys):
+    from tests.test_promotion import trial_run
+
+    label = {"nasflow.dev/pipeline": "random-digits"}
+    for day in range(1, 6):  # five finished runs of this pipeline, one still running
+        old = experiment("experimentSucceeded", name=f"random-digits-2611{day:02d}020000",
+                         labels=label)
+        old["metadata"]["creationTimestamp"] = f"2026-11-{day:02d}T02:00:00Z"
+        cli.add("experiments", old)
+    stuck = experiment("experimentRunning", name="random-digits-261106020000", labels=label)
+    stuck["metadata"]["creationTimestamp"] = "2026-11-06T02:00:00Z"
+    cli.add("experiments", stuck)
+    cli.add("experiments", experiment("experimentSucceeded", name="other-261101020000",
+                                      labels={"nasflow.dev/pipeline": "other"}))
+
+    def trials_finish(fake, name):
+        """Katib runs the trials; the best one logs its run to MLflow."""
+        trial_run(mlflow_server.uri, name, f"{name}-f9n3c7lv", 0.9861, namespace=NS)
+        done = experiment("experimentSucceeded", name=name, version="900", labels=label)
+        return [event("MODIFIED", done)]
+
+    cli.watch_script = [trials_finish]
+    model = f"pipeline-{uuid.uuid4().hex[:6]}"
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({
+        "experiment": str(MANIFEST_PATH), "namespace": NS, "model": model, "retention": 3,
+        "trialImage": "registry.test/nasflow-trial:2.0", "timeoutSeconds": 60}))
+    code = main(["pipeline", "--config", str(config), "--tracking-uri", mlflow_server.uri,
+                 "--output", "json"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    name = result["experiment"]
+    assert name.startswith("random-digits-") and len(name) <= 40
+    created = cli.objects[("experiments", NS, name)]
+    assert created["metadata"]["labels"] == label
+    assert result["promotion"]["decision"] == "champion"
+    assert result["promotion"]["score"] == 0.9861
+    # retention 3: the new one and the two newest finished; the running one and others stay
+    assert sorted(result["deleted"]) == [f"random-digits-2611{d:02d}020000" for d in (1, 2, 3)]
+    left = {n for (p, _, n) in cli.objects if p == "experiments"}
+    assert {"random-digits-261104020000", "random-digits-261105020000",
+            "random-digits-261106020000", "other-261101020000", name} <= left
+    assert "random-digits-261101020000" not in left
+
+
+def test_pipeline_config_errors(tmp_path, capsys):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({"experiment": str(MANIFEST_PATH), "retension": 3}))
+    assert main(["pipeline", "--config", str(config)]) == 2
+    assert "unknown field(s) retension" in capsys.readouterr().err
