@@ -1,33 +1,89 @@
 # syntax=docker/dockerfile:1
-# nasflow trial image: trains ONE Keras candidate per Katib trial and logs it to MLflow.
-#   docker build --target trial -t nasflow-trial .
-# Only the trial's dependencies are installed (no Kubernetes client, no MLflow server).
+# nasflow images, one target each, each with only its own dependencies:
+#   docker build --target trial     -t nasflow-trial .      one Keras candidate per Katib trial
+#   docker build --target trial-gpu -t nasflow-trial-gpu .  the same on NVIDIA GPUs
+#   docker build --target pipeline  -t nasflow-pipeline .   `nasflow pipeline` for the CronJob
+#   docker build --target mlflow    -t nasflow-mlflow .     the reference MLflow server
 
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY trial_image ./trial_image
+COPY pipeline ./pipeline
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # Byte for byte the Makefile's TRIAL_INSTALL, which `make test` runs (tests check they match).
 RUN pip install --no-cache-dir -c constraints.txt ".[trial]"
 
-FROM python:3.11-slim AS trial
-LABEL org.opencontainers.image.title="nasflow-trial" \
-      org.opencontainers.image.description="Trains one Keras NAS candidate from Katib parameters"
-COPY --from=build /opt/venv /opt/venv
+# The GPU build swaps TensorFlow's CPU wheel for the CUDA one of the same version.
+FROM build AS build-gpu
+RUN version="$(pip show tensorflow-cpu | sed -n 's/^Version: //p')" \
+    && pip uninstall --yes tensorflow-cpu \
+    && pip install --no-cache-dir -c constraints.txt "tensorflow[and-cuda]==${version}"
+
+FROM python:3.11-slim AS build-pipeline
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md ./
+COPY trial_image ./trial_image
+COPY pipeline ./pipeline
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+RUN pip install --no-cache-dir -c constraints.txt ".[cluster]"
+
+FROM python:3.11-slim AS build-mlflow
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY constraints.txt ./
+RUN pip install --no-cache-dir -c constraints.txt mlflow "psycopg2-binary>=2.9"
+
+# Shared runtime: an unprivileged user, everything written under /tmp (a read-only root
+# filesystem plus an emptyDir on /tmp in the manifests is enough).
+FROM python:3.11-slim AS runtime
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin nasflow
-# Everything the trial writes goes to /tmp, so a read-only root filesystem plus a writable /tmp
-# (an emptyDir in the manifests) is enough. Without a tracking server the run goes to /tmp/mlruns.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
     KERAS_HOME=/tmp/.keras \
     MPLCONFIGDIR=/tmp/matplotlib \
-    TF_CPP_MIN_LOG_LEVEL=2 \
-    MLFLOW_TRACKING_URI=file:///tmp/mlruns
+    TF_CPP_MIN_LOG_LEVEL=2
 WORKDIR /tmp
+
+FROM runtime AS trial
+LABEL org.opencontainers.image.title="nasflow-trial" \
+      org.opencontainers.image.description="Trains one Keras NAS candidate from Katib parameters"
+COPY --from=build /opt/venv /opt/venv
+# Without a tracking server the run goes to /tmp/mlruns.
+ENV MLFLOW_TRACKING_URI=file:///tmp/mlruns
+USER 10001
+# A trial is a batch process that Katib's collector follows; it serves nothing to probe.
+HEALTHCHECK NONE
+ENTRYPOINT ["python", "-m", "trial_image"]
+
+FROM runtime AS trial-gpu
+LABEL org.opencontainers.image.title="nasflow-trial-gpu"
+COPY --from=build-gpu /opt/venv /opt/venv
+ENV MLFLOW_TRACKING_URI=file:///tmp/mlruns
 USER 10001
 HEALTHCHECK NONE
 ENTRYPOINT ["python", "-m", "trial_image"]
+
+FROM runtime AS pipeline
+LABEL org.opencontainers.image.title="nasflow-pipeline" \
+      org.opencontainers.image.description="Submits, follows and promotes Katib experiments"
+COPY --from=build-pipeline /opt/venv /opt/venv
+COPY manifests /app/manifests
+USER 10001
+# A CronJob's batch process; it serves nothing to probe.
+HEALTHCHECK NONE
+ENTRYPOINT ["nasflow"]
+
+FROM runtime AS mlflow
+LABEL org.opencontainers.image.title="nasflow-mlflow"
+COPY --from=build-mlflow /opt/venv /opt/venv
+USER 10001
+EXPOSE 5000
+HEALTHCHECK --interval=30s --timeout=5s \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
+ENTRYPOINT ["mlflow"]
+CMD ["server", "--host", "0.0.0.0", "--port", "5000"]

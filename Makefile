@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The trial image's dependency install, byte for byte the Dockerfile's (a test checks this):
 TRIAL_INSTALL := pip install --no-cache-dir -c constraints.txt ".[trial]"
+CHECKOV_VERSION := checkov==3.3.30
 
 .PHONY: install test lint run bench clean
 
@@ -12,6 +13,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	. $(BIN)/activate && $(TRIAL_INSTALL) -q
 	$(BIN)/pip install -q -c constraints.txt -e ".[pipeline,dev]"
+	# checkov (manifest and Dockerfile checks) pins versions that clash with MLflow's: own venv
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install -q $(CHECKOV_VERSION)
 	touch $@
 
 install: $(VENV)/.installed

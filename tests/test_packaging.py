@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,27 +15,72 @@ import yaml
 from trial_image.cli import build_parser, normalise_argv
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = sorted((ROOT / "manifests" / "experiments").glob("*-*.yaml"))
+EXPERIMENTS = sorted(p for p in (ROOT / "manifests" / "experiments").rglob("*.yaml")
+                     if yaml.safe_load(p.read_text()).get("kind") == "Experiment")
 
 
 def test_dockerfile_installs_exactly_what_make_installs():
     dockerfile = (ROOT / "Dockerfile").read_text()
     makefile = (ROOT / "Makefile").read_text()
-    (docker_line,) = re.findall(r"^RUN (pip install .*)$", dockerfile, re.M)
+    (docker_line,) = re.findall(r"^RUN (pip install .*\.\[trial\].*)$", dockerfile, re.M)
     (make_line,) = re.findall(r"^TRIAL_INSTALL := (.*)$", makefile, re.M)
     assert docker_line == make_line
     assert "$(TRIAL_INSTALL)" in makefile
 
 
-def test_dockerfile_runs_unprivileged_on_a_read_only_root():
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    final = dockerfile[dockerfile.rindex("\nFROM "):]
-    assert "FROM python:3.11-slim" in final
+def _stages(dockerfile: str) -> dict[str, str]:
+    parts = re.split(r"^FROM ", dockerfile, flags=re.M)[1:]
+    return {part.split("\n", 1)[0].split(" AS ")[1]: part for part in parts}
+
+
+@pytest.mark.parametrize("target", ["trial", "trial-gpu", "pipeline", "mlflow"])
+def test_every_image_runs_unprivileged_on_a_read_only_root(target):
+    stages = _stages((ROOT / "Dockerfile").read_text())
+    runtime, final = stages["runtime"], stages[target]
+    assert runtime.startswith("python:3.11-slim AS runtime")
+    assert final.startswith(f"runtime AS {target}")
     assert re.search(r"^USER 10001$", final, re.M)
-    for env in ("PYTHONUNBUFFERED=1", "HOME=/tmp", "KERAS_HOME=/tmp",
-                "MLFLOW_TRACKING_URI=file:///tmp"):
-        assert env in final
-    assert "pip install" not in final and "apt-get" not in final  # nothing built in the last stage
+    for env in ("PYTHONUNBUFFERED=1", "HOME=/tmp", "KERAS_HOME=/tmp"):
+        assert env in runtime
+    # nothing is built in a final stage: the venv comes from its build stage
+    assert "pip install" not in final + runtime and "apt-get" not in final + runtime
+    if target.startswith("trial"):
+        assert "MLFLOW_TRACKING_URI=file:///tmp" in final
+
+
+def test_pipeline_commands_need_no_training_stack():
+    """The pipeline image installs `.[cluster]` only: its commands import no TensorFlow, Keras,
+    torch, matplotlib or scikit-learn."""
+    script = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {{"tensorflow", "keras", "torch", "matplotlib",
+                                           "sklearn", "cmaes"}}:
+                    raise ImportError("not in the pipeline image: " + name)
+        sys.meta_path.insert(0, Block())
+        from pipeline.cli import main
+        import pipeline.retraining, pipeline.cluster.client, pipeline.promotion.registry
+        code = main(["validate", {str(ROOT / "manifests/experiments/enas-digits.yaml")!r}])
+        assert code == 0, code
+        main(["pipeline", "--help"])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage: nasflow pipeline" in result.stdout
+
+
+def test_cluster_extra_is_what_the_pipeline_image_installs():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    cluster = project["optional-dependencies"]["cluster"]
+    assert {re.split(r"[<>=]", d)[0] for d in cluster} == {
+        "kubernetes", "kubeflow-katib-api", "mlflow-skinny", "optuna"}
+    assert "nasflow[cluster]" in project["optional-dependencies"]["pipeline"]
+    assert 'pip install --no-cache-dir -c constraints.txt ".[cluster]"' in (
+        ROOT / "Dockerfile").read_text()
 
 
 def test_trial_extra_has_no_kubernetes_client():
@@ -61,7 +108,8 @@ def test_experiment_trial_command_parses(path):
     assert "${" not in text
     flags, _ = normalise_argv(text.splitlines())
     args = build_parser().parse_args(flags)
-    assert args.dataset == "digits"
+    assert args.dataset in ("digits", "cifar10")
+    assert args.dataset in path.name
     assert template["trialSpec"]["metadata"]["labels"]["katib.kubeflow.org/experiment"] == (
         experiment["metadata"]["name"])
 
@@ -72,7 +120,8 @@ def test_experiments_kustomization_sets_image_and_namespace():
                               capture_output=True, text=True, check=True).stdout
     docs = list(yaml.safe_load_all(rendered))
     experiments = [d for d in docs if d["kind"] == "Experiment"]
-    assert {d["metadata"]["name"] for d in experiments} == {"random-digits", "enas-digits"}
+    assert {d["metadata"]["name"] for d in experiments} == {
+        "random-digits", "tpe-digits", "enas-digits"}
     assert all(d["metadata"]["namespace"] == "nasflow" for d in experiments)
     images = re.findall(r"image: (\S+)", rendered)
-    assert images == ["nasflow-trial:latest"] * 2
+    assert images == ["nasflow-trial:0.1.0"] * 3

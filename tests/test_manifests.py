@@ -1,0 +1,161 @@
+"""Everything under manifests/ as a cluster would take it: kustomize renders it, the core kinds
+validate against the Kubernetes schemas (offline), every Experiment passes `nasflow validate`,
+every pod is locked down, and checkov finds nothing (skips are justified inline)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.cli import main
+from tests.conftest import ROOT
+
+MANIFESTS = ROOT / "manifests"
+KUSTOMIZATIONS = sorted(p.parent for p in MANIFESTS.rglob("kustomization.yaml"))
+KUBERNETES_VERSION = "1.32.0"
+CHECKOV = ROOT / ".venv" / "checkov" / "bin" / "checkov"
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None,
+                                   reason="kubectl (with kustomize) is not installed")
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    rendered = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True,
+                              text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def plain_documents() -> list[tuple[Path, dict[str, Any]]]:
+    docs = []
+    for path in sorted(MANIFESTS.rglob("*.yaml")):
+        if path.name == "kustomization.yaml" or (path.parent.name == "pipeline" and \
+                path.name == "pipeline.yaml"):
+            continue
+        docs.extend((path, d) for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod specs a resource creates, including those inside a Katib trial template."""
+    spec = doc.get("spec", {})
+    kind = doc["kind"]
+    if kind == "Experiment":
+        return pod_specs(spec["trialTemplate"]["trialSpec"])
+    if kind == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
+    if kind in ("Deployment", "Job"):
+        return [spec["template"]["spec"]]
+    return []
+
+
+@needs_kubectl
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(MANIFESTS)))
+def test_kustomization_renders_into_the_nasflow_namespace(directory):
+    docs = kustomize(directory)
+    assert docs
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == "nasflow", doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("path,doc", [(p, d) for p, d in plain_documents()
+                                      if d["apiVersion"] != "kubeflow.org/v1beta1"],
+                         ids=lambda v: v.name if isinstance(v, Path) else v["kind"])
+def test_core_kinds_match_the_kubernetes_schema(path, doc):
+    import kubernetes_validate
+
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("path", sorted({p for p, d in plain_documents()
+                                         if d["kind"] == "Experiment"}),
+                         ids=lambda p: p.name)
+def test_every_experiment_passes_nasflow_validate(path, capsys):
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == f"{path}: valid"
+
+
+def test_trial_templates_are_batch_jobs_that_validate():
+    """The Job inside each Experiment is checked like any Job (Katib's webhook round-trips it)."""
+    import kubernetes_validate
+
+    for _, doc in plain_documents():
+        if doc["kind"] == "Experiment":
+            job = {**doc["spec"]["trialTemplate"]["trialSpec"]}
+            job["metadata"] = {"name": "trial", **job.get("metadata", {})}
+            kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("path,doc", [(p, d) for p, d in plain_documents() if pod_specs(d)],
+                         ids=lambda v: v.name if isinstance(v, Path) else v["metadata"]["name"])
+def test_every_pod_is_locked_down(path, doc):
+    for pod in pod_specs(doc):
+        security = pod["securityContext"]
+        assert security["runAsNonRoot"] is True and security["runAsUser"] >= 10000
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"]["drop"] == ["ALL"]
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]) <= set(resources["limits"])
+            tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+            assert "emptyDir" in volumes[tmp["name"]]
+
+
+def test_pipeline_role_is_least_privilege():
+    role = next(d for _, d in plain_documents() if d["kind"] == "Role")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"])
+             for r in role["rules"]}
+    assert rules == {
+        (("kubeflow.org",), ("experiments",)): {"create", "get", "list", "watch", "delete"},
+        (("kubeflow.org",), ("trials", "suggestions")): {"get", "list", "watch"}}
+    cron = next(d for _, d in plain_documents() if d["kind"] == "CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > yaml.safe_load(
+        (MANIFESTS / "pipeline" / "pipeline.yaml").read_text())["timeoutSeconds"]
+
+
+@needs_kubectl
+def test_gpu_overlay_asks_for_one_gpu_per_trial():
+    docs = kustomize(MANIFESTS / "experiments" / "cifar10-gpu")
+    assert {d["metadata"]["name"] for d in docs} == {"tpe-cifar10", "enas-cifar10"}
+    for doc in docs:
+        pod = pod_specs(doc)[0]
+        assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert pod["containers"][0]["image"] == "nasflow-trial-gpu:0.1.0"
+        assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+def test_pipeline_config_names_a_baked_in_experiment():
+    from pipeline.retraining import PipelineConfig
+
+    config = PipelineConfig.load(MANIFESTS / "pipeline" / "pipeline.yaml")
+    baked = Path(str(config.experiment).replace("/app/manifests", str(MANIFESTS)))
+    assert baked.exists() and config.model == "nasflow-digits"
+    assert "COPY manifests /app/manifests" in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.skipif(not CHECKOV.exists(), reason="checkov is installed by `make install` into "
+                    ".venv/checkov")
+@pytest.mark.parametrize("target,frameworks", [
+    (["-d", str(MANIFESTS)], ["kubernetes", "kustomize"]),
+    (["-f", str(ROOT / "Dockerfile")], ["dockerfile"])], ids=["manifests", "Dockerfile"])
+def test_checkov_finds_no_failed_check(target, frameworks):
+    result = subprocess.run(
+        [str(CHECKOV), "--quiet", "--compact", "--skip-download", "--output", "json",
+         "--framework", *frameworks, *target], capture_output=True, text=True, timeout=600)
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    assert sorted(r["check_type"] for r in reports) == frameworks
+    failed = [(r["check_type"], c["check_id"], c["file_path"], c.get("resource"))
+              for r in reports for c in r["results"]["failed_checks"]]
+    assert failed == []
+    assert all(r["summary"]["passed"] > 100 for r in reports)
