@@ -64,6 +64,10 @@ def _choice(*options: str):
     return check
 
 
+def _skips(v: str) -> str | None:
+    return None if v == "None" else _int(0)(v)
+
+
 def _any(v: str) -> str | None:
     return None
 
@@ -103,7 +107,10 @@ ALGORITHM_SETTINGS: dict[str, dict[str, Any]] = {
               "w_momentum": _float(0), "w_weight_decay": _float(0), "w_grad_clip": _float(0),
               "alpha_lr": _float(0), "alpha_weight_decay": _float(0),
               "batch_size": _int(1), "num_workers": _int(0), "init_channels": _int(1),
-              "print_step": _int(1), "num_nodes": _int(1), "stem_multiplier": _int(1)},
+              "print_step": _int(1), "num_nodes": _int(1), "stem_multiplier": _int(1),
+              # nasflow's trial extensions (Katib passes unknown settings through)
+              "unrolled": _choice("true", "false"),
+              "max_skip_connections": _skips, "warmup_epochs": _int(0)},
     "evolution": {"population_size": _int(2), "sample_size": _int(1),
                   "random_state": _int(0)},
 }

@@ -126,7 +126,7 @@ def test_pipeline_role_is_least_privilege():
 @needs_kubectl
 def test_gpu_overlay_asks_for_one_gpu_per_trial():
     docs = kustomize(MANIFESTS / "experiments" / "cifar10-gpu")
-    assert {d["metadata"]["name"] for d in docs} == {"tpe-cifar10", "enas-cifar10"}
+    assert {d["metadata"]["name"] for d in docs} == {"tpe-cifar10", "enas-cifar10", "darts-cifar10"}
     for doc in docs:
         pod = pod_specs(doc)[0]
         assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trial_image.cli import build_parser, normalise_argv
+from trial_image.cli import build_darts_parser, build_parser, normalise_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(p for p in (ROOT / "manifests" / "experiments").rglob("*.yaml")
@@ -106,8 +106,11 @@ def test_experiment_trial_command_parses(path):
         value = samples.get(parameter["reference"], "x")
         text = text.replace("${trialParameters." + parameter["name"] + "}", value)
     assert "${" not in text
-    flags, _ = normalise_argv(text.splitlines())
-    args = build_parser().parse_args(flags)
+    argv = text.splitlines()
+    darts = argv[0] == "darts"
+    flags, _ = normalise_argv(argv[1:] if darts else argv)
+    args = (build_darts_parser() if darts else build_parser()).parse_args(flags)
+    assert darts == (experiment["spec"]["algorithm"]["algorithmName"] == "darts")
     assert args.dataset in ("digits", "cifar10")
     assert args.dataset in path.name
     assert template["trialSpec"]["metadata"]["labels"]["katib.kubeflow.org/experiment"] == (
@@ -121,7 +124,7 @@ def test_experiments_kustomization_sets_image_and_namespace():
     docs = list(yaml.safe_load_all(rendered))
     experiments = [d for d in docs if d["kind"] == "Experiment"]
     assert {d["metadata"]["name"] for d in experiments} == {
-        "random-digits", "tpe-digits", "enas-digits"}
+        "random-digits", "tpe-digits", "enas-digits", "darts-digits"}
     assert all(d["metadata"]["namespace"] == "nasflow" for d in experiments)
     images = re.findall(r"image: (\S+)", rendered)
-    assert images == ["nasflow-trial:0.1.0"] * 3
+    assert images == ["nasflow-trial:0.1.0"] * 4

@@ -32,8 +32,8 @@ def build_model(spec: CandidateSpec) -> keras.Model:
     image = keras.Input(shape=spec.input_shape, name="image")
     outputs = [layers.Rescaling(spec.input_scale, name="rescale")(image)]
     for index, node in enumerate(spec.nodes, start=1):
-        merged = _merge([outputs[i] for i in node.inputs], node.merge, f"n{index}")
-        outputs.append(_apply(node, merged, f"n{index}"))
+        merged = merge_inputs([outputs[i] for i in node.inputs], node.merge, f"n{index}")
+        outputs.append(apply_node(node, merged, f"n{index}"))
     x = layers.GlobalAveragePooling2D(name="head_pool")(outputs[-1])
     if spec.head.dense_units:
         x = layers.Dense(spec.head.dense_units, activation="relu", name="head_dense")(x)
@@ -43,7 +43,7 @@ def build_model(spec: CandidateSpec) -> keras.Model:
     return keras.Model(image, probabilities, name=f"candidate_{spec.candidate_id}")
 
 
-def _merge(tensors: list, how: str, name: str):
+def merge_inputs(tensors: list, how: str, name: str):
     if len(tensors) == 1:
         return tensors[0]
     if how == "add":
@@ -62,7 +62,7 @@ def _merge(tensors: list, how: str, name: str):
     return layers.Concatenate(axis=-1, name=f"{name}_concat")(same_size)
 
 
-def _apply(node: Node, x, name: str):
+def apply_node(node: Node, x, name: str):
     p = with_defaults(node.op, node.params)
     if node.op == "identity":
         return x

@@ -11,20 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from trial_image.errors import InputError, TrialError
 
 PER_BLOCK = re.compile(r"^--(filters|kernel-size|pooling)-(\d+)(?:=(.*))?$", re.S)
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-class Terminated(TrialError):
-    exit_code = 143
 
 
 def _bool(value: str) -> bool:
@@ -43,27 +36,20 @@ def _image_size(value: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _data_flags(p: argparse.ArgumentParser) -> None:
     from trial_image.data import DATASETS_HELP
-    from trial_image.frontends.hyperparams import POOLINGS
-    from trial_image.katib_metrics import FORMATS
-    from trial_image.spec import OPTIMIZERS
 
-    p = argparse.ArgumentParser(
-        prog="python -m trial_image",
-        description="Train ONE Keras candidate from Katib trial parameters, report Katib "
-        "metrics and log the run and model to MLflow. Flags accept '-' or '_' "
-        "(--num_epochs == --num-epochs).",
-        epilog="Exit codes: 0 ok, 2 bad input, 3 training diverged, 4 MLflow failure, "
-        "143 terminated.",
-        allow_abbrev=False,
-    )
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="digits", help=DATASETS_HELP)
     g.add_argument("--validation-split", type=float, default=0.2)
     g.add_argument("--image-size", type=_image_size, default=(32, 32),
                    help="HxW images are resized to, for dir:PATH (default 32x32)")
-    g = p.add_argument_group("training")
+
+
+def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
+    from trial_image.spec import OPTIMIZERS
+
+    g = p.add_argument_group(title)
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     g.add_argument("--learning-rate", "--lr", type=float, default=1e-3)
     g.add_argument("--momentum", type=float, default=0.9, help="for sgd and rmsprop")
@@ -74,6 +60,40 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop training after this many seconds")
     g.add_argument("--seed", type=int, default=0, help="same seed, same metrics on CPU")
+
+
+def _reporting_flags(p: argparse.ArgumentParser, search_space_tag: bool) -> None:
+    from trial_image.katib_metrics import FORMATS
+
+    g = p.add_argument_group("Katib metrics")
+    g.add_argument("--metrics-file", type=Path, help="also write metrics here (File collector)")
+    g.add_argument("--metrics-format", choices=FORMATS, default="text")
+    g = p.add_argument_group("MLflow (MLFLOW_TRACKING_URI, MLFLOW_PARENT_RUN_ID from the env)")
+    g.add_argument("--experiment-name", default=None,
+                   help="MLflow experiment = Katib experiment (default 'nasflow')")
+    g.add_argument("--trial-name", default=None, help="default $KATIB_TRIAL_NAME")
+    g.add_argument("--namespace", default=None, help="Katib namespace, for the run's tags")
+    if search_space_tag:
+        g.add_argument("--search-space", default=None, help="tag nasflow.search_space")
+    g.add_argument("--algorithm", default=None, help="tag nasflow.algorithm")
+    g.add_argument("--mlflow-retry-seconds", type=float, default=120.0,
+                   help="how long to retry an unreachable MLflow server (default 120)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trial_image.frontends.hyperparams import POOLINGS
+
+    p = argparse.ArgumentParser(
+        prog="python -m trial_image",
+        description="Train ONE Keras candidate from Katib trial parameters, report Katib "
+        "metrics and log the run and model to MLflow. Flags accept '-' or '_' "
+        "(--num_epochs == --num-epochs). `python -m trial_image darts --help`: the DARTS search.",
+        epilog="Exit codes: 0 ok, 2 bad input, 3 training diverged, 4 MLflow failure, "
+        "143 terminated.",
+        allow_abbrev=False,
+    )
+    _data_flags(p)
+    _training_flags(p, "training")
     g = p.add_argument_group("hyperparameter front end (default)")
     g.add_argument("--num-blocks", type=int, default=None, help="default 2")
     g.add_argument("--filters", type=int, default=None, help="default 32; --filters-N per block")
@@ -92,18 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-layers", type=int, default=3, help="cells (default 3)")
     g.add_argument("--init-channels", type=int, default=16)
     g.add_argument("--stem-multiplier", type=int, default=3)
-    g = p.add_argument_group("Katib metrics")
-    g.add_argument("--metrics-file", type=Path, help="also write metrics here (File collector)")
-    g.add_argument("--metrics-format", choices=FORMATS, default="text")
-    g = p.add_argument_group("MLflow (MLFLOW_TRACKING_URI, MLFLOW_PARENT_RUN_ID from the env)")
-    g.add_argument("--experiment-name", default=None,
-                   help="MLflow experiment = Katib experiment (default 'nasflow')")
-    g.add_argument("--trial-name", default=None, help="default $KATIB_TRIAL_NAME")
-    g.add_argument("--namespace", default=None, help="Katib namespace, for the run's tags")
-    g.add_argument("--search-space", default=None, help="tag nasflow.search_space")
-    g.add_argument("--algorithm", default=None, help="tag nasflow.algorithm")
-    g.add_argument("--mlflow-retry-seconds", type=float, default=120.0,
-                   help="how long to retry an unreachable MLflow server (default 120)")
+    _reporting_flags(p, search_space_tag=True)
+    return p
+
+
+def build_darts_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m trial_image darts",
+        description="Katib's `darts` trial: the bi-level DARTS search over a weight-sharing "
+        "super-net, printing Best-Genotype=Genotype(...) for Katib's collector, then training "
+        "the derived network like any candidate (a registrable MLflow model).",
+        epilog="Exit codes: 0 ok, 2 bad input, 3 training diverged, 4 MLflow failure, "
+        "143 terminated.",
+        allow_abbrev=False,
+    )
+    g = p.add_argument_group("Katib's DARTS assignments")
+    g.add_argument("--algorithm-settings", default="{}",
+                   help="{'num_epochs': '1', ...}: Katib's settings (defaults: Katib's), plus "
+                   "nasflow's 'unrolled' (second-order) and 'max_skip_connections'")
+    g.add_argument("--search-space", required=True,
+                   help="['separable_convolution_3x3', ...]; 'none' is added")
+    g.add_argument("--num-layers", default="3", help="cells of the super-net")
+    _data_flags(p)
+    _training_flags(p, "training of the derived network (after the search)")
+    _reporting_flags(p, search_space_tag=False)
     return p
 
 
@@ -181,108 +213,42 @@ def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], da
     )
 
 
-def _namespace(args: argparse.Namespace) -> str:
-    if args.namespace:
-        return args.namespace
-    if SERVICE_ACCOUNT_NAMESPACE.is_file():
-        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
-    return "local"
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated(f"terminated by signal {signum}")
-
-
 def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
     from trial_image import data as datasets
-    from trial_image.katib_metrics import MetricsReporter
+    from trial_image.trial_run import TrialRun, prepare_tensorflow
 
-    started = time.perf_counter()
     data = datasets.load(args.dataset, args.validation_split, args.image_size)
     spec = make_spec(args, per_block, data)
-
-    import keras
-    import tensorflow as tf
-
+    prepare_tensorflow(args.seed)
     from trial_image.builder import build_model
-    from trial_image.tracking import Tracker, default_tracking_uri
-    from trial_image.training import (
-        compile_model,
-        evaluate_accuracy,
-        inference_latency_ms,
-        quiet_keras,
-        train,
-    )
 
-    quiet_keras()
-    keras.utils.set_random_seed(args.seed)
-    tf.config.experimental.enable_op_determinism()
     model = build_model(spec)
-    compile_model(model, spec.training)
-
-    experiment = args.experiment_name or "nasflow"
-    trial = args.trial_name or os.environ.get("KATIB_TRIAL_NAME") or f"trial-{int(time.time())}"
-    tracker = Tracker(default_tracking_uri(), experiment, args.mlflow_retry_seconds)
-    tags = {
-        "katib.experiment": experiment,
-        "katib.trial": trial,
-        "katib.namespace": _namespace(args),
-        "nasflow.frontend": spec.source,
-        "nasflow.candidate_id": spec.candidate_id,
-        "nasflow.dataset": data.name,
-    }
-    if args.search_space:
-        tags["nasflow.search_space"] = args.search_space
-    if args.algorithm:
-        tags["nasflow.algorithm"] = args.algorithm
-    raw = {k: v for k, v in vars(args).items() if v is not None and k != "metrics_file"}
-    raw.update({f"{flag}_{i}": v for flag, values in per_block.items() for i, v in values.items()})
-    params = {**{k: str(v) for k, v in raw.items()}, "candidate_id": spec.candidate_id,
-              "num_nodes": len(spec.nodes), "parameter_count": model.count_params()}
-    tracker.start(trial, os.environ.get("MLFLOW_PARENT_RUN_ID") or None, tags, params,
-                  {"candidate_spec.json": spec.to_dict(), "trial_parameters.json": raw})
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        reporter = MetricsReporter(args.metrics_file, args.metrics_format)
-
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            reporter.report(metrics)
-            tracker.log_epoch(epoch, metrics)
-
-        result = train(model, data, spec.training, seed=args.seed, patience=args.patience,
-                       time_budget=args.time_budget, on_epoch=on_epoch)
-        final = {
-            "Test-Accuracy": evaluate_accuracy(model, data.x_test, data.y_test),
-            "Parameter-Count": float(model.count_params()),
-            "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
-            "Inference-Latency-Ms": inference_latency_ms(model, data.x_test),
-        }
-        reporter.report(final)
-        tracker.finish(
-            {**final, "Best-Validation-Accuracy": max(h["Validation-Accuracy"]
-                                                       for h in result.history),
-             "Epochs-Run": float(len(result.history)),
-             "Train-Samples-Per-Second": result.samples_per_second,
-             "Trial-Seconds": time.perf_counter() - started},
-            model, data.x_test[:5],
-        )
-    except Terminated as exc:
-        tracker.end("KILLED", str(exc))
-        raise
-    except BaseException as exc:
-        tracker.end("FAILED", str(exc) or type(exc).__name__)
-        raise
-    print(f"trial {trial}: {result.stop_reason} after {len(result.history)} epoch(s); "
-          f"test accuracy {final['Test-Accuracy']:.4f}", file=sys.stderr)
+    with TrialRun(args, data) as trial:
+        tags = {"nasflow.frontend": spec.source, "nasflow.candidate_id": spec.candidate_id}
+        if args.search_space:
+            tags["nasflow.search_space"] = args.search_space
+        raw = {k: v for k, v in vars(args).items() if v is not None and k != "metrics_file"}
+        raw.update({f"{flag}_{i}": v for flag, values in per_block.items()
+                    for i, v in values.items()})
+        params = {**{k: str(v) for k, v in raw.items()}, "candidate_id": spec.candidate_id,
+                  "num_nodes": len(spec.nodes), "parameter_count": model.count_params()}
+        trial.start(tags, params, {"candidate_spec.json": spec.to_dict(),
+                                   "trial_parameters.json": raw})
+        trial.train_candidate(spec, model)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    flags, per_block = normalise_argv(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(flags)
+    argv = sys.argv[1:] if argv is None else argv
+    darts = bool(argv) and argv[0] == "darts"
+    flags, per_block = normalise_argv(argv[1:] if darts else argv)
     try:
-        return run(args, per_block)
+        if darts:
+            from trial_image.darts.run import run_darts
+
+            return run_darts(build_darts_parser().parse_args(flags))
+        return run(build_parser().parse_args(flags), per_block)
     except TrialError as exc:
         print(f"trial failed: {exc}", file=sys.stderr)
         return exc.exit_code

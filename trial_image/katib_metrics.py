@@ -31,17 +31,19 @@ class MetricsReporter:
         if metrics_file is not None:
             metrics_file.parent.mkdir(parents=True, exist_ok=True)
 
-    def report(self, metrics: dict[str, float]) -> None:
+    def report(self, metrics: dict[str, float | str]) -> None:
+        """Numbers as ``repr(float)``; strings (a DARTS genotype) as they are."""
         now = time.time()
         stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
         stamp = stamp.replace("+00:00", "Z")
-        lines = [f"{stamp} {name}={float(value)!r}" for name, value in metrics.items()]
+        values = {name: v if isinstance(v, str) else repr(float(v)) for name, v in metrics.items()}
+        lines = [f"{stamp} {name}={value}" for name, value in values.items()]
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
         if self.metrics_file is None:
             return
         if self.fmt == "json":
-            record = {name: repr(float(v)) for name, v in metrics.items()}
+            record: dict[str, object] = dict(values)
             record["timestamp"] = now
             lines = [json.dumps(record)]
         with self.metrics_file.open("a") as f:

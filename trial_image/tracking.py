@@ -97,6 +97,18 @@ class Tracker:
         self.run_id = run.info.run_id
         return self.run_id
 
+    def log_artifacts(self, texts: dict[str, str], figures: dict[str, Any]) -> None:
+        """Text files and matplotlib figures under the run's artifacts (paths as keys)."""
+        for path, text in texts.items():
+            retry(lambda t=text, p=path: self.mlflow.log_text(t, p), f"logging {path}",
+                  self.retry_seconds)
+        for path, figure in figures.items():
+            retry(lambda f=figure, p=path: self.mlflow.log_figure(f, p), f"logging {path}",
+                  self.retry_seconds)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        retry(lambda: self.mlflow.set_tags(tags), "setting tags", self.retry_seconds)
+
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Queue one epoch's metrics for the background sender; never blocks training."""
         from mlflow.entities import Metric

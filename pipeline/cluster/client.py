@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from kubeflow_katib_api.models import V1beta1Experiment, V1beta1Suggestion, V1beta1Trial
 
 from pipeline.cluster.errors import ClusterError, explain
+from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
 
 GROUP, VERSION = "kubeflow.org", "v1beta1"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 WATCH_CHUNK_SECONDS = 300  # one watch request; the API server closes longer ones anyway
 
 

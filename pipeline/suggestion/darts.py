@@ -11,11 +11,7 @@ from collections.abc import Sequence
 
 from pipeline.search_space import darts_primitives
 from pipeline.suggestion.base import Suggestion, TrialResult
-
-DEFAULTS = {"num_epochs": 50, "w_lr": 0.025, "w_lr_min": 0.001, "w_momentum": 0.9,
-            "w_weight_decay": 3e-4, "w_grad_clip": 5.0, "alpha_lr": 3e-4,
-            "alpha_weight_decay": 1e-3, "batch_size": 128, "num_workers": 4,
-            "init_channels": 16, "print_step": 50, "num_nodes": 4, "stem_multiplier": 3}
+from trial_image.darts.settings import KATIB_DEFAULTS
 
 
 def _katib_json(value: object) -> str:
@@ -27,7 +23,7 @@ class Darts(Suggestion):
     uses_history = False
 
     def suggest(self, index: int, history: Sequence[TrialResult]) -> dict[str, str]:
-        settings: dict[str, object] = dict(DEFAULTS)
+        settings: dict[str, object] = dict(KATIB_DEFAULTS)
         for name, value in self.context.settings.items():
             settings[name] = None if value == "None" else value
         nas = self.context.experiment.spec.nas_config

@@ -108,19 +108,42 @@ class _Graph:
         self.nodes.append(Node(op, inputs, params, merge))
         return len(self.nodes)
 
-    def edge(self, primitive: str, source: int, channels: int, stride: int) -> int:
-        if primitive == "skip_connection":
-            return source if stride == 1 else self.add("factorized_reduce", (source,),
-                                                       filters=channels)
-        size = int(primitive[-1])
-        if primitive.startswith("separable_convolution"):
-            first = self.add("sep_conv", (source,), filters=channels, kernel=size, stride=stride)
-            return self.add("sep_conv", (first,), filters=channels, kernel=size)
-        if primitive.startswith("dilated_convolution"):
-            return self.add("sep_conv", (source,), filters=channels, kernel=size, stride=stride,
-                            dilation=2)
-        pool_type = "max" if primitive.startswith("max") else "avg"
-        return self.add("pool", (source,), pool_type=pool_type, size=size, stride=stride)
+
+def primitive(graph: Any, name: str, source: Any, channels: int, stride: int) -> Any:
+    """One DARTS primitive on ``source`` through ``graph.add`` (a spec graph here; the DARTS
+    super-net applies the same nodes to tensors), so both networks use the same operations."""
+    if name == "skip_connection":
+        return source if stride == 1 else graph.add("factorized_reduce", (source,),
+                                                    filters=channels)
+    size = int(name[-1])
+    if name.startswith("separable_convolution"):
+        first = graph.add("sep_conv", (source,), filters=channels, kernel=size, stride=stride)
+        return graph.add("sep_conv", (first,), filters=channels, kernel=size)
+    if name.startswith("dilated_convolution"):
+        return graph.add("sep_conv", (source,), filters=channels, kernel=size, stride=stride,
+                         dilation=2)
+    pool_type = "max" if name.startswith("max") else "avg"
+    return graph.add("pool", (source,), pool_type=pool_type, size=size, stride=stride)
+
+
+def preprocess(graph: Any, s0: Any, s1: Any, channels: int, reduction_prev: bool
+               ) -> list[Any]:
+    """A cell's two input states: the previous two cell outputs brought to ``channels``."""
+    return [graph.add("factorized_reduce", (s0,), filters=channels) if reduction_prev
+            else graph.add("conv", (s0,), filters=channels, kernel=1),
+            graph.add("conv", (s1,), filters=channels, kernel=1)]
+
+
+def format_genotype(genotype: dict[str, Any]) -> str:
+    """Katib's printed form, no spaces: what its collector filter ``([\\w-]+)=(Genotype.*)``
+    reads and :func:`parse_genotype` reads back."""
+    parts = []
+    for kind in ("normal", "reduce"):
+        nodes = ",".join("[" + ",".join(f"('{op}',{src})" for op, src in node) + "]"
+                         for node in genotype[kind])
+        concat = list(genotype[f"{kind}_concat"])
+        parts.append(f"{kind}=[{nodes}],{kind}_concat=range({concat[0]},{concat[-1] + 1})")
+    return f"Genotype({','.join(parts)})"
 
 
 def to_spec(
@@ -149,12 +172,10 @@ def to_spec(
         if reduction:
             channels *= 2
         kind = "reduce" if reduction else "normal"
-        p0 = (graph.add("factorized_reduce", (s0,), filters=channels) if reduction_prev
-              else graph.add("conv", (s0,), filters=channels, kernel=1))
-        states = [p0, graph.add("conv", (s1,), filters=channels, kernel=1)]
+        states = preprocess(graph, s0, s1, channels, reduction_prev)
         for pairs in parsed[kind]:
             edges = tuple(
-                graph.edge(op, states[src], channels, 2 if reduction and src < 2 else 1)
+                primitive(graph, op, states[src], channels, 2 if reduction and src < 2 else 1)
                 for op, src in pairs
             )
             states.append(graph.add("identity", edges, merge="add"))

@@ -1,0 +1,142 @@
+"""``python -m trial_image darts``: the whole DARTS trial Katib's ``darts`` algorithm expects.
+
+Search: per epoch, the bi-level steps, then Katib metric lines (Search-Validation-Accuracy,
+Skip-Connections, Skip-Share, …), MLflow curves, the epoch's genotype, α as JSON and as a
+heat-map PNG, and ``Best-Genotype=Genotype(...)`` for the epoch's α (the line Katib's
+filter ``([\\w-]+)=(Genotype.*)`` reads, timestamped like every metric line; its latest value is
+the final one). Then the derived
+network is trained through the genotype front end, so the run ends with a normal, registrable
+model and its test accuracy.
+
+Guard against the collapse to skip connections (DARTS+ early stopping): once the normal cell's
+genotype has more skip connections than ``max_skip_connections`` (default 2), the search stops
+and keeps the genotype of the epoch before (DARTS+). As in DARTS, the result is the genotype of
+the final α (Katib's PyTorch trial keeps the epoch with the best super-net accuracy instead,
+which on small data favours early epochs whose α has barely moved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from trial_image import data as datasets
+from trial_image.darts.settings import parse_num_layers, parse_search_space, parse_settings
+from trial_image.trial_run import TrialRun, prepare_tensorflow
+
+
+def halves(data: Any, batch_size: int, seed: int) -> tuple[Any, Any, int]:
+    """The training split halved at random: (weight half, α half, batch size used).
+
+    Whole batches only (a last, smaller batch would retrace the compiled steps); the batch
+    shrinks to the half's size on tiny datasets.
+    """
+    import tensorflow as tf
+
+    order = np.random.default_rng(seed).permutation(len(data.x_train))
+    half = len(order) // 2
+    batch = min(batch_size, half)
+    sets = []
+    for part, index in enumerate((order[:half], order[half:2 * half])):
+        ds = tf.data.Dataset.from_tensor_slices((data.x_train[index], data.y_train[index]))
+        sets.append(ds.cache().shuffle(half, seed=seed + part, reshuffle_each_iteration=True)
+                    .batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    return sets[0], sets[1], batch
+
+
+def run_darts(args: argparse.Namespace) -> int:
+    from trial_image.frontends import genotype as genotypes
+    from trial_image.spec import Head, Training
+
+    settings = parse_settings(args.algorithm_settings)
+    primitives = parse_search_space(args.search_space)
+    num_layers = parse_num_layers(args.num_layers)
+    data = datasets.load(args.dataset, args.validation_split, args.image_size)
+    prepare_tensorflow(args.seed)
+
+    from trial_image.darts.heatmap import alpha_heatmap
+    from trial_image.darts.search import BilevelSearch, skip_share
+    from trial_image.darts.supernet import SupernetShape, build_supernet
+
+    shape = SupernetShape(primitives, settings.num_nodes)
+    supernet = build_supernet(shape, input_shape=data.input_shape, num_classes=data.num_classes,
+                              input_scale=data.scale, num_layers=num_layers,
+                              init_channels=settings.init_channels,
+                              stem_multiplier=settings.stem_multiplier)
+    search = BilevelSearch(supernet, shape, settings, args.seed)
+    weight_half, alpha_half, batch = halves(data, settings.batch_size, args.seed)
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if batch < settings.batch_size:
+        log(f"batch_size {settings.batch_size} > half of the training split: using {batch}")
+    raw = {k: v for k, v in vars(args).items() if v is not None and k != "metrics_file"}
+    with TrialRun(args, data) as trial:
+        trial.start(
+            {"nasflow.frontend": "darts", "nasflow.search_space": ",".join(primitives)},
+            {**{k: str(v) for k, v in dataclasses.asdict(settings).items()},
+             "num_layers": num_layers, "supernet_parameter_count": supernet.count_params(),
+             "dataset": args.dataset, "seed": args.seed, "epochs": args.epochs},
+            {"darts_settings.json": dataclasses.asdict(settings),
+             "trial_parameters.json": raw})
+        started = time.perf_counter()
+        kept: tuple[float, int, dict] | None = None  # (super-net accuracy, epoch, genotype)
+        stop = "all epochs"
+        for epoch in range(settings.num_epochs):
+            result = search.epoch(epoch, weight_half, alpha_half, (data.x_val, data.y_val), log)
+            genotype = search.genotype()
+            skips, share = skip_share(genotype)
+            text = genotypes.format_genotype(genotype)
+            trial.report(epoch, {
+                "Search-Train-Loss": result.train_loss,
+                "Search-Train-Accuracy": result.train_accuracy,
+                "Search-Validation-Accuracy": result.validation_accuracy,
+                "Search-Learning-Rate": result.learning_rate,
+                "Skip-Connections": float(skips), "Skip-Share": share})
+            probabilities = search.probabilities()
+            tag = f"darts/epoch_{epoch + 1:03d}"
+            trial.tracker.log_artifacts(
+                {f"{tag}_genotype.txt": text,
+                 f"{tag}_alphas.json": json.dumps(
+                     {"primitives": list(primitives),
+                      **{k: v.round(5).tolist() for k, v in probabilities.items()}})},
+                {f"{tag}_alphas.png": alpha_heatmap(
+                    probabilities, shape, f"epoch {epoch + 1}: {text[:90]}")})
+            limit = settings.max_skip_connections
+            if limit is not None and skips > limit and kept is not None:
+                stop = (f"collapse guard: {skips} skip connections > max_skip_connections "
+                        f"{limit} at epoch {epoch + 1}")
+                log(f"stopping the search ({stop}); keeping epoch {kept[1] + 1}'s genotype")
+                break
+            # DARTS derives the architecture from the final α: the latest genotype is the result
+            kept = (result.validation_accuracy, epoch, genotype)
+            trial.reporter.report({"Best-Genotype": text})
+        assert kept is not None  # num_epochs >= 1
+        best_text = genotypes.format_genotype(kept[2])
+        best_skips, best_share = skip_share(kept[2])
+        log(f"search: {stop}; genotype of epoch {kept[1] + 1} (super-net validation accuracy "
+            f"{kept[0]:.4f}), {best_skips} skip connection(s): {best_text}")
+        spec = genotypes.to_spec(
+            best_text, num_layers=num_layers, init_channels=settings.init_channels,
+            stem_multiplier=settings.stem_multiplier, input_shape=data.input_shape,
+            num_classes=data.num_classes, input_scale=data.scale,
+            training=Training(optimizer=args.optimizer, learning_rate=args.learning_rate,
+                              momentum=args.momentum, batch_size=args.batch_size,
+                              epochs=args.epochs),
+            head=Head())
+        trial.tracker.set_tags({"nasflow.candidate_id": spec.candidate_id,
+                                "nasflow.genotype": best_text[:5000]})
+        trial.tracker.log_artifacts({"darts/best_genotype.txt": best_text,
+                                     "candidate_spec.json": json.dumps(spec.to_dict())}, {})
+        trial.train_candidate(spec, extra_metrics={
+            "Search-Validation-Accuracy": kept[0], "Search-Epochs": float(epoch + 1),
+            "Search-Seconds": time.perf_counter() - started,
+            "Genotype-Skip-Connections": float(best_skips), "Genotype-Skip-Share": best_share})
+    return 0

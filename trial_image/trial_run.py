@@ -1,0 +1,123 @@
+"""One trial's run: Katib metric lines, the MLflow run and its end state, SIGTERM handling, and
+training a candidate spec to a recorded model. Every front end ends here (the DARTS search too,
+for the network it derives)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trial_image.errors import TrialError
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class Terminated(TrialError):
+    exit_code = 143
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    if args.namespace:
+        return args.namespace
+    if SERVICE_ACCOUNT_NAMESPACE.is_file():
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    return "local"
+
+
+def prepare_tensorflow(seed: int) -> None:
+    """Quiet, seeded and deterministic: same seed, same metrics on CPU."""
+    import keras
+    import tensorflow as tf
+
+    from trial_image.training import quiet_keras
+
+    quiet_keras()
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+class TrialRun:
+    """Use as a context manager around the work: a failure ends the MLflow run FAILED (KILLED on
+    SIGTERM) with its reason and propagates; nothing is left RUNNING."""
+
+    def __init__(self, args: argparse.Namespace, data: Any) -> None:
+        from trial_image.katib_metrics import MetricsReporter
+        from trial_image.tracking import Tracker, default_tracking_uri
+
+        self.args = args
+        self.data = data
+        self.started = time.perf_counter()
+        self.experiment = args.experiment_name or "nasflow"
+        self.trial = (args.trial_name or os.environ.get("KATIB_TRIAL_NAME")
+                      or f"trial-{int(time.time())}")
+        self.tracker = Tracker(default_tracking_uri(), self.experiment, args.mlflow_retry_seconds)
+        self.reporter = MetricsReporter(args.metrics_file, args.metrics_format)
+
+    def start(self, tags: dict[str, str], params: dict[str, Any],
+              artifacts: dict[str, Any]) -> None:
+        base = {"katib.experiment": self.experiment, "katib.trial": self.trial,
+                "katib.namespace": _namespace(self.args), "nasflow.dataset": self.data.name}
+        if self.args.algorithm:
+            base["nasflow.algorithm"] = self.args.algorithm
+        self.tracker.start(self.trial, os.environ.get("MLFLOW_PARENT_RUN_ID") or None,
+                           {**base, **tags}, params, artifacts)
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+    def __enter__(self) -> TrialRun:
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, Terminated):
+            self.tracker.end("KILLED", str(exc))
+        else:
+            self.tracker.end("FAILED", str(exc) or type(exc).__name__)
+
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
+        """One epoch: Katib's metric lines and the MLflow curves."""
+        self.reporter.report(metrics)
+        self.tracker.log_epoch(epoch, metrics)
+
+    def train_candidate(self, spec: Any, model: Any = None,
+                        extra_metrics: dict[str, float] | None = None) -> None:
+        """Train and evaluate ``spec`` (its ``model`` if built already); log final metrics and
+        the model, end the run FINISHED."""
+        from trial_image.builder import build_model
+        from trial_image.training import (
+            compile_model,
+            evaluate_accuracy,
+            inference_latency_ms,
+            train,
+        )
+
+        args, data = self.args, self.data
+        model = model or build_model(spec)
+        compile_model(model, spec.training)
+        result = train(model, data, spec.training, seed=args.seed, patience=args.patience,
+                       time_budget=args.time_budget, on_epoch=self.report)
+        final = {
+            "Test-Accuracy": evaluate_accuracy(model, data.x_test, data.y_test),
+            "Parameter-Count": float(model.count_params()),
+            "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
+            "Inference-Latency-Ms": inference_latency_ms(model, data.x_test),
+        }
+        self.reporter.report(final)
+        self.tracker.finish(
+            {**final, **(extra_metrics or {}),
+             "Best-Validation-Accuracy": max(h["Validation-Accuracy"] for h in result.history),
+             "Epochs-Run": float(len(result.history)),
+             "Train-Samples-Per-Second": result.samples_per_second,
+             "Trial-Seconds": time.perf_counter() - self.started},
+            model, data.x_test[:5])
+        print(f"trial {self.trial}: {result.stop_reason} after {len(result.history)} epoch(s); "
+              f"test accuracy {final['Test-Accuracy']:.4f}", file=sys.stderr)
