@@ -5,13 +5,16 @@
 #   docker build --target pipeline  -t nasflow-pipeline .   `nasflow pipeline` for the CronJob
 #   docker build --target mlflow    -t nasflow-mlflow .     the reference MLflow server
 
-FROM python:3.11-slim AS build
+# The source and an empty venv; each build stage installs one extra into it.
+FROM python:3.11-slim AS source
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY trial_image ./trial_image
 COPY pipeline ./pipeline
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+
+FROM source AS build
 # Byte for byte the Makefile's TRIAL_INSTALL, which `make test` runs (tests check they match).
 RUN pip install --no-cache-dir -c constraints.txt ".[trial]"
 
@@ -21,13 +24,7 @@ RUN version="$(pip show tensorflow-cpu | sed -n 's/^Version: //p')" \
     && pip uninstall --yes tensorflow-cpu \
     && pip install --no-cache-dir -c constraints.txt "tensorflow[and-cuda]==${version}"
 
-FROM python:3.11-slim AS build-pipeline
-WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
-COPY trial_image ./trial_image
-COPY pipeline ./pipeline
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+FROM source AS build-pipeline
 RUN pip install --no-cache-dir -c constraints.txt ".[cluster]"
 
 FROM python:3.11-slim AS build-mlflow

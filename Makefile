@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/trial_overhead.py
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/search_quality.py
+	$(BIN)/python benchmarks/darts_supernet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow

@@ -6,9 +6,9 @@
    first traces the compiled steps, reported apart). Each side runs in its own process, which
    reports its peak memory (VmHWM). Target: ratio <= 3.
 2. The genotype DARTS derives (darts-digits.yaml's settings) vs random genotypes of the same
-   space, each trained with the trial image's genotype front end for the same epochs and seed.
+   space, each trained with the trial image's genotype front end for the same epochs and seeds.
 
-    .venv/bin/python benchmarks/darts_supernet.py [--random 5] [--epochs 15]
+    .venv/bin/python benchmarks/darts_supernet.py [--random 5] [--epochs 15] [--seeds 2]
 """
 
 from __future__ import annotations
@@ -159,13 +159,15 @@ def random_genotype(primitives: list[str], nodes: int, rng: random.Random) -> st
                             "reduce": cell(), "reduce_concat": range(2, 2 + nodes)})
 
 
-def quality(randoms: int, epochs: int) -> dict:
+def quality(randoms: int, epochs: int, seeds: int) -> dict:
+    """Test accuracy of the DARTS genotype and of random ones, each trained in a fresh
+    `--genotype` trial per seed (the DARTS trial's own training is reported apart: it follows
+    the search in the same process, so its random state differs)."""
     from trial_image.darts.settings import parse_search_space, parse_settings
 
     values = manifest_values()
     settings = parse_settings(values["algorithm-settings"])
     primitives = [p for p in parse_search_space(values["search-space"]) if p != "none"]
-    common = ["--dataset=digits", f"--epochs={epochs}", "--seed=0"]
     shape = [f"--num-layers={values['num-layers']}",
              f"--init-channels={settings.init_channels}",
              f"--stem-multiplier={settings.stem_multiplier}"]
@@ -173,17 +175,19 @@ def quality(randoms: int, epochs: int) -> dict:
         start = time.perf_counter()
         darts = trial(["darts", f"--algorithm-settings={values['algorithm-settings']}",
                        f"--search-space={values['search-space']}",
-                       f"--num-layers={values['num-layers']}", *common], Path(tmp))
+                       f"--num-layers={values['num-layers']}", "--dataset=digits",
+                       f"--epochs={epochs}", "--seed=0"], Path(tmp))
         darts_seconds = time.perf_counter() - start
         rng = random.Random(0)
-        baseline = []
-        for _ in range(randoms):
-            genotype = random_genotype(primitives, settings.num_nodes, rng)
-            result = trial([f"--genotype={genotype}", *shape, *common], Path(tmp))
-            baseline.append(float(result["Test-Accuracy"]))
-    return {"darts_test_accuracy": float(darts["Test-Accuracy"]),
+        candidates = [darts["Best-Genotype"]] + [
+            random_genotype(primitives, settings.num_nodes, rng) for _ in range(randoms)]
+        accuracy = [[float(trial([f"--genotype={g}", *shape, "--dataset=digits",
+                                  f"--epochs={epochs}", f"--seed={seed}"],
+                                 Path(tmp))["Test-Accuracy"]) for seed in range(seeds)]
+                    for g in candidates]
+    return {"darts_trial_test_accuracy": float(darts["Test-Accuracy"]),
             "darts_trial_seconds": darts_seconds, "genotype": darts["Best-Genotype"],
-            "random_test_accuracies": baseline}
+            "darts": accuracy[0], "random": accuracy[1:]}
 
 
 def main() -> None:
@@ -192,6 +196,7 @@ def main() -> None:
     parser.add_argument("--timed-epochs", type=int, default=3)
     parser.add_argument("--random", type=int, default=5, help="random genotypes to compare")
     parser.add_argument("--epochs", type=int, default=15, help="training of each genotype")
+    parser.add_argument("--seeds", type=int, default=2, help="training seeds per genotype")
     args = parser.parse_args()
     if args.side:
         result = (supernet_side if args.side == "supernet" else candidate_side)(
@@ -208,13 +213,19 @@ def main() -> None:
     print(f"epoch ratio super-net / largest candidate: "
           f"{supernet['epoch_s'] / candidate['epoch_s']:.2f} (target <= 3)")
     if args.random:
-        q = quality(args.random, args.epochs)
-        randoms = q["random_test_accuracies"]
-        print(f"DARTS genotype ({q['darts_trial_seconds']:.0f} s search + training): test "
-              f"accuracy {q['darts_test_accuracy']:.4f}  {q['genotype']}")
-        print(f"{len(randoms)} random genotypes, {args.epochs} epochs each: test accuracy mean "
-              f"{sum(randoms) / len(randoms):.4f}, best {max(randoms):.4f}, "
-              f"all {[round(a, 4) for a in randoms]}")
+        q = quality(args.random, args.epochs, args.seeds)
+        mean = sum(q["darts"]) / len(q["darts"])
+        random_means = [sum(r) / len(r) for r in q["random"]]
+        print(f"DARTS trial ({q['darts_trial_seconds']:.0f} s search + training): test accuracy "
+              f"{q['darts_trial_test_accuracy']:.4f}; genotype {q['genotype']}")
+        print(f"each genotype trained {args.epochs} epochs, seeds 0..{args.seeds - 1}, test "
+              "accuracy (mean over seeds):")
+        print(f"  DARTS genotype      {mean:.4f}  {[round(a, 4) for a in q['darts']]}")
+        for i, (m, r) in enumerate(zip(random_means, q["random"], strict=True)):
+            print(f"  random genotype {i + 1}   {m:.4f}  {[round(a, 4) for a in r]}")
+        overall = sum(random_means) / len(random_means)
+        print(f"DARTS {mean:.4f} vs random genotypes mean {overall:.4f} (best "
+              f"{max(random_means):.4f}, worst {min(random_means):.4f})")
 
 
 if __name__ == "__main__":

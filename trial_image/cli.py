@@ -80,18 +80,20 @@ def _reporting_flags(p: argparse.ArgumentParser, search_space_tag: bool) -> None
                    help="how long to retry an unreachable MLflow server (default 120)")
 
 
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog=prog, description=description, allow_abbrev=False,
+        epilog="Exit codes: 0 ok, 2 bad input, 3 training diverged, 4 MLflow failure, "
+        "143 terminated.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from trial_image.frontends.hyperparams import POOLINGS
 
-    p = argparse.ArgumentParser(
-        prog="python -m trial_image",
-        description="Train ONE Keras candidate from Katib trial parameters, report Katib "
-        "metrics and log the run and model to MLflow. Flags accept '-' or '_' "
-        "(--num_epochs == --num-epochs). `python -m trial_image darts --help`: the DARTS search.",
-        epilog="Exit codes: 0 ok, 2 bad input, 3 training diverged, 4 MLflow failure, "
-        "143 terminated.",
-        allow_abbrev=False,
-    )
+    p = _parser("python -m trial_image",
+                "Train ONE Keras candidate from Katib trial parameters, report Katib metrics and "
+                "log the run and model to MLflow. Flags accept '-' or '_' (--num_epochs == "
+                "--num-epochs). `python -m trial_image darts --help`: the DARTS search.")
     _data_flags(p)
     _training_flags(p, "training")
     g = p.add_argument_group("hyperparameter front end (default)")
@@ -117,15 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_darts_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m trial_image darts",
-        description="Katib's `darts` trial: the bi-level DARTS search over a weight-sharing "
-        "super-net, printing Best-Genotype=Genotype(...) for Katib's collector, then training "
-        "the derived network like any candidate (a registrable MLflow model).",
-        epilog="Exit codes: 0 ok, 2 bad input, 3 training diverged, 4 MLflow failure, "
-        "143 terminated.",
-        allow_abbrev=False,
-    )
+    p = _parser("python -m trial_image darts",
+                "Katib's `darts` trial: the bi-level DARTS search over a weight-sharing "
+                "super-net, printing Best-Genotype=Genotype(...) for Katib's collector, then "
+                "training the derived network like any candidate (a registrable MLflow model).")
     g = p.add_argument_group("Katib's DARTS assignments")
     g.add_argument("--algorithm-settings", default="{}",
                    help="{'num_epochs': '1', ...}: Katib's settings (defaults: Katib's), plus "

@@ -8,11 +8,10 @@ the final one). Then the derived
 network is trained through the genotype front end, so the run ends with a normal, registrable
 model and its test accuracy.
 
-Guard against the collapse to skip connections (DARTS+ early stopping): once the normal cell's
-genotype has more skip connections than ``max_skip_connections`` (default 2), the search stops
-and keeps the genotype of the epoch before (DARTS+). As in DARTS, the result is the genotype of
-the final α (Katib's PyTorch trial keeps the epoch with the best super-net accuracy instead,
-which on small data favours early epochs whose α has barely moved).
+Guard against the collapse to skip connections: :class:`~trial_image.darts.search.CollapseGuard`
+(DARTS+ early stopping, ``max_skip_connections``). As in DARTS, the result is the genotype of the
+final α (Katib's PyTorch trial keeps the epoch with the best super-net accuracy instead, which on
+small data favours early epochs whose α has barely moved).
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ def run_darts(args: argparse.Namespace) -> int:
     prepare_tensorflow(args.seed)
 
     from trial_image.darts.heatmap import alpha_heatmap
-    from trial_image.darts.search import BilevelSearch, skip_share
+    from trial_image.darts.search import BilevelSearch, CollapseGuard, skip_share
     from trial_image.darts.supernet import SupernetShape, build_supernet
 
     shape = SupernetShape(primitives, settings.num_nodes)
@@ -87,10 +86,11 @@ def run_darts(args: argparse.Namespace) -> int:
             {"darts_settings.json": dataclasses.asdict(settings),
              "trial_parameters.json": raw})
         started = time.perf_counter()
-        kept: tuple[float, int, dict] | None = None  # (super-net accuracy, epoch, genotype)
-        stop = "all epochs"
+        guard = CollapseGuard(settings.max_skip_connections, settings.warmup_epochs)
+        accuracies = []
         for epoch in range(settings.num_epochs):
             result = search.epoch(epoch, weight_half, alpha_half, (data.x_val, data.y_val), log)
+            accuracies.append(result.validation_accuracy)
             genotype = search.genotype()
             skips, share = skip_share(genotype)
             text = genotypes.format_genotype(genotype)
@@ -109,20 +109,18 @@ def run_darts(args: argparse.Namespace) -> int:
                       **{k: v.round(5).tolist() for k, v in probabilities.items()}})},
                 {f"{tag}_alphas.png": alpha_heatmap(
                     probabilities, shape, f"epoch {epoch + 1}: {text[:90]}")})
-            limit = settings.max_skip_connections
-            if limit is not None and skips > limit and kept is not None:
-                stop = (f"collapse guard: {skips} skip connections > max_skip_connections "
-                        f"{limit} at epoch {epoch + 1}")
-                log(f"stopping the search ({stop}); keeping epoch {kept[1] + 1}'s genotype")
+            if not guard.step(epoch, genotype):
+                log(f"stopping the search ({guard.reason}); keeping epoch "
+                    f"{guard.kept[0] + 1}'s genotype")
                 break
-            # DARTS derives the architecture from the final α: the latest genotype is the result
-            kept = (result.validation_accuracy, epoch, genotype)
             trial.reporter.report({"Best-Genotype": text})
-        assert kept is not None  # num_epochs >= 1
-        best_text = genotypes.format_genotype(kept[2])
-        best_skips, best_share = skip_share(kept[2])
-        log(f"search: {stop}; genotype of epoch {kept[1] + 1} (super-net validation accuracy "
-            f"{kept[0]:.4f}), {best_skips} skip connection(s): {best_text}")
+        assert guard.kept is not None  # num_epochs >= 1
+        kept_epoch, kept_genotype = guard.kept
+        best_text = genotypes.format_genotype(kept_genotype)
+        best_skips, best_share = skip_share(kept_genotype)
+        log(f"search: {guard.reason}; genotype of epoch {kept_epoch + 1} (super-net validation "
+            f"accuracy {accuracies[kept_epoch]:.4f}), {best_skips} skip connection(s): "
+            f"{best_text}")
         spec = genotypes.to_spec(
             best_text, num_layers=num_layers, init_channels=settings.init_channels,
             stem_multiplier=settings.stem_multiplier, input_shape=data.input_shape,
@@ -136,7 +134,8 @@ def run_darts(args: argparse.Namespace) -> int:
         trial.tracker.log_artifacts({"darts/best_genotype.txt": best_text,
                                      "candidate_spec.json": json.dumps(spec.to_dict())}, {})
         trial.train_candidate(spec, extra_metrics={
-            "Search-Validation-Accuracy": kept[0], "Search-Epochs": float(epoch + 1),
+            "Search-Validation-Accuracy": accuracies[kept_epoch],
+            "Search-Epochs": float(epoch + 1),
             "Search-Seconds": time.perf_counter() - started,
             "Genotype-Skip-Connections": float(best_skips), "Genotype-Skip-Share": best_share})
     return 0

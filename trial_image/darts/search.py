@@ -210,3 +210,32 @@ def skip_share(genotype: dict) -> tuple[int, float]:
     edges = [op for node in genotype["normal"] for op, _ in node]
     skips = sum(op == "skip_connection" for op in edges)
     return skips, skips / len(edges)
+
+
+class CollapseGuard:
+    """DARTS+ early stopping against the collapse to skip connections.
+
+    :meth:`step` takes each epoch's genotype and says whether to go on. The search stops once a
+    genotype of a trained epoch (after the warm-up; before it α is its random initialisation)
+    has more skip connections in the normal cell than ``limit``, provided an earlier trained
+    genotype was within the limit: that one is :attr:`kept`. Otherwise the latest genotype is
+    kept, as DARTS derives its result from the final α.
+    """
+
+    def __init__(self, limit: int | None, warmup_epochs: int) -> None:
+        self.limit = limit
+        self.warmup_epochs = warmup_epochs
+        self.kept: tuple[int, dict] | None = None
+        self._fallback_ok = False
+        self.reason = "all epochs"
+
+    def step(self, epoch: int, genotype: dict) -> bool:
+        skips, _ = skip_share(genotype)
+        trained = epoch >= self.warmup_epochs
+        within = self.limit is None or skips <= self.limit
+        if trained and not within and self._fallback_ok:
+            self.reason = (f"collapse guard: {skips} skip connections > max_skip_connections "
+                           f"{self.limit} at epoch {epoch + 1}")
+            return False
+        self.kept, self._fallback_ok = (epoch, genotype), trained and within
+        return True
