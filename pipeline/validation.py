@@ -334,6 +334,25 @@ def _nas_config(nas) -> list[Problem]:
     return out
 
 
+def _darts_primitives(spec) -> list[Problem]:
+    """Katib accepts any ``<type>_<f>x<f>``, but its trial (and nasflow's) only knows DARTS'
+    primitives: ``max_pooling_5x5`` would fail every trial with a KeyError."""
+    from trial_image.frontends.genotype import PRIMITIVES
+
+    out = []
+    for i, op in enumerate((spec.nas_config.operations if spec.nas_config else None) or []):
+        if op.operation_type == "skip_connection" or not op.parameters:
+            continue
+        unknown = [f"{op.operation_type}_{f}x{f}" for f in
+                   op.parameters[0].feasible_space.list or []
+                   if f"{op.operation_type}_{f}x{f}" not in PRIMITIVES]
+        if unknown:
+            out.append(Problem(f"spec.nasConfig.operations[{i}]",
+                               f"DARTS has no primitive {', '.join(unknown)} (known: "
+                               f"{', '.join(PRIMITIVES)})"))
+    return out
+
+
 def _nas_graph_required(spec) -> list[Problem]:
     graph = spec.nas_config.graph_config if spec.nas_config else None
     out = []
@@ -363,6 +382,8 @@ def _trial_template(spec, raw) -> list[Problem]:
         out.append(Problem(f"{base}.primaryContainerName", "required"))
     if spec.algorithm and spec.algorithm.algorithm_name == "enas":
         out += _nas_graph_required(spec)
+    if spec.algorithm and spec.algorithm.algorithm_name == "darts":
+        out += _darts_primitives(spec)
     trial_spec = template.trial_spec or {}
     text = str(raw.get("spec", {}).get("trialTemplate", {}).get("trialSpec", ""))
     metadata = trial_spec.get("metadata") or {}

@@ -256,3 +256,13 @@ def test_cli_exit_code_and_field_path(tmp_path, capsys):
     assert main(["run", str(bad), "--workdir", str(tmp_path)]) == 2
     assert "spec.maxTrialCounts" in capsys.readouterr().err
     assert not (tmp_path / "base").exists()  # nothing started
+
+
+def test_darts_primitive_unknown_to_the_trial_is_refused():
+    """Katib would accept max_pooling_5x5 and fail every trial with a KeyError."""
+    doc = yaml.safe_load((SHARED_KATIB / "examples/nas/darts-cpu.yaml").read_text())
+    doc["spec"]["nasConfig"]["operations"][0]["parameters"][0]["feasibleSpace"]["list"] = [
+        "3", "5"]
+    _, problems = validate("darts.yaml", doc)
+    assert [(p.path, p.message.split(" (")[0]) for p in problems] == [
+        ("spec.nasConfig.operations[0]", "DARTS has no primitive max_pooling_5x5")]
