@@ -189,14 +189,16 @@ def _promote(args: argparse.Namespace, optimal: Any) -> int:
     metric = args.metric or optimal.metric
     line = (f"{decision.model} version {decision.version} (trial {optimal.trial}, {metric} = "
             f"{decision.score:.6g}): {decision.decision}")
-    if decision.decision == "champion":
+    if not decision.created:
+        line += " (already registered: no new version)"
+    elif decision.decision == "champion":
         line += (f", replacing version {decision.previous_champion}"
                  if decision.previous_champion else " (first champion)")
-    else:
+    if decision.decision != "champion":
         line += f"; champion stays version {decision.champion}"
         if decision.champion_score is not None:
             line += f" ({metric} = {decision.champion_score:.6g})"
-    print(line + ("" if decision.created else " [already registered: no new version]"))
+    print(line)
     return 0
 
 

@@ -47,7 +47,8 @@ def test_run_promote_serve(mlflow_server, tmp_path):
     assert decision["score"] == pytest.approx(best_value)
     again = nasflow("promote", "story", "--model", model, "--tracking-uri", mlflow_server.uri,
                     "--workdir", workdir, cwd=tmp_path)
-    assert again.returncode == 0 and "already registered" in again.stdout
+    assert again.returncode == 0
+    assert again.stdout.strip().endswith(": champion (already registered: no new version)")
 
     client = MlflowClient(mlflow_server.uri)
     champion = client.get_model_version_by_alias(model, "champion")
