@@ -105,6 +105,13 @@ def cmd_space(args: argparse.Namespace) -> int:
         # Measured with benchmarks/engine_overhead.py on digits, 2 CPU cores: ~4 s once per warm
         # worker (TensorFlow import), then ~1 s per trial (MLflow, model build) + ~0.15 s/epoch.
         per_trial = 1 + 0.15 * (epochs or 10)
+        if spec.algorithm.algorithm_name == "darts":
+            # `nasflow run darts-digits.yaml` took 85 s: ~16 s to trace the super-net's steps,
+            # ~2.5 s per search epoch with its MLflow artifacts (Katib's default: 50 epochs).
+            from trial_image.darts.settings import KATIB_DEFAULTS
+
+            settings = {a.name: a.value for a in spec.algorithm.algorithm_settings or []}
+            per_trial += 16 + 2.5 * int(settings.get("num_epochs", KATIB_DEFAULTS["num_epochs"]))
         waves = math.ceil(trials / parallel)
         print(f"estimated cost on this machine (digits, CPU): ~{(4 + waves * per_trial) / 60:.1f}"
               f" min wall, {(4 * parallel + trials * per_trial) / 60:.1f} CPU-min")
