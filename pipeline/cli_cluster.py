@@ -69,11 +69,10 @@ def _follow(experiment: Any, progress: Progress) -> None:
 
 
 def _describe(experiment: Any) -> None:
-    from pipeline.cluster.client import condition
+    from pipeline.cluster.client import condition, current_condition
 
     status = experiment.status
-    conditions = [c for c in (status and status.conditions) or [] if c.status == "True"]
-    last = conditions[-1] if conditions else None
+    last = current_condition(experiment)
     print(f"experiment {experiment.metadata.name} (namespace {experiment.metadata.namespace}): "
           f"{condition(experiment)}" + (f" ({last.reason}: {last.message})" if last else ""))
     if status is None:
@@ -97,6 +96,7 @@ def _describe(experiment: Any) -> None:
 def cmd_submit(args: argparse.Namespace) -> int:
     from pipeline.cluster.client import condition
     from pipeline.cluster.render import RenderError, render
+    from pipeline.promotion.optimal_trial import from_katib
 
     manifest = load_experiment(args.file, args.name)
     _for_cluster(manifest)
@@ -116,14 +116,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     _describe(experiment)
     code = 0 if condition(experiment) == "Succeeded" else 1
     if args.promote:
-        code = max(code, _promote(args, _katib_optimal(experiment)))
+        code = max(code, _promote(args, from_katib(experiment)))
     return code
-
-
-def _katib_optimal(experiment: Any):
-    from pipeline.promotion.optimal_trial import from_katib
-
-    return from_katib(experiment)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -144,10 +138,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_trials(args: argparse.Namespace) -> int:
     from pipeline.cluster.client import condition
+    from pipeline.engine.metrics_collector import metric_strategy
 
     client = _client(args)
     experiment = client.get_experiment(args.experiment)
     objective = experiment.spec.objective.objective_metric_name
+    strategy = metric_strategy(experiment.spec.objective, objective)
     trials = client.list_trials(args.experiment)
     rows = []
     for t in trials:
@@ -155,8 +151,7 @@ def cmd_trials(args: argparse.Namespace) -> int:
                                        and t.status.observation.metrics) or []}
         metric = metrics.get(objective)
         rows.append({"name": t.metadata.name, "status": condition(t),
-                     objective: None if metric is None else
-                     (metric.max if experiment.spec.objective.type == "maximize" else metric.min),
+                     objective: None if metric is None else getattr(metric, strategy),
                      "parameters": {a.name: a.value for a in t.spec.parameter_assignments or []}})
     if args.output == "json":
         _print_json(rows)
@@ -203,7 +198,7 @@ def _promote(args: argparse.Namespace, optimal: Any) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from pipeline.promotion.optimal_trial import from_engine_state
+    from pipeline.promotion.optimal_trial import from_engine_state, from_katib
     from pipeline.promotion.registry import Registry
 
     if args.rollback:
@@ -221,7 +216,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         if optimal is None and args.source == "local":
             raise UsageError(f"no local run of {args.experiment!r} in {args.workdir}")
     if optimal is None:
-        optimal = _katib_optimal(_client(args).get_experiment(args.experiment))
+        optimal = from_katib(_client(args).get_experiment(args.experiment))
     return _promote(args, optimal)
 
 
@@ -241,7 +236,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
                               log=lambda line: print(line, file=sys.stderr))
     if args.output == "json":
         _print_json(result)
-    return 0 if result["conditions"] and result["conditions"][-1]["type"] == "Succeeded" else 1
+    return 0 if result["phase"] == "Succeeded" else 1
 
 
 def _cluster_flags(p: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.cluster.client import KatibClient, finished
+from pipeline.cluster.client import KatibClient, condition, finished
 from pipeline.cluster.render import render, slug, unique_name
 from pipeline.promotion.optimal_trial import from_katib
 from pipeline.promotion.registry import Registry
@@ -120,6 +120,7 @@ def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClien
     log(f"submitted experiment {name} to namespace {client.namespace}")
     experiment = client.wait(name, config.timeout, on_update)
     result: dict[str, Any] = {"experiment": name, "namespace": client.namespace,
+                              "phase": condition(experiment),
                               "conditions": [c.to_dict() for c in
                                              experiment.status.conditions or []]}
     if experiment.status.current_optimal_trial is None or not \

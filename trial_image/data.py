@@ -152,11 +152,12 @@ def _read_folder(path: Path, image_size: tuple[int, int]):
     return np.stack(xs), np.asarray(ys)
 
 
-def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None):
+def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None,
+             drop_remainder: bool = False):
     """Cache, shuffle (training only, seeded), batch, prefetch."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
     if shuffle_seed is not None:
         ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

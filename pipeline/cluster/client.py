@@ -21,11 +21,17 @@ EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 WATCH_CHUNK_SECONDS = 300  # one watch request; the API server closes longer ones anyway
 
 
-def condition(experiment: V1beta1Experiment | V1beta1Trial) -> str:
-    """The current phase: the newest condition whose status is True (Katib's convention)."""
-    conditions = (experiment.status and experiment.status.conditions) or []
+def current_condition(obj: V1beta1Experiment | V1beta1Trial | V1beta1Suggestion) -> Any | None:
+    """The newest condition whose status is True (Katib's convention), or None."""
+    conditions = (obj.status and obj.status.conditions) or []
     current = [c for c in conditions if c.status == "True"]
-    return current[-1].type if current else "Pending"
+    return current[-1] if current else None
+
+
+def condition(obj: V1beta1Experiment | V1beta1Trial | V1beta1Suggestion) -> str:
+    """The current phase: the type of :func:`current_condition`, else Pending."""
+    current = current_condition(obj)
+    return current.type if current else "Pending"
 
 
 def finished(experiment: V1beta1Experiment) -> bool:
@@ -38,9 +44,8 @@ def _default_namespace(kubeconfig: str | None, context: str | None) -> str:
     from kubernetes import config
 
     try:
-        _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
         if context:
-            contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
             active = next(c for c in contexts if c["name"] == context)
         return active["context"].get("namespace") or "default"
     except (config.ConfigException, StopIteration, KeyError, TypeError):

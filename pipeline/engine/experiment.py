@@ -30,6 +30,7 @@ import yaml
 
 from pipeline import search_space
 from pipeline.engine.early_stopping import MedianStop, numbers, should_stop
+from pipeline.engine.metrics_collector import metric_strategy
 from pipeline.engine.state import FAILED, StateStore, TrialRecord
 from pipeline.engine.template import TemplateError, trial_command
 from pipeline.engine.trial import Collector, TrialProcess, WarmPool, kill_group, orphan_of
@@ -76,9 +77,7 @@ class ExperimentEngine:
         self.maximize = objective.type == "maximize"
         self.goal = objective.goal
         self.metric_names = [self.objective, *(objective.additional_metric_names or [])]
-        default = "max" if self.maximize else "min"
-        self.strategies = {n: default for n in self.metric_names}
-        self.strategies.update({s.name: s.value for s in objective.metric_strategies or []})
+        self.strategies = {n: metric_strategy(objective, n) for n in self.metric_names}
         self.collector = Collector.of(spec)
         self.early_stopping = MedianStop.of(spec)
         self.dir = options.workdir / self.name
@@ -147,7 +146,7 @@ class ExperimentEngine:
         values = numbers(t.observations.get(metric, []))
         if not values:
             return None
-        strategy = self.strategies.get(metric, "max" if self.maximize else "min")
+        strategy = self.strategies[metric]  # the objective or an additional metric
         return {"min": min, "max": max, "latest": lambda v: v[-1]}[strategy](values)
 
     def _result(self, t: TrialRecord) -> TrialResult:

@@ -15,9 +15,20 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 UNSET_TIME = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def metric_strategy(objective: Any, metric: str) -> str:
+    """Which of a metric's min/max/latest is its value (Katib's experiment defaults): the
+    objective's ``metricStrategies`` entry, else max for a maximize objective and min for a
+    minimize one; Katib gives additional metrics the objective's default too."""
+    for strategy in objective.metric_strategies or []:
+        if strategy.name == metric:
+            return strategy.value
+    return "max" if objective.type == "maximize" else "min"
 
 
 @dataclass(frozen=True)

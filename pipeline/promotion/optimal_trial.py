@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from kubeflow_katib_api.models import V1beta1Experiment
 
+from pipeline.engine.metrics_collector import metric_strategy
+
 
 class NoOptimalTrial(Exception):
     """The experiment has no trial to promote (message says why)."""
@@ -49,14 +51,12 @@ def _from_spec(experiment: V1beta1Experiment, name: str, namespace: str,
         raise NoOptimalTrial(f"experiment {name!r} has no optimal trial yet (no trial reported "
                              "the objective)")
     objective = experiment.spec.objective
-    maximize = objective.type == "maximize"
-    strategies = {s.name: s.value for s in objective.metric_strategies or []}
     metric = objective.objective_metric_name
-    strategy = strategies.get(metric, "max" if maximize else "min")
     return OptimalTrial(
         experiment=name, namespace=namespace, trial=optimal["bestTrialName"], metric=metric,
-        maximize=maximize,
-        value=_strategy_value(optimal.get("observation", {}).get("metrics", []), metric, strategy),
+        maximize=objective.type == "maximize",
+        value=_strategy_value(optimal.get("observation", {}).get("metrics", []), metric,
+                              metric_strategy(objective, metric)),
         algorithm=experiment.spec.algorithm.algorithm_name,
         assignments={a["name"]: str(a["value"]) for a in optimal.get("parameterAssignments", [])})
 

@@ -36,17 +36,14 @@ def halves(data: Any, batch_size: int, seed: int) -> tuple[Any, Any, int]:
     Whole batches only (a last, smaller batch would retrace the compiled steps); the batch
     shrinks to the half's size on tiny datasets.
     """
-    import tensorflow as tf
-
     order = np.random.default_rng(seed).permutation(len(data.x_train))
     half = len(order) // 2
     batch = min(batch_size, half)
-    sets = []
-    for part, index in enumerate((order[:half], order[half:2 * half])):
-        ds = tf.data.Dataset.from_tensor_slices((data.x_train[index], data.y_train[index]))
-        sets.append(ds.cache().shuffle(half, seed=seed + part, reshuffle_each_iteration=True)
-                    .batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
-    return sets[0], sets[1], batch
+    weight_half, alpha_half = (
+        datasets.pipeline(data.x_train[index], data.y_train[index], batch, seed + part,
+                          drop_remainder=True)
+        for part, index in enumerate((order[:half], order[half:2 * half])))
+    return weight_half, alpha_half, batch
 
 
 def run_darts(args: argparse.Namespace) -> int:
