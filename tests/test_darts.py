@@ -185,6 +185,29 @@ def test_genotype_keeps_the_two_strongest_inputs_and_never_none(small_search):
     assert parse_genotype(format_genotype(genotype))["normal"] == genotype["normal"]
 
 
+def test_supernet_batch_norms_have_no_affine_parameters_but_the_stem(small_search):
+    """DARTS disables BN's learnable scale and shift in the search, so no candidate operation
+    can rescale its output against the mixing weights; the derived network keeps them."""
+    import keras
+
+    from trial_image.builder import build_model
+    from trial_image.frontends.genotype import to_spec
+    from trial_image.spec import Head, Training
+
+    make, data, _ = small_search
+    search = make(False)
+    norms = [layer for layer in search.model.layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    affine = [layer.name for layer in norms if layer.center or layer.scale]
+    assert affine == ["stem_bn"] and len(norms) > 20
+    genotype = format_genotype(search.genotype())
+    derived = build_model(to_spec(genotype, num_layers=2, init_channels=4, stem_multiplier=1,
+                                  input_shape=data.input_shape, num_classes=data.num_classes,
+                                  input_scale=data.scale, training=Training(), head=Head()))
+    assert all(layer.center and layer.scale for layer in derived.layers
+               if isinstance(layer, keras.layers.BatchNormalization))
+
+
 def test_cosine_learning_rate(small_search):
     make, _, _ = small_search
     search = make(False)
@@ -240,6 +263,35 @@ def test_katib_darts_cpu_trial_prints_a_genotype_katib_reads(mlflow_server, tmp_
     assert np.asarray(model.predict(np.zeros((2, 8, 8, 1), "float32"))).shape == (2, 10)
 
 
+@pytest.mark.slow
+def test_the_derived_network_trains_as_a_fresh_genotype_trial_with_its_seed(mlflow_server,
+                                                                            tmp_path):
+    """After the search the trial reseeds: its model is the one `--genotype=... --seed=S`
+    gives, whatever random state the search left. A text seed (the trial name) is hashed."""
+    seed = "darts-digits-3f9c2a1b"
+    darts = run_trial(["darts", *(f"--{k}={v}" for k, v in DARTS_CPU.items()), "--epochs=3",
+                       f"--seed={seed}", "--experiment-name=reseed"], tmp_path,
+                      mlflow_server.uri)
+    assert darts.returncode == 0, darts.stderr[-3000:]
+    genotype = collected(darts.stdout, ["Best-Genotype"], [KATIB_FILTER])["Best-Genotype"][-1]
+    fresh = run_trial([f"--genotype={genotype}", "--num-layers=1", "--init-channels=1",
+                       "--stem-multiplier=1", "--epochs=3", f"--seed={seed}",
+                       "--experiment-name=reseed"], tmp_path, mlflow_server.uri)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    names = ["Validation-Accuracy", "Train-Loss", "Test-Accuracy"]
+    assert collected(darts.stdout, names, []) == collected(fresh.stdout, names, [])
+    assert len(collected(fresh.stdout, names, [])["Validation-Accuracy"]) == 3
+
+
+def test_seed_is_a_number_or_any_text():
+    from trial_image.cli import seed
+
+    assert seed("7") == 7 and seed(" 42 ") == 42
+    assert seed("darts-digits-3f9c2a1b") == seed("darts-digits-3f9c2a1b") != seed(
+        "darts-digits-70aa01c2")
+    assert 0 <= seed("darts-digits-3f9c2a1b") < 2**31
+
+
 def _cell(skips: int) -> dict:
     """A 3-node genotype whose normal cell has ``skips`` skip connections."""
     ops = ["skip_connection"] * skips + ["max_pooling_3x3"] * (6 - skips)
@@ -275,16 +327,19 @@ def test_darts_manifests_run_unchanged_on_both_engines():
 
 @pytest.mark.slow
 def test_darts_digits_on_the_embedded_engine_then_promoted(mlflow_server, tmp_path):
-    """darts-digits.yaml (shortened) through `nasflow run`, promoted on Test-Accuracy, served."""
+    """darts-digits.yaml (shortened, two searches) through `nasflow run`: each trial searches
+    from its own seed, the objective picks the derived network that validates best, and
+    `nasflow promote` registers that one without further flags."""
     import subprocess
     import sys
+    import zlib
 
     import mlflow
     import yaml
 
     from tests.test_engine_e2e import small
 
-    path = Path(small("darts-digits.yaml", "darts-e2e", trials=1, epochs=2, tmp_path=tmp_path))
+    path = Path(small("darts-digits.yaml", "darts-e2e", trials=2, epochs=2, tmp_path=tmp_path))
     doc = yaml.safe_load(path.read_text())
     doc["spec"]["algorithm"]["algorithmSettings"] = [
         {"name": "num_epochs", "value": "2"}, {"name": "num_nodes", "value": "2"},
@@ -299,21 +354,38 @@ def test_darts_digits_on_the_embedded_engine_then_promoted(mlflow_server, tmp_pa
     assert run.returncode == 0, run.stderr[-3000:]
     status = json.loads(run.stdout)
     assert status["conditions"][-1]["reason"] == "ExperimentMaxTrialsReached"
-    (metric,) = status["currentOptimalTrial"]["observation"]["metrics"]
-    assert metric["max"] == "unavailable" and parse_genotype(metric["latest"])["normal"]
+    assert status["trialsSucceeded"] == 2
+
+    client = MlflowClient(mlflow_server.uri)
+    runs = client.search_runs([client.get_experiment_by_name("darts-e2e").experiment_id],
+                              "tags.`nasflow.frontend` = 'darts'")
+    by_trial = {r.data.tags["katib.trial"]: r for r in runs}
+    assert len(by_trial) == 2
+    # the seed is the trial's name: two searches from different starting points
+    for trial, r in by_trial.items():
+        assert int(r.data.params["seed"]) == zlib.crc32(trial.encode()) & 0x7FFFFFFF
+    best = max(by_trial, key=lambda t: by_trial[t].data.metrics["Best-Validation-Accuracy"])
+    optimal = status["currentOptimalTrial"]
+    assert optimal["bestTrialName"] == best
+    metrics = {m["name"]: m for m in optimal["observation"]["metrics"]}
+    assert float(metrics["Validation-Accuracy"]["max"]) == pytest.approx(
+        by_trial[best].data.metrics["Best-Validation-Accuracy"])
+    assert parse_genotype(metrics["Best-Genotype"]["latest"]) == parse_genotype(
+        by_trial[best].data.tags["nasflow.genotype"])
+    assert float(metrics["Test-Accuracy"]["latest"]) == pytest.approx(
+        by_trial[best].data.metrics["Test-Accuracy"])
 
     promote = subprocess.run(
         [sys.executable, "-m", "pipeline", "promote", "darts-e2e", "--model", "darts-digits",
-         "--metric", "Test-Accuracy", "--tracking-uri", mlflow_server.uri, "--workdir",
-         str(tmp_path / ".nasflow"), "--output", "json"], cwd=tmp_path, capture_output=True,
-        text=True, timeout=300, env=env)
+         "--tracking-uri", mlflow_server.uri, "--workdir", str(tmp_path / ".nasflow"),
+         "--output", "json"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=env)
     assert promote.returncode == 0, promote.stderr[-3000:]
     decision = json.loads(promote.stdout)
     assert decision["decision"] == "champion"
     mlflow.set_tracking_uri(mlflow_server.uri)
-    champion = MlflowClient(mlflow_server.uri).get_model_version_by_alias("darts-digits",
-                                                                          "champion")
-    assert champion.tags["nasflow.objective.metric"] == "Test-Accuracy"
-    assert float(champion.tags["nasflow.objective.value"]) == decision["score"] > 0
+    champion = client.get_model_version_by_alias("darts-digits", "champion")
+    assert champion.run_id == by_trial[best].info.run_id
+    assert champion.tags["nasflow.objective.metric"] == "Validation-Accuracy"
     model = mlflow.pyfunc.load_model("models:/darts-digits@champion")
     assert np.asarray(model.predict(np.zeros((3, 8, 8, 1), "float32"))).shape == (3, 10)

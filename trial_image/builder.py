@@ -62,7 +62,9 @@ def merge_inputs(tensors: list, how: str, name: str):
     return layers.Concatenate(axis=-1, name=f"{name}_concat")(same_size)
 
 
-def apply_node(node: Node, x, name: str):
+def apply_node(node: Node, x, name: str, *, affine: bool = True):
+    """``affine=False``: batch norms without learnable scale and shift, as in DARTS' search
+    (a candidate operation must not rescale its output against the mixing weights)."""
     p = with_defaults(node.op, node.params)
     if node.op == "identity":
         return x
@@ -72,7 +74,7 @@ def apply_node(node: Node, x, name: str):
         return pool(p["size"], strides=stride, padding="same",
                     name=f"{name}_{p['pool_type']}pool")(x)
     if node.op == "factorized_reduce":
-        return _factorized_reduce(x, p["filters"], name)
+        return _factorized_reduce(x, p["filters"], name, affine)
     if node.inputs != (0,):  # raw inputs may be negative (npz data): no ReLU on them
         x = layers.ReLU(name=f"{name}_relu")(x)
     stride, dilation = p["stride"], p.get("dilation", 1)
@@ -91,11 +93,16 @@ def apply_node(node: Node, x, name: str):
     if conv_stride != stride:
         x = layers.MaxPooling2D(1, strides=stride, padding="same", name=f"{name}_subsample")(x)
     if p["batch_norm"]:
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+        x = batch_norm(x, name, affine)
     return x
 
 
-def _factorized_reduce(x, filters: int, name: str):
+def batch_norm(x, name: str, affine: bool = True):
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, center=affine, scale=affine,
+                                     name=f"{name}_bn")(x)
+
+
+def _factorized_reduce(x, filters: int, name: str, affine: bool):
     """Halve height and width without losing every other pixel (DARTS' FactorizedReduce)."""
     x = layers.ReLU(name=f"{name}_relu")(x)
     shifted = x if x.shape[1] < 2 or x.shape[2] < 2 else layers.Cropping2D(
@@ -105,4 +112,4 @@ def _factorized_reduce(x, filters: int, name: str):
     b = layers.Conv2D(filters - half, 1, strides=2, padding="same", use_bias=False,
                       name=f"{name}_fr_b")(shifted)
     x = layers.Concatenate(axis=-1, name=f"{name}_fr_concat")([a, b])
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    return batch_norm(x, name, affine)

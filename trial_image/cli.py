@@ -12,6 +12,7 @@ import argparse
 import os
 import re
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ def _bool(value: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def seed(value: str) -> int:
+    """A number, or any text such as the trial name (hashed, CRC-32): the repeated trials of a
+    Katib DARTS experiment get identical parameters, and a seed from the trial name makes each
+    search start elsewhere while staying reproducible."""
+    text = value.strip()
+    return int(text) if re.fullmatch(r"\d+", text) else zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
 def _image_size(value: str) -> tuple[int, int]:
@@ -59,7 +68,9 @@ def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
                    help="early stopping on validation accuracy (best weights restored)")
     g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop training after this many seconds")
-    g.add_argument("--seed", type=int, default=0, help="same seed, same metrics on CPU")
+    g.add_argument("--seed", type=seed, default=0,
+                   help="a number or any text, e.g. the trial name; same seed, same metrics "
+                   "on CPU")
 
 
 def _reporting_flags(p: argparse.ArgumentParser, search_space_tag: bool) -> None:

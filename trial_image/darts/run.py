@@ -4,9 +4,10 @@ Search: per epoch, the bi-level steps, then Katib metric lines (Search-Validatio
 Skip-Connections, Skip-Share, …), MLflow curves, the epoch's genotype, α as JSON and as a
 heat-map PNG, and ``Best-Genotype=Genotype(...)`` for the epoch's α (the line Katib's
 filter ``([\\w-]+)=(Genotype.*)`` reads, timestamped like every metric line; its latest value is
-the final one). Then the derived
-network is trained through the genotype front end, so the run ends with a normal, registrable
-model and its test accuracy.
+the final one). Then the derived network is trained through the genotype front end, reseeded so
+that it is the model `python -m trial_image --genotype=... --seed=S` gives: the run ends with a
+normal, registrable model, its validation accuracy (what darts-digits.yaml's objective compares
+across searches, as the DARTS paper selects among its four) and its test accuracy.
 
 Guard against the collapse to skip connections: :class:`~trial_image.darts.search.CollapseGuard`
 (DARTS+ early stopping, ``max_skip_connections``). As in DARTS, the result is the genotype of the
@@ -130,6 +131,8 @@ def run_darts(args: argparse.Namespace) -> int:
                                 "nasflow.genotype": best_text[:5000]})
         trial.tracker.log_artifacts({"darts/best_genotype.txt": best_text,
                                      "candidate_spec.json": json.dumps(spec.to_dict())}, {})
+        # not from wherever the search left the random state: as a fresh --genotype trial
+        prepare_tensorflow(args.seed)
         trial.train_candidate(spec, extra_metrics={
             "Search-Validation-Accuracy": accuracies[kept_epoch],
             "Search-Epochs": float(epoch + 1),

@@ -15,7 +15,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from trial_image.builder import BN_MOMENTUM, apply_node, merge_inputs
+from trial_image.builder import apply_node, batch_norm, merge_inputs
 from trial_image.darts.settings import NONE
 from trial_image.frontends.genotype import preprocess, primitive, reduction_cells
 from trial_image.spec import Node
@@ -62,7 +62,7 @@ class _Tensors:
         self.count += 1
         name = f"s{self.count}"
         return apply_node(Node(op, (1,), params, merge),
-                          merge_inputs(list(inputs), merge, name), name)
+                          merge_inputs(list(inputs), merge, name), name, affine=False)
 
 
 def _normalised(x: Any, primitive_name: str, name: str) -> Any:
@@ -70,8 +70,7 @@ def _normalised(x: Any, primitive_name: str, name: str) -> Any:
     competes with the (batch-normalised) convolutions on the same scale."""
     if "pooling" not in primitive_name:
         return x
-    return layers.BatchNormalization(center=False, scale=False, momentum=BN_MOMENTUM,
-                                     name=f"{name}_bn")(x)
+    return batch_norm(x, name, affine=False)
 
 
 def build_supernet(shape: SupernetShape, *, input_shape: tuple[int, int, int],
