@@ -106,7 +106,7 @@ def cmd_space(args: argparse.Namespace) -> int:
         # worker (TensorFlow import), then ~1 s per trial (MLflow, model build) + ~0.15 s/epoch.
         per_trial = 1 + 0.15 * (epochs or 10)
         if spec.algorithm.algorithm_name == "darts":
-            # `nasflow run darts-digits.yaml` took 85 s: ~16 s to trace the super-net's steps,
+            # A darts-digits.yaml trial takes 60-85 s: ~16 s to trace the super-net's steps,
             # ~2.5 s per search epoch with its MLflow artifacts (Katib's default: 50 epochs).
             from trial_image.darts.settings import KATIB_DEFAULTS
 

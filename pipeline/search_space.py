@@ -171,8 +171,8 @@ def size(experiment: Any) -> tuple[float, str]:
     algorithm = spec.algorithm.algorithm_name
     if spec.nas_config is not None and algorithm == "darts":
         prims = [*darts_primitives(spec.nas_config), "none"]
-        return float("inf"), (f"DARTS relaxes {len(prims)} primitives per edge; one trial runs "
-                              "the whole search")
+        return float("inf"), (f"DARTS relaxes {len(prims)} primitives per edge; each trial runs "
+                              "a whole search")
     if spec.nas_config is not None:
         ops = len(enas_operations(spec.nas_config))
         layers = spec.nas_config.graph_config.num_layers

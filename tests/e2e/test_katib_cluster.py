@@ -26,7 +26,9 @@ KUBECONFIG = os.environ.get("NASFLOW_E2E_KUBECONFIG")
 pytestmark = pytest.mark.skipif(
     not KUBECONFIG, reason="no cluster: set NASFLOW_E2E_KUBECONFIG to a kubeconfig of a cluster "
     "with Katib and manifests/base applied (see README, 'Running on a cluster')")
-EXPERIMENTS = ["random-digits.yaml", "tpe-digits.yaml", "enas-digits.yaml"]
+# darts-digits: two searches whose derived networks' validation accuracy is the objective, read
+# by the second of its two collector filters
+EXPERIMENTS = ["random-digits.yaml", "tpe-digits.yaml", "enas-digits.yaml", "darts-digits.yaml"]
 
 
 @pytest.fixture(scope="module")
