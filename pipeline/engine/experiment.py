@@ -21,7 +21,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from hashlib import sha1
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import yaml
 
 from pipeline import search_space
 from pipeline.engine.early_stopping import MedianStop, numbers, should_stop
-from pipeline.engine.metrics_collector import metric_strategy
+from pipeline.engine.metrics_collector import metric_strategy, now_rfc3339
 from pipeline.engine.state import FAILED, StateStore, TrialRecord
 from pipeline.engine.template import TemplateError, trial_command
 from pipeline.engine.trial import Collector, TrialProcess, WarmPool, kill_group, orphan_of
@@ -55,10 +54,6 @@ class EngineOptions:
     on_progress: Callable[[dict[str, Any]], None] | None = None
     cwd: Path = field(default_factory=Path.cwd)
     warm_trials: bool = True  # run `python -m trial_image` trials in warm workers
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ExperimentEngine:
@@ -377,7 +372,7 @@ class ExperimentEngine:
 
     def _set_condition(self, kind: str, reason: str, message: str) -> None:
         self.conditions.append({"type": kind, "status": "True", "reason": reason,
-                                "message": message, "lastTransitionTime": _stamp()})
+                                "message": message, "lastTransitionTime": now_rfc3339()})
         self._save()
 
     def _optimal(self) -> dict[str, Any] | None:

@@ -21,6 +21,11 @@ DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 UNSET_TIME = datetime(1, 1, 1, tzinfo=UTC)
 
 
+def now_rfc3339() -> str:
+    """Now, in the timestamp format Katib (and Kubernetes) write and this collector reads."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def metric_strategy(objective: Any, metric: str) -> str:
     """Which of a metric's min/max/latest is its value (Katib's experiment defaults): the
     objective's ``metricStrategies`` entry, else max for a maximize objective and min for a

@@ -14,9 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from pipeline.engine.metrics_collector import now_rfc3339
 from pipeline.promotion.optimal_trial import OptimalTrial
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -61,10 +61,6 @@ def _racing(action: Callable[[], T]) -> T:
                 raise
             time.sleep(0.05 * 2 ** attempt)
     raise AssertionError("unreachable")
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Registry:
@@ -184,7 +180,7 @@ class Registry:
                 break
             self._alias(CHAMPION, best.version)
             previous = champion.version if champion is not None else None
-            self._tag(best.version, {DECISION: CHAMPION, f"{TAG}decided_at": _now(),
+            self._tag(best.version, {DECISION: CHAMPION, f"{TAG}decided_at": now_rfc3339(),
                                      **({PREVIOUS: previous} if previous else {})})
         else:
             raise PromotionError(f"the champion of {self.model!r} kept changing for "
@@ -195,7 +191,7 @@ class Registry:
         ours = champion is not None and champion.version == version.version
         if not ours and created:
             self._alias(CHALLENGER, version.version)
-            self._tag(version.version, {DECISION: CHALLENGER, f"{TAG}decided_at": _now(),
+            self._tag(version.version, {DECISION: CHALLENGER, f"{TAG}decided_at": now_rfc3339(),
                                         f"{TAG}champion_at_decision":
                                             champion.version if champion else ""})
         if ours and previous is None:
@@ -235,5 +231,5 @@ class Registry:
                                  "earlier champion; nothing to roll back to")
         self._alias(CHAMPION, previous)
         self._tag(champion.version, {ROLLED_BACK: "true", DECISION: "rolled-back"})
-        self._tag(previous, {f"{TAG}restored_at": _now()})
+        self._tag(previous, {f"{TAG}restored_at": now_rfc3339()})
         return {"model": self.model, "champion": previous, "rolled_back": champion.version}
