@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 MANIFEST = ROOT / "manifests" / "experiments" / "darts-digits.yaml"
 
 
+@functools.cache
 def manifest_values() -> dict:
     """Katib's three DARTS values for darts-digits.yaml, as the engine hands them out."""
     from pipeline.cli import load_experiment
