@@ -43,15 +43,20 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     KERAS_HOME=/tmp/.keras \
     MPLCONFIGDIR=/tmp/matplotlib \
-    TF_CPP_MIN_LOG_LEVEL=2
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    MLFLOW_DISABLE_TELEMETRY=true
+# HOME=/tmp is where MLflow reads credentials (~/.mlflow/credentials, the Secret the manifests
+# mount at /tmp/.mlflow): a pod must not override HOME.
 WORKDIR /tmp
 
 FROM runtime AS trial
 LABEL org.opencontainers.image.title="nasflow-trial" \
       org.opencontainers.image.description="Trains one Keras NAS candidate from Katib parameters"
 COPY --from=build /opt/venv /opt/venv
-# Without a tracking server the run goes to /tmp/mlruns.
-ENV MLFLOW_TRACKING_URI=file:///tmp/mlruns
+# Without a tracking server the run goes to /tmp/mlruns (MLflow 3 keeps its file store only on
+# request).
+ENV MLFLOW_TRACKING_URI=file:///tmp/mlruns \
+    MLFLOW_ALLOW_FILE_STORE=true
 USER 10001
 # A trial is a batch process that Katib's collector follows; it serves nothing to probe.
 HEALTHCHECK NONE
@@ -60,7 +65,8 @@ ENTRYPOINT ["python", "-m", "trial_image"]
 FROM runtime AS trial-gpu
 LABEL org.opencontainers.image.title="nasflow-trial-gpu"
 COPY --from=build-gpu /opt/venv /opt/venv
-ENV MLFLOW_TRACKING_URI=file:///tmp/mlruns
+ENV MLFLOW_TRACKING_URI=file:///tmp/mlruns \
+    MLFLOW_ALLOW_FILE_STORE=true
 USER 10001
 HEALTHCHECK NONE
 ENTRYPOINT ["python", "-m", "trial_image"]
@@ -78,6 +84,8 @@ ENTRYPOINT ["nasflow"]
 FROM runtime AS mlflow
 LABEL org.opencontainers.image.title="nasflow-mlflow"
 COPY --from=build-mlflow /opt/venv /opt/venv
+# MLflow 3's job executor (a runner and seven huey consumers) serves nothing nasflow uses.
+ENV MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 USER 10001
 EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s \

@@ -132,7 +132,7 @@ def combinations(specs: list[Any]) -> int | None:
 
 
 def _katib_values(p: Any) -> list[Any]:
-    """Katib's ENAS expansion of one operation parameter (NOTES.md §1.1)."""
+    """Katib's ENAS expansion of one operation parameter (docs/katib.md §1.1)."""
     fs = p.feasible_space
     if p.parameter_type == "categorical":
         return list(fs.list)
@@ -191,7 +191,7 @@ def size(experiment: Any) -> tuple[float, str]:
 
 def enas_assignments(arc: list[list[int]], operations: list[dict[str, Any]],
                      graph: Any) -> dict[str, str]:
-    """Katib's ENAS wire format for one architecture (NOTES.md §1.2), byte for byte."""
+    """Katib's ENAS wire format for one architecture (docs/katib.md §1.2), byte for byte."""
     nn_config: dict[str, Any] = {"num_layers": graph.num_layers,
                                  "input_sizes": list(graph.input_sizes or []),
                                  "output_sizes": list(graph.output_sizes or []),

@@ -72,7 +72,7 @@ def _any(v: str) -> str | None:
     return None
 
 
-# algorithm -> setting -> check (NOTES.md §1.5, §2, §5; evolution is nasflow's own).
+# algorithm -> setting -> check (docs/katib.md §1.4, §2, §5; evolution is nasflow's own).
 ALGORITHM_SETTINGS: dict[str, dict[str, Any]] = {
     "random": {"random_state": _int(0)},
     "tpe": {"gamma": _float(0, 1, lo_open=True, hi_open=True),

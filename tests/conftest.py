@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -9,8 +10,10 @@ import pytest
 
 from tests.mlflow_server import MlflowServer
 
+# No test phones home, and every process a test starts inherits this.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_KATIB = ROOT.parent / "shared" / "katib"
+KATIB_DATA = ROOT / "tests" / "data" / "katib"  # Katib's examples and wire formats (see its README)
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +34,56 @@ def run_trial(args: list[str], cwd: Path, tracking_uri: str, timeout: float = 30
 
 def wire_example(key: str) -> str:
     """A literal value from Katib's wire-examples.txt, e.g. ``ENAS architecture``."""
-    for line in (SHARED_KATIB / "wire-examples.txt").read_text().splitlines():
+    for line in (KATIB_DATA / "wire-examples.txt").read_text().splitlines():
         name, sep, value = line.partition(" = ")
         if sep and name.strip() == key:
             return value.strip()
     raise KeyError(key)
+
+
+# ---- no server process outlives the suite ------------------------------------------------------
+
+SERVER_WORDS = (b"mlflow", b"huey")
+
+
+def _server_processes() -> dict[int, str]:
+    """pid -> command line of every process running MLflow (servers, their workers, huey)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(word in cmdline for word in SERVER_WORDS):
+            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")[:200]
+    return found
+
+
+def pytest_sessionstart(session):
+    session.config._servers_before = set(_server_processes())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if a process the suite started (an MLflow server, a huey consumer, a model
+    server) is still running, and end it."""
+    import signal
+    import time
+
+    before = getattr(session.config, "_servers_before", set())
+    leftover = {}
+    deadline = time.monotonic() + 5  # a server told to stop may still be exiting
+    while time.monotonic() < deadline:
+        leftover = {p: c for p, c in _server_processes().items() if p not in before}
+        if not leftover:
+            return
+        time.sleep(0.2)
+    for pid in leftover:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"processes left running by the test suite (now killed): "
+                            f"{sorted(leftover.values())}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

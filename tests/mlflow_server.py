@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,11 +12,28 @@ import time
 import urllib.request
 from pathlib import Path
 
+# MLflow 3's job executor (a runner and seven huey consumers per server) serves nothing nasflow
+# uses, and its consumers outlive a stopped server.
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_TRACKING_URI": ""}
+
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM the process's group (it was started in its own session), SIGKILL what remains."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # workers the server forked, if any are left
+    process.wait(timeout)
 
 
 class MlflowServer:
@@ -33,7 +52,7 @@ class MlflowServer:
              "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
              "--artifacts-destination", str(self.root / "artifacts")],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+            env={**os.environ, **SERVER_ENV},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -50,7 +69,6 @@ class MlflowServer:
         raise RuntimeError("mlflow server did not become healthy")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            self.process.wait(30)
+        if self.process is not None:
+            stop_process_group(self.process)
         self.process = None

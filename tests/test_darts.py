@@ -72,7 +72,7 @@ def test_bad_input_is_one_line_and_exit_2(settings, space, message, capsys):
 def test_genotype_format_is_katibs():
     katib = ("Genotype(normal=[[('max_pooling_3x3',1),('max_pooling_3x3',0)]],normal_concat="
              "range(2,3),reduce=[[('max_pooling_3x3',0),('max_pooling_3x3',1)]],reduce_concat="
-             "range(2,3))")  # NOTES.md §2, printed by Katib's own darts trial
+             "range(2,3))")  # docs/katib.md §2, printed by Katib's own darts trial
     assert format_genotype(parse_genotype(katib)) == katib
 
 

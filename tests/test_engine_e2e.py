@@ -23,6 +23,8 @@ def small(manifest: str, name: str, trials: int, epochs: int, tmp_path) -> str:
     doc["spec"]["trialTemplate"]["trialSpec"]["metadata"]["labels"][
         "katib.kubeflow.org/experiment"] = name
     doc["spec"]["maxTrialCount"] = trials
+    for count in ("parallelTrialCount", "maxFailedTrialCount"):  # Katib: at most maxTrialCount
+        doc["spec"][count] = min(doc["spec"][count], trials)
     container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
         "containers"][0]
     container["command"] = [a.replace("--epochs=15", f"--epochs={epochs}")

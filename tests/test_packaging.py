@@ -128,3 +128,18 @@ def test_experiments_kustomization_sets_image_and_namespace():
     assert all(d["metadata"]["namespace"] == "nasflow" for d in experiments)
     images = re.findall(r"image: (\S+)", rendered)
     assert images == ["nasflow-trial:0.1.0"] * 4
+
+
+def test_the_repository_stands_alone():
+    """No tracked file reads anything beside the repository (the development machines have a
+    shared folder beside the checkout; a user's clone does not)."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    outside = re.compile(r"\.\./" + "shared|parent\\s*/\\s*[\"']" + "shared")
+    offenders = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix in (".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".cfg", "") and \
+                path.is_file() and outside.search(path.read_text(errors="replace")):
+            offenders.append(name)
+    assert offenders == []

@@ -12,7 +12,7 @@ from pipeline import search_space
 from pipeline.suggestion import create
 from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
 from pipeline.validation import validate
-from tests.conftest import ROOT, SHARED_KATIB, wire_example
+from tests.conftest import KATIB_DATA, ROOT, wire_example
 from trial_image.frontends import enas as enas_frontend
 from trial_image.spec import Head, Training
 
@@ -50,7 +50,7 @@ spec:
                           "${trialParameters.layers}", "${trialParameters.opt}"]
 """)
 ENAS = yaml.safe_load((ROOT / "manifests/experiments/enas-digits.yaml").read_text())
-DARTS = yaml.safe_load((SHARED_KATIB / "examples/nas/darts-cpu.yaml").read_text())
+DARTS = yaml.safe_load((KATIB_DATA / "examples/nas/darts-cpu.yaml").read_text())
 
 
 def hp_doc(algorithm: str, settings: list | None = None) -> dict:
@@ -223,7 +223,7 @@ def test_darts_assignments_are_katibs_literal_strings():
 
 
 def test_enas_wire_format_matches_katibs_numbering():
-    doc = yaml.safe_load((SHARED_KATIB / "examples/nas/enas-gpu.yaml").read_text())
+    doc = yaml.safe_load((KATIB_DATA / "examples/nas/enas-gpu.yaml").read_text())
     experiment, _ = validate("enas-gpu.yaml", doc)
     operations = search_space.enas_operations(experiment.spec.nas_config)
     assert len(operations) == 106

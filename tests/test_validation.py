@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.validation import cluster_support, engine_support, validate
-from tests.conftest import ROOT, SHARED_KATIB
+from tests.conftest import KATIB_DATA, ROOT
 
 # Every example Katib ships, and what nasflow says of it.
 EXAMPLES = {
@@ -68,14 +68,14 @@ def outcome(path: Path) -> str:
 
 
 def test_every_katib_example_is_listed():
-    found = {str(p.relative_to(SHARED_KATIB / "examples"))
-             for p in (SHARED_KATIB / "examples").rglob("*.yaml")}
+    found = {str(p.relative_to(KATIB_DATA / "examples"))
+             for p in (KATIB_DATA / "examples").rglob("*.yaml")}
     assert found == set(EXAMPLES)
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_katib_example(example):
-    result = outcome(SHARED_KATIB / "examples" / example)
+    result = outcome(KATIB_DATA / "examples" / example)
     expected = EXAMPLES[example]
     assert result.startswith(expected), result
     if expected == "ok":
@@ -260,7 +260,7 @@ def test_cli_exit_code_and_field_path(tmp_path, capsys):
 
 def test_darts_primitive_unknown_to_the_trial_is_refused():
     """Katib would accept max_pooling_5x5 and fail every trial with a KeyError."""
-    doc = yaml.safe_load((SHARED_KATIB / "examples/nas/darts-cpu.yaml").read_text())
+    doc = yaml.safe_load((KATIB_DATA / "examples/nas/darts-cpu.yaml").read_text())
     doc["spec"]["nasConfig"]["operations"][0]["parameters"][0]["feasibleSpace"]["list"] = [
         "3", "5"]
     _, problems = validate("darts.yaml", doc)

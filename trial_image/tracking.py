@@ -1,7 +1,9 @@
 """One MLflow run per trial: parameters, per-epoch metrics, final metrics, a loadable model.
 
-Failure policy: an unreachable server is retried with backoff for ``retry_seconds`` before any
-training starts, then the trial fails fast (exit 4). Per-epoch metrics go to the server from one
+Failure policy: an outage (a server that is down or restarting, a locked SQLite store) is
+retried with backoff for ``retry_seconds`` before any training starts, then the trial fails fast
+(exit 4); anything retrying cannot fix (a full or read-only disk, a refused request, a store MLflow
+will not open) fails at once, with one line, exit 4. Per-epoch metrics go to the server from one
 background thread so training never waits on the network; batches the server refused (it
 dropped mid-run) are kept and re-sent at the end.
 The model upload is retried the same way; if it still fails the trial exits non-zero, so Katib
@@ -10,9 +12,12 @@ never counts a trial whose model is not stored as succeeded.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,10 +26,16 @@ from trial_image.errors import TrackingError
 
 T = TypeVar("T")
 MAX_PARAM_LENGTH = 500  # longer values go to the JSON artifact only
+# The MLflow UI shows an experiment in its model-training view (not the GenAI one) by this tag.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# Errors of this machine, not of the server: retrying cannot help.
+LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+# Error codes of a server that answered but may answer differently later.
+TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED",
+                   "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}
 
 
-
-def _fail_fast_http() -> None:
+def fail_fast_http() -> None:
     """MLflow retries each HTTP request up to 7 times with backoff (minutes); :func:`retry`
     bounds the retrying instead, so each request fails quickly. Users can still override."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -36,31 +47,61 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
-def _transient() -> tuple[type[BaseException], ...]:
-    """What an outage raises: MLflow's REST errors, requests' errors, sockets' errors."""
-    import requests
-    from mlflow.exceptions import MlflowException
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
-    return MlflowException, requests.exceptions.RequestException, OSError
+
+def is_outage(exc: BaseException) -> bool:
+    """Could the same call succeed later? A server that is down, restarting, overloaded or
+    locked (SQLite) — yes; a full or read-only disk, a refused request, a store MLflow will not
+    open — no."""
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    network = (requests.exceptions.RequestException, ConnectionError, TimeoutError)
+    for link in _chain(exc):
+        if isinstance(link, OSError) and link.errno in LOCAL_ERRNOS:
+            return False
+    if isinstance(exc, network):
+        return True
+    if isinstance(exc, RestException):
+        return exc.error_code in TRANSIENT_CODES
+    if isinstance(exc, MlflowException):
+        text = str(exc)
+        return (any(isinstance(link, network) for link in _chain(exc))
+                or "database is locked" in text
+                or re.search(r"error code (5\d\d|429)\b", text) is not None)
+    return isinstance(exc, OSError) and exc.errno is None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def retry(action: Callable[[], T], what: str, seconds: float) -> T:
     """Run ``action`` until it succeeds or ``seconds`` have passed (exponential backoff).
 
-    Only outage-like errors are retried; a programming error surfaces at once.
+    Only outages are retried (:func:`is_outage`); any other MLflow or file-system error becomes a
+    :class:`TrackingError` at once, and a programming error surfaces as it is.
     """
-    transient = _transient()
+    from mlflow.exceptions import MlflowException
+
     deadline = time.monotonic() + seconds
     delay, attempt = 0.5, 0
     while True:
         attempt += 1
         try:
             return action()
-        except transient as exc:
+        except (MlflowException, OSError) as exc:
+            if not is_outage(exc):
+                raise TrackingError(f"{what} failed: {_first_line(exc)}") from None
             if time.monotonic() + delay > deadline:
-                message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
                 raise TrackingError(f"{what} failed after {attempt} attempt(s) in "
-                                    f"{seconds:.0f}s: {message}") from None
+                                    f"{seconds:.0f}s: {_first_line(exc)}") from None
             time.sleep(delay)
             delay = min(delay * 2, 8.0)
 
@@ -69,20 +110,24 @@ class Tracker:
     def __init__(self, uri: str, experiment: str, retry_seconds: float) -> None:
         import mlflow
 
-        _fail_fast_http()
+        fail_fast_http()
         self.mlflow = mlflow
         self.retry_seconds = retry_seconds
-        self.transient = _transient()
-        self.client = mlflow.MlflowClient(uri)
         self.run_id = ""
         self._sender = ThreadPoolExecutor(max_workers=1)  # one worker keeps epochs in order
         self._unsent: list = []
+        # Opening the store can fail for good (MLflow refuses its file store unless
+        # MLFLOW_ALLOW_FILE_STORE=true; a bad URI): one line, exit 4.
+        self.client = retry(lambda: mlflow.MlflowClient(uri), f"opening MLflow at {uri}", 0)
         mlflow.set_tracking_uri(uri)
         retry(lambda: self.client.search_experiments(max_results=1),
               f"connecting to MLflow at {uri}", retry_seconds)
         # Parallel trials race to create the experiment; the loser's retry finds it.
-        retry(lambda: mlflow.set_experiment(experiment),
-              f"opening MLflow experiment {experiment!r}", retry_seconds)
+        found = retry(lambda: mlflow.set_experiment(experiment),
+                      f"opening MLflow experiment {experiment!r}", retry_seconds)
+        retry(lambda: self.client.set_experiment_tag(found.experiment_id,
+                                                     *next(iter(EXPERIMENT_KIND.items()))),
+              "tagging the MLflow experiment", retry_seconds)
 
     def start(self, run_name: str, parent_run_id: str | None, tags: dict[str, str],
               params: dict[str, Any], artifacts: dict[str, Any]) -> str:
@@ -121,7 +166,7 @@ class Tracker:
         # MLflow's own async logging drops a batch the server refused; keep it for finish().
         try:
             self.client.log_batch(self.run_id, metrics=batch)
-        except self.transient:
+        except Exception:  # noqa: BLE001 - kept; finish() re-sends them and reports a failure
             self._unsent.extend(batch)
 
     def _flush_epochs(self) -> None:
@@ -162,8 +207,10 @@ class Tracker:
         """Best effort: end the run FAILED or KILLED with its reason; never raises."""
         if self.mlflow.active_run() is None:
             return
-        try:
+        # Independently: if the tag cannot be written (the server or disk is why we fail),
+        # end_run still takes the run off MLflow's stack before it calls the server, so MLflow's
+        # exit handler can never mark a failed run FINISHED.
+        with contextlib.suppress(Exception):
             self.mlflow.set_tag("nasflow.failure_reason", reason[:5000])
+        with contextlib.suppress(Exception):
             self.mlflow.end_run(status)
-        except Exception:  # noqa: BLE001 - the server may be the reason we failed
-            pass

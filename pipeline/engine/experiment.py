@@ -1,6 +1,6 @@
 """Katib's Experiment controller on one machine: trials, counts, goal, conditions, resume.
 
-Semantics follow Katib v1beta1 (NOTES.md §3-§5): ``parallelTrialCount`` trials at once (default
+Semantics follow Katib v1beta1 (docs/katib.md §3-§5): ``parallelTrialCount`` trials at once (default
 3); the experiment Succeeds with ``ExperimentGoalReached`` when the best objective meets
 ``goal``, ``ExperimentMaxTrialsReached`` when ``maxTrialCount`` trials have completed (failed,
 killed and early-stopped ones included) or ``ExperimentSuggestionEndReached`` when the algorithm

@@ -1,7 +1,7 @@
 """Katib's ``darts``: every trial gets the same three assignments; the trial runs the search.
 
-The values are byte-for-byte what Katib's DARTS suggestion service emits (NOTES.md §2): JSON with
-``"`` replaced by ``'``, user settings as strings, defaults as numbers, in Katib's order.
+The values are byte-for-byte what Katib's DARTS suggestion service emits (docs/katib.md §2):
+JSON with ``"`` replaced by ``'``, user settings as strings, defaults as numbers, in Katib's order.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ the architectures that were actually trained and their own rewards:
 ``loss = -log p(arch) * (reward + entropy_weight * entropy - baseline) + skip_weight * KL``, with
 an exponential moving-average baseline (started at the first reward) and
 ``controller_train_steps`` Adam steps per batch of newly finished trials. Settings and defaults
-are Katib's (NOTES.md §1.5). Sampling draws from NumPy generators seeded by (seed, trial index),
-so a search replays exactly on resume.
+are Katib's (docs/katib.md §1.4). Sampling draws from NumPy generators seeded by (seed, trial
+index), so a search replays exactly on resume.
 """
 
 from __future__ import annotations

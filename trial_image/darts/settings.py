@@ -1,7 +1,7 @@
 """Katib's DARTS trial parameters: ``--algorithm-settings``, ``--search-space``, ``--num-layers``.
 
-Values arrive as Katib's suggestion service writes them (NOTES.md §2): a single-quoted JSON dict
-with user values as strings and defaults as numbers, a single-quoted list of primitive names,
+Values arrive as Katib's suggestion service writes them (docs/katib.md §2): a single-quoted JSON
+dict with user values as strings and defaults as numbers, a single-quoted list of primitive names,
 ``"None"`` as null, with or without one layer of surrounding double quotes. The defaults here
 are Katib's; the engine's ``darts`` suggestion emits them from this table too.
 """
