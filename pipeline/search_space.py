@@ -8,9 +8,11 @@ logNormal), so every Optuna sampler works on them.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -24,6 +26,7 @@ from optuna.distributions import (
 )
 
 DISTRIBUTIONS = ("uniform", "logUniform", "normal", "logNormal")
+ENUMERATE_LIMIT = 200_000  # finite spaces up to this size are listed to find what is left
 
 
 @dataclass(frozen=True)
@@ -124,13 +127,6 @@ def parameters(spec: Any) -> list[Parameter]:
     return [Parameter.from_spec(p) for p in spec.parameters or []]
 
 
-def combinations(specs: list[Any]) -> int | None:
-    grids = [Parameter.from_spec(p).grid() for p in specs]
-    if any(g is None for g in grids):
-        return None
-    return math.prod(len(g) for g in grids)
-
-
 def _katib_values(p: Any) -> list[Any]:
     """Katib's ENAS expansion of one operation parameter (docs/katib.md §1.1)."""
     fs = p.feasible_space
@@ -168,25 +164,22 @@ def darts_primitives(nas_config: Any) -> list[str]:
 def size(experiment: Any) -> tuple[float, str]:
     """Number of distinct candidates and how it is counted."""
     spec = experiment.spec
-    algorithm = spec.algorithm.algorithm_name
-    if spec.nas_config is not None and algorithm == "darts":
+    if spec.nas_config is not None and spec.algorithm.algorithm_name == "darts":
         prims = [*darts_primitives(spec.nas_config), "none"]
         return float("inf"), (f"DARTS relaxes {len(prims)} primitives per edge; each trial runs "
                               "a whole search")
+    space = Space.of(spec)
     if spec.nas_config is not None:
-        ops = len(enas_operations(spec.nas_config))
         layers = spec.nas_config.graph_config.num_layers
-        skips = layers * (layers - 1) // 2
-        total = float(ops) ** layers * 2.0 ** skips
-        return total, f"{ops} operations ^ {layers} layers × 2 ^ {skips} skip bits"
-    params = parameters(spec)
-    grids = [p.grid() for p in params]
-    if any(g is None for g in grids):
+        return space.size, (f"{len(enas_operations(spec.nas_config))} operations ^ {layers} "
+                            f"layers × 2 ^ {layers * (layers - 1) // 2} skip bits")
+    grids = [p.grid() for p in space.parameters]
+    if math.isinf(space.size):
         finite = math.prod(len(g) for g in grids if g is not None)
-        return float("inf"), (f"{sum(g is None for g in grids)} real-valued parameter(s) × "
-                              f"{finite} discrete combinations")
-    parts = " × ".join(f"{p.name}:{len(g)}" for p, g in zip(params, grids, strict=True))
-    return float(math.prod(len(g) for g in grids)), parts
+        return space.size, (f"{sum(g is None for g in grids)} real-valued parameter(s) × "
+                            f"{finite} discrete combinations")
+    return space.size, " × ".join(f"{p.name}:{len(g)}"
+                                  for p, g in zip(space.parameters, grids, strict=True))
 
 
 def enas_assignments(arc: list[list[int]], operations: list[dict[str, Any]],
@@ -204,3 +197,70 @@ def enas_assignments(arc: list[list[int]], operations: list[dict[str, Any]],
 
 def enas_architecture(assignments: dict[str, str]) -> list[list[int]]:
     return json.loads(assignments["architecture"].replace("'", '"'))
+
+
+def key(assignments: dict[str, str]) -> str:
+    """One configuration as a hashable, order-independent key."""
+    return json.dumps(assignments, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Space:
+    """A search space as a set of configurations (Katib-style assignments): hyperparameters, or
+    the ENAS wire format of a ``nasConfig``. DARTS' space is searched inside a trial: ``None``."""
+
+    parameters: tuple[Parameter, ...] = ()
+    nas: Any = None  # nasConfig for ENAS-format spaces
+
+    @classmethod
+    def of(cls, spec: Any) -> Space:
+        if spec.nas_config is not None:
+            return cls(nas=spec.nas_config)
+        return cls(parameters=tuple(parameters(spec)))
+
+    @functools.cached_property
+    def size(self) -> float:
+        """How many distinct configurations (``inf`` if any parameter is continuous)."""
+        if self.nas is not None:
+            layers = self.nas.graph_config.num_layers
+            return float(len(enas_operations(self.nas))) ** layers * 2.0 ** (
+                layers * (layers - 1) // 2)
+        grids = [p.grid() for p in self.parameters]
+        return math.inf if any(g is None for g in grids) else float(math.prod(map(len, grids)))
+
+    def sample(self, rng: np.random.Generator) -> dict[str, str]:
+        """One configuration from the prior (uniform over operations and skip bits for NAS)."""
+        if self.nas is None:
+            return {p.name: p.sample(rng) for p in self.parameters}
+        operations = enas_operations(self.nas)
+        arc = [[int(rng.integers(len(operations)))] + [int(b) for b in rng.integers(0, 2, r)]
+               for r in range(self.nas.graph_config.num_layers)]
+        return enas_assignments(arc, operations, self.nas.graph_config)
+
+    def configurations(self) -> Iterator[dict[str, str]]:
+        """Every configuration of a finite space, in a fixed order."""
+        if self.nas is not None:
+            operations = enas_operations(self.nas)
+            layers = self.nas.graph_config.num_layers
+            rows = [[[op, *bits] for op in range(len(operations))
+                     for bits in itertools.product((0, 1), repeat=r)] for r in range(layers)]
+            for arc in itertools.product(*rows):
+                yield enas_assignments([list(row) for row in arc], operations,
+                                       self.nas.graph_config)
+            return
+        grids = [p.grid() or [] for p in self.parameters]
+        for values in itertools.product(*grids):
+            yield dict(zip((p.name for p in self.parameters), values, strict=True))
+
+    def unvisited(self, seen: Container[str], rng: np.random.Generator,
+                  draws: int = 10_000) -> dict[str, str] | None:
+        """A random configuration whose :func:`key` is not in ``seen``; None when a finite space
+        has none left."""
+        if self.size <= ENUMERATE_LIMIT:
+            left = [c for c in self.configurations() if key(c) not in seen]
+            return left[int(rng.integers(len(left)))] if left else None
+        for _ in range(draws):  # a large space: a random draw is almost surely new
+            candidate = self.sample(rng)
+            if key(candidate) not in seen:
+                return candidate
+        return None

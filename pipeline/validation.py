@@ -14,7 +14,7 @@ from typing import Any
 from kubeflow_katib_api.models import V1beta1Experiment
 
 from pipeline.manifest import Problem, parse
-from pipeline.search_space import DISTRIBUTIONS, combinations
+from pipeline.search_space import DISTRIBUTIONS, Space
 
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 TRIAL_PARAM_RE = re.compile(r"\$\{trialParameters\.([^}]+)\}")
@@ -235,12 +235,12 @@ def _algorithm(spec, raw) -> list[Problem]:
     if name == "cmaes" and sum(p.parameter_type in ("int", "double") for p in params) < 2:
         out.append(Problem("spec.parameters", "cmaes needs at least 2 int or double parameters"))
     if name == "grid" and params and spec.max_trial_count:
-        total = combinations(params)
-        if total is None:
+        total = Space.of(spec).size
+        if math.isinf(total):
             out.append(Problem("spec.parameters", "grid needs a finite space: give double "
                                "parameters a step"))
         elif spec.max_trial_count > total:
-            out.append(Problem("spec.maxTrialCount", f"grid has only {total} combinations"))
+            out.append(Problem("spec.maxTrialCount", f"grid has only {total:.0f} combinations"))
     return out
 
 

@@ -93,8 +93,8 @@ def test_goal_reached_stops_the_search(tmp_path):
 
 
 def test_failed_trials_fail_the_experiment(tmp_path):
-    params = [{"name": "fail", "parameterType": "categorical",
-               "feasibleSpace": {"list": ["yes"]}}]
+    params = [{"name": "fail", "parameterType": "categorical", "feasibleSpace": {"list": ["yes"]}},
+              {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}]
     status, engine = run(experiment(params=params, max_trials=6, max_failed=2, parallel=1),
                          tmp_path)
     assert reason(status) == ("Failed", "ExperimentMaxFailedTrialsReached")
@@ -160,7 +160,9 @@ def test_median_stop(tmp_path):
     # x=0.5 scores 1.0 at the end, x=-1 scores -1.25: once 2 trials succeeded, the rule (mean of
     # their first 2 values) stops every later x=-1 trial after its 2nd report.
     params = [{"name": "x", "parameterType": "categorical",
-               "feasibleSpace": {"list": ["0.5", "-1"]}}]
+               "feasibleSpace": {"list": ["0.5", "-1"]}},
+              {"name": "y", "parameterType": "double",
+               "feasibleSpace": {"min": "0", "max": "0.01"}}]
     early = {"algorithmName": "medianstop", "algorithmSettings": [
         {"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "2"}]}
     doc = experiment(params=params, max_trials=8, parallel=1,
@@ -235,8 +237,11 @@ def _wait_for(predicate, timeout=60):
     raise AssertionError("timed out")
 
 
-@pytest.mark.parametrize("algorithm", ["random", "evolution"])
-def test_kill_9_then_resume_never_repeats_a_finished_trial(tmp_path, algorithm):
+@pytest.mark.parametrize("algorithm", ["random", "tpe", "evolution"])
+def test_kill_9_then_resume_is_the_uninterrupted_search(tmp_path, algorithm):
+    """kill -9 after some trials finished, two running: --resume never reruns a finished trial,
+    runs the two interrupted ones again, and ends with exactly the trials, assignments and
+    results of the same search run without interruption."""
     # every trial appends its name to starts.log when it starts
     doc = experiment(algorithm=algorithm, max_trials=12, parallel=2,
                      extra_args=["--sleep=0.1", "--echo-args=/dev/null"])
@@ -247,9 +252,10 @@ def test_kill_9_then_resume_never_repeats_a_finished_trial(tmp_path, algorithm):
                             "os.environ['KATIB_TRIAL_NAME']+'\\n'); sys.argv=sys.argv[1:]; "
                             f"runpy.run_path({FAKE!r}, run_name='__main__')",
                             *container["command"][1:]]
-    path = _write(doc, tmp_path)
-    db = tmp_path / ".nasflow" / "fake" / "state.db"
-    engine = _nasflow("run", str(path), "--no-mlflow", "--quiet", cwd=tmp_path)
+    (tmp_path / "cut").mkdir()
+    path = _write(doc, tmp_path / "cut")
+    db = tmp_path / "cut" / ".nasflow" / "fake" / "state.db"
+    engine = _nasflow("run", str(path), "--no-mlflow", "--quiet", cwd=tmp_path / "cut")
 
     def some_finished():
         return db.exists() and sum(t.done for t in StateStore(db).trials()) >= 4
@@ -259,22 +265,27 @@ def test_kill_9_then_resume_never_repeats_a_finished_trial(tmp_path, algorithm):
     before = StateStore(db).trials()
     finished_before = {t.name for t in before if t.done}
     interrupted = {t.name for t in before if not t.done}
-    assert finished_before and len(before) < 12
+    assert finished_before and interrupted and len(before) < 12
 
     resumed = _nasflow("run", str(path), "--no-mlflow", "--quiet", "--resume", "--output",
-                       "json", cwd=tmp_path)
+                       "json", cwd=tmp_path / "cut")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     status = json.loads(out)
-    assert status["trials"] == 12
+    assert status["trials"] == status["trialsSucceeded"] == 12
+    assert [c["type"] for c in status["conditions"]] == ["Created", "Running", "Succeeded"]
     after = StateStore(db).trials()
-    assert len(after) == 12 and all(t.done for t in after)
-    assert {t.name for t in after if t.name in interrupted} == interrupted
-    assert all(t.status == "Killed" and t.reason == "EngineRestarted"
-               for t in after if t.name in interrupted)
-    starts = (tmp_path / "starts.log").read_text().split()
+    starts = (tmp_path / "cut" / "starts.log").read_text().split()
     assert all(starts.count(name) == 1 for name in finished_before)
-    assert len(set(starts)) == 12
+    assert all(starts.count(name) == 2 for name in interrupted)  # killed, then run again
+
+    (tmp_path / "whole").mkdir()
+    whole = _nasflow("run", str(_write(doc, tmp_path / "whole")), "--no-mlflow", "--quiet",
+                     cwd=tmp_path / "whole")
+    assert whole.wait(timeout=120) == 0
+    uninterrupted = StateStore(tmp_path / "whole" / ".nasflow" / "fake" / "state.db").trials()
+    assert [(t.name, t.assignments, t.status, t.observations) for t in after] == [
+        (t.name, t.assignments, t.status, t.observations) for t in uninterrupted]
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
@@ -292,4 +303,6 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     resumed = _nasflow("run", str(path), "--no-mlflow", "--quiet", "--resume", cwd=tmp_path)
     resumed.communicate(timeout=120)
     assert resumed.returncode == 0
-    assert len(StateStore(db).trials()) == 8
+    trials = StateStore(db).trials()
+    # the trials Ctrl-C stopped ran again: nothing of the search is lost
+    assert len(trials) == 8 and {t.status for t in trials} == {"Succeeded"}

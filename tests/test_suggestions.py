@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline import search_space
-from pipeline.suggestion import create
+from pipeline.suggestion import algorithms, create
 from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
 from pipeline.validation import validate
 from tests.conftest import KATIB_DATA, ROOT, wire_example
@@ -101,7 +101,7 @@ def context(doc: dict, seed: int = 0) -> SearchContext:
     experiment, problems = validate("case.yaml", doc)
     assert problems == []
     settings = {s.name: str(s.value) for s in experiment.spec.algorithm.algorithm_settings or []}
-    return SearchContext(experiment, settings, seed)
+    return SearchContext(experiment, settings, int(settings.get("random_state", seed)))
 
 
 def objective(assignments: dict[str, str]) -> float:
@@ -112,22 +112,43 @@ def objective(assignments: dict[str, str]) -> float:
     return int(digest[:6], 16) / 0xFFFFFF
 
 
-def drive(doc: dict, seed: int, trials: int, parallel: int = 1):
-    """Run the algorithm as the engine does; returns the assignments in order."""
-    algorithm = create(context(doc, seed))
-    history: list[TrialResult] = []
-    out = []
-    for index in range(trials):
-        visible = history[:max(index - parallel + 1, 0)]
-        assignments = algorithm.suggest(index, visible)
+def result(index: int, assignments: dict[str, str]) -> TrialResult:
+    """Every 5th trial fails (no value), the others score :func:`objective`."""
+    if index % 5 == 4:
+        return TrialResult(index, assignments, "Failed", None)
+    return TrialResult(index, assignments, "Succeeded", objective(assignments))
+
+
+def visible(history: list[TrialResult], index: int, parallel: int) -> list[TrialResult]:
+    """What the engine shows an algorithm for trial ``index``: the trials that must have
+    finished before it, with ``parallel`` trials running at once."""
+    return history[:max(index - parallel + 1, 0)]
+
+
+def drive(doc: dict, seed: int, trials: int, parallel: int = 1, algorithm=None,
+          history: list[TrialResult] | None = None):
+    """Run the algorithm as the engine does, from trial ``len(history)`` on; returns the
+    assignments of every trial (None ends the search), the algorithm and the history."""
+    algorithm = algorithm or create(context(doc, seed))
+    history = list(history or [])
+    for index in range(len(history), trials):
+        assignments = algorithm.propose(index, visible(history, index, parallel))
         if assignments == WAIT:
-            assignments = algorithm.suggest(index, history)
+            assignments = algorithm.propose(index, history)
         if assignments is None:
             break
         assert assignments != WAIT
-        out.append(assignments)
-        history.append(TrialResult(index, assignments, "Succeeded", objective(assignments)))
-    return out, algorithm, history
+        history.append(result(index, assignments))
+    return [r.assignments for r in history], algorithm, history
+
+
+def resume(doc: dict, seed: int, history: list[TrialResult], parallel: int):
+    """A fresh instance that replays ``history`` the way the engine does on --resume."""
+    algorithm = create(context(doc, seed))
+    for r in history:
+        assert algorithm.replay(r.index, visible(history, r.index, parallel), r.assignments,
+                                history[:r.index])
+    return algorithm
 
 
 def assert_in_space(doc: dict, assignments: dict[str, str]) -> None:
@@ -159,6 +180,11 @@ def assert_in_space(doc: dict, assignments: dict[str, str]) -> None:
         assert len(spec_.nodes) == layers
 
 
+def test_every_algorithm_is_in_the_conformance_suite():
+    covered = {doc["spec"]["algorithm"]["algorithmName"] for doc in CASES.values()}
+    assert covered == set(algorithms())
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 class TestConformance:
     def test_suggestions_stay_in_the_space(self, case):
@@ -175,15 +201,58 @@ class TestConformance:
             other, _, _ = drive(CASES[case], seed=2, trials=8, parallel=2)
             assert other != first
 
-    def test_replay_then_continue(self, case):
-        """Resume: a fresh instance replays the first trials, then suggests valid new ones."""
-        _, _, history = drive(CASES[case], seed=0, trials=6)
-        fresh = create(context(CASES[case], 0))
-        for result in history:
-            fresh.replay(result.index, history[:result.index], result.assignments)
-        nxt = fresh.suggest(len(history), history)
-        if nxt is not None:
-            assert_in_space(CASES[case], nxt)
+    @pytest.mark.parametrize("stop_after", [3, 7])
+    def test_resumed_search_suggests_what_the_uninterrupted_one_does(self, case, stop_after):
+        """Stopped after ``stop_after`` trials (with failed ones among them and 2 running at a
+        time), replayed by a fresh instance, continued: trial for trial the same assignments."""
+        uninterrupted, _, _ = drive(CASES[case], seed=5, trials=12, parallel=2)
+        _, _, before = drive(CASES[case], seed=5, trials=stop_after, parallel=2)
+        resumed = resume(CASES[case], 5, before, parallel=2)
+        continued, _, _ = drive(CASES[case], seed=5, trials=12, parallel=2, algorithm=resumed,
+                                history=before)
+        assert continued == uninterrupted
+
+    def test_no_configuration_twice_until_the_space_is_exhausted(self, case):
+        """On a finite space every trial gets a configuration not proposed before, and the
+        search ends when none is left. Hyperband ends with its last bracket first; its later
+        rungs re-run configurations with more resource, so their assignments differ too.
+        DARTS' rule repeats: every trial gets the same values (Katib's design)."""
+        doc = small_space(CASES[case])
+        size = create(context(doc)).space.size
+        suggestions, _, _ = drive(doc, seed=0, trials=int(min(size, 200)) + 5, parallel=2)
+        keys = [search_space.key(a) for a in suggestions]
+        if case == "darts":
+            assert len(set(keys)) == 1 < len(keys)
+            return
+        assert len(keys) == len(set(keys))
+        if case != "hyperband":
+            assert len(keys) == size
+
+
+def small_space(doc: dict) -> dict:
+    """The same experiment on a finite space: 12 HP configurations (Hyperband: × its resource),
+    or 16 ENAS architectures (2 layers of 4 operations, 1 skip bit)."""
+    doc = copy.deepcopy(doc)
+    spec = doc["spec"]
+    if "parameters" in spec:
+        resource = [p for p in spec["parameters"] if p["name"] == "epochs"]
+        spec["parameters"] = [
+            {"name": "lr", "parameterType": "discrete", "feasibleSpace": {"list": ["0.01", "0.1"]}},
+            {"name": "momentum", "parameterType": "double",
+             "feasibleSpace": {"min": "0.5", "max": "0.7", "step": "0.1"}},
+            {"name": "layers", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}},
+            {"name": "opt", "parameterType": "categorical", "feasibleSpace": {"list": ["adam"]}},
+            *resource]
+        spec["maxTrialCount"] = max(12, spec["parallelTrialCount"])
+    elif spec["algorithm"]["algorithmName"] != "darts":
+        spec["nasConfig"]["graphConfig"]["numLayers"] = 2
+        spec["nasConfig"]["operations"] = spec["nasConfig"]["operations"][:1]
+        spec["nasConfig"]["operations"][0]["parameters"] = [
+            {"name": "filter_size", "parameterType": "categorical",
+             "feasibleSpace": {"list": ["3", "5"]}},
+            {"name": "num_filter", "parameterType": "categorical",
+             "feasibleSpace": {"list": ["8", "16"]}}]
+    return doc
 
 
 def test_grid_covers_the_grid_then_ends():
@@ -197,7 +266,7 @@ def test_hyperband_promotes_the_best_with_more_resource():
     _, rung, first, size, resource = algorithm.rungs[1]
     assert (rung, size, resource) == (1, 3, 3.0)
     rung0 = history[:9]
-    best3 = sorted(rung0, key=lambda r: -r.value)[:3]
+    best3 = sorted(rung0, key=lambda r: (r.value is None, -(r.value or 0), r.index))[:3]
     promoted = suggestions[first:first + size]
     strip = [{k: v for k, v in a.items() if k != "epochs"} for a in promoted]
     assert strip == [{k: v for k, v in r.assignments.items() if k != "epochs"} for r in best3]
@@ -208,9 +277,9 @@ def test_hyperband_promotes_the_best_with_more_resource():
 
 def test_hyperband_waits_for_the_previous_rung():
     algorithm = create(context(CASES["hyperband"], 0))
-    history = [TrialResult(i, algorithm.suggest(i, []), "Succeeded", 0.5) for i in range(9)]
-    assert algorithm.suggest(9, history[:5]) == WAIT
-    assert isinstance(algorithm.suggest(9, history), dict)
+    history = [TrialResult(i, algorithm.propose(i, []), "Succeeded", 0.5) for i in range(9)]
+    assert algorithm.propose(9, history[:5]) == WAIT
+    assert isinstance(algorithm.propose(9, history), dict)
 
 
 def test_darts_assignments_are_katibs_literal_strings():
@@ -265,15 +334,25 @@ def test_enas_controller_learns_from_the_architectures_it_sampled():
 
 
 def test_evolution_is_aging_tournament_selection_with_single_mutations():
+    """Population = the 4 most recent successful trials: trial 0, the best ever (1000), has aged
+    out, so no child is a mutation of it; failed trials are never parents."""
     doc = CASES["evolution-hp"]
-    algorithm = create(context(doc, 0))
-    history = [TrialResult(i, algorithm.suggest(i, []), "Succeeded", float(i)) for i in range(4)]
-    # population = the 4 most recent successful trials; each child differs in one parameter
-    for index in range(4, 30):
-        child = algorithm.suggest(index, history)
-        population = history[-4:]
-        distances = [sum(child[k] != p.assignments[k] for k in child) for p in population]
-        assert min(distances) <= 1
-        history.append(TrialResult(index, child, "Succeeded", float(index % 7)))
-    # aging: the best trial ever (index 3, score 3.0... later ones reach 6) leaves the population
-    assert algorithm.population_size == 4
+    best_ever = {"lr": "0.05", "momentum": "0.9", "layers": "4", "opt": "sgd"}
+    history = [TrialResult(0, best_ever, "Succeeded", 1000.0)]
+    for i in range(1, 10):
+        config = {"lr": str(0.001 * i), "momentum": "0.5", "layers": "1", "opt": "adam"}
+        failed = i == 9  # the latest one failed: the population is trials 5-8
+        history.append(TrialResult(i, config, "Failed" if failed else "Succeeded",
+                                   None if failed else float(i)))
+    population = history[5:9]
+
+    def distance(a: dict, b: dict) -> int:
+        return sum(a[k] != b[k] for k in a)
+
+    for seed in range(20):
+        algorithm = create(context(doc, seed))
+        child = algorithm.suggest(10, history)
+        assert min(distance(child, p.assignments) for p in population) == 1
+        assert distance(child, best_ever) >= 2
+        assert distance(child, history[9].assignments) != 1 or any(
+            distance(child, p.assignments) == 1 for p in population)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ import yaml
 from pipeline import search_space
 from pipeline.engine.early_stopping import MedianStop, numbers, should_stop
 from pipeline.engine.metrics_collector import metric_strategy, now_rfc3339
-from pipeline.engine.state import FAILED, StateStore, TrialRecord
+from pipeline.engine.state import CREATED, FAILED, RUNNING, StateStore, TrialRecord
 from pipeline.engine.template import TemplateError, trial_command
 from pipeline.engine.trial import Collector, TrialProcess, WarmPool, kill_group, orphan_of
 from pipeline.manifest import Manifest
@@ -38,6 +40,7 @@ from pipeline.suggestion import create
 from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
 
 BUDGET_FIELDS = ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")
+INTERRUPTED = "EngineInterrupted"  # a trial stopped by the engine's own stop: it runs again
 
 
 class EngineError(Exception):
@@ -92,8 +95,6 @@ class ExperimentEngine:
     def _open_state(self) -> StateStore:
         path = self.dir / "state.db"
         if self.options.restart and self.dir.exists():
-            import shutil
-
             shutil.rmtree(self.dir)
         exists = path.exists()
         store = StateStore(path)
@@ -119,16 +120,18 @@ class ExperimentEngine:
                               f"{', '.join(BUDGET_FIELDS)} may change on --resume (as in Katib)")
 
     def _recover_interrupted(self) -> list[str]:
-        """Trials left Running by a killed engine: kill leftovers, mark them Killed."""
+        """Trials the engine's own stop interrupted (Ctrl-C, or left Running by ``kill -9``) run
+        again, with the same name and assignments, as if the engine had never stopped: they go
+        back to Created (leftover processes are killed first). Returns their names."""
         names = []
         for t in self.trials:
-            if t.done:
+            if t.done and t.reason != INTERRUPTED:
                 continue
             if t.pid and orphan_of(t.pid, t.name):
                 kill_group(t.pid, signal.SIGKILL)
-            t.status, t.reason = "Killed", "EngineRestarted"
-            t.message = "the engine stopped while this trial was running"
-            t.finished = time.time()
+            t.status, t.reason, t.message = CREATED, "TrialRestarted", \
+                "the engine stopped while this trial was running; it runs again"
+            t.observations, t.finished, t.pid = {}, 0.0, 0
             self.store.save_trial(t)
             names.append(t.name)
         return names
@@ -146,7 +149,7 @@ class ExperimentEngine:
 
     def _result(self, t: TrialRecord) -> TrialResult:
         scored = t.status in ("Succeeded", "EarlyStopped")
-        return TrialResult.of(t, self.value(t) if scored else None)
+        return TrialResult(t.index, t.assignments, t.status, self.value(t) if scored else None)
 
     def _history(self, index: int, full: bool) -> list[TrialResult] | None:
         """Finished trials the algorithm may use for trial ``index`` (None: not yet)."""
@@ -157,6 +160,25 @@ class ExperimentEngine:
         if not all(t.done for t in earlier):
             return None
         return [self._result(t) for t in earlier]
+
+    def _replay(self) -> None:
+        """Rebuild the algorithm's state exactly as it evolved: each recorded trial is proposed
+        again from the history it was proposed from."""
+        changed = []
+        for t in self.trials:
+            def seen(upto: int) -> list[TrialResult]:
+                if not self.suggestion.uses_history:
+                    return []
+                return [self._result(r) for r in self.trials[:max(upto, 0)] if r.done]
+
+            if not self.suggestion.replay(t.index, seen(t.index - self.parallel + 1),
+                                          t.assignments, seen(t.index)):
+                changed.append(t.index)
+        if changed:
+            print(f"nasflow run: resume is not exact: the algorithm now suggests other values "
+                  f"for trial(s) {', '.join(map(str, changed))} than the saved run has (a "
+                  "library changed?); the saved trials are kept and the search goes on from "
+                  "them", file=sys.stderr)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -172,13 +194,10 @@ class ExperimentEngine:
     def _run(self) -> dict[str, Any]:
         settings = {s.name: str(s.value) for s in self.experiment.spec.algorithm.algorithm_settings
                     or []}
-        self.suggestion = create(SearchContext(self.experiment, settings, self.options.seed))
+        seed = int(settings.get("random_state", self.options.seed))
+        self.suggestion = create(SearchContext(self.experiment, settings, seed))
         interrupted = self._recover_interrupted()
-        for t in self.trials:  # rebuild the algorithm's state exactly as it evolved
-            history = self._history(t.index, full=False)
-            if history is None:
-                history = self._history(t.index, full=True) or []
-            self.suggestion.replay(t.index, history, t.assignments)
+        self._replay()
         if self.options.tracking_uri:
             from pipeline.engine.tracking import ExperimentTracking
 
@@ -195,6 +214,7 @@ class ExperimentEngine:
             self.tracking.kill_trial_runs(interrupted)
         if self._completed_condition() is not None and not self._budget_left():
             return self._status()
+        self._restarting()
         self._set_condition("Running", "ExperimentRunning", "Experiment is running")
         previous = {s: signal.signal(s, self._interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -203,7 +223,7 @@ class ExperimentEngine:
             for s, handler in previous.items():
                 signal.signal(s, handler)
         for proc in list(self.running.values()):
-            proc.stop("Killed")
+            proc.stop(INTERRUPTED if reason is None else "ExperimentCompleted")
         while self.running:
             self._finish(self.done.get())
         if reason is None:  # interrupted: resumable
@@ -246,18 +266,21 @@ class ExperimentEngine:
             self._launch()
 
     def _launch(self) -> None:
+        for record in self.trials:  # interrupted trials first, as they were
+            if record.status == CREATED and len(self.running) < self.parallel:
+                self._spawn(record)
         while (len(self.running) < self.parallel and not self.exhausted
                and self._budget_left()):
             index = len(self.trials)
             history = self._history(index, full=False)
             if history is None:
                 return
-            assignments = self.suggestion.suggest(index, history)
+            assignments = self.suggestion.propose(index, history)
             if assignments == WAIT:
                 history = self._history(index, full=True)
                 if history is None:
                     return
-                assignments = self.suggestion.suggest(index, history)
+                assignments = self.suggestion.propose(index, history)
             if assignments is None or assignments == WAIT:
                 self.exhausted = True
                 return
@@ -266,10 +289,18 @@ class ExperimentEngine:
     def _start(self, index: int, assignments: dict[str, str]) -> None:
         digest = sha1(f"{self.name}/{self.options.seed}/{index}".encode()).hexdigest()
         name = f"{self.name}-{digest[:8]}"
-        record = TrialRecord(index, name, dict(assignments), started=time.time())
+        record = TrialRecord(index, name, dict(assignments))
         if self.early_stopping:
             record.rule = self.early_stopping.rule(self.trials, self.objective, self.maximize)
         self.trials.append(record)
+        self._spawn(record)
+
+    def _spawn(self, record: TrialRecord) -> None:
+        """Start ``record``'s process (again, after an interruption: a clean trial directory)."""
+        index, name, assignments = record.index, record.name, record.assignments
+        record.status, record.reason, record.message = RUNNING, "", ""
+        record.started = time.time()
+        shutil.rmtree(self.dir / "trials" / name, ignore_errors=True)
         try:
             command = trial_command(self.experiment.spec.trial_template, name, self.namespace,
                                     assignments)
@@ -319,6 +350,9 @@ class ExperimentEngine:
         elif proc.killed_reason == "DeadlineExceeded":
             t.status, t.reason = "Failed", "DeadlineExceeded"
             t.message = "activeDeadlineSeconds passed"
+        elif proc.killed_reason == INTERRUPTED:
+            t.status, t.reason = "Killed", INTERRUPTED
+            t.message = "the engine was interrupted; --resume runs this trial again"
         elif proc.killed_reason:
             t.status, t.reason, t.message = "Killed", proc.killed_reason, "stopped by the engine"
         elif proc.returncode != 0:
@@ -365,15 +399,38 @@ class ExperimentEngine:
         if self.max_trials is not None and len(finished) >= self.max_trials:
             return ("Succeeded", "ExperimentMaxTrialsReached",
                     f"{len(finished)} trials completed")
-        if self.exhausted and not self.running:
+        if self.exhausted and not self.running and not any(t.status == CREATED
+                                                            for t in self.trials):
             return ("Succeeded", "ExperimentSuggestionEndReached",
                     "the algorithm has no more suggestions")
         return None
 
-    def _set_condition(self, kind: str, reason: str, message: str) -> None:
-        self.conditions.append({"type": kind, "status": "True", "reason": reason,
-                                "message": message, "lastTransitionTime": now_rfc3339()})
+    def _set_condition(self, kind: str, reason: str, message: str, status: str = "True") -> None:
+        """Katib's rule: one condition per type; a change moves it to the end; the transition
+        time stays while the status does; Succeeded and Failed turn Running False."""
+        current = next((c for c in self.conditions if c["type"] == kind), None)
+        if kind in ("Succeeded", "Failed"):
+            running = next((c for c in self.conditions if c["type"] == "Running"), None)
+            if running is not None:
+                self._set_condition("Running", running["reason"], running["message"], "False")
+        if current is not None and (current["status"], current["reason"]) == (status, reason):
+            return
+        now = now_rfc3339()
+        self.conditions = [c for c in self.conditions if c["type"] != kind] + [
+            {"type": kind, "status": status, "reason": reason, "message": message,
+             "lastUpdateTime": now,
+             "lastTransitionTime": current["lastTransitionTime"]
+             if current is not None and current["status"] == status else now}]
         self._save()
+
+    def _restarting(self) -> None:
+        """Conditions of a run that starts (again): Created, or Restarting after it ended."""
+        ended = [c for c in self.conditions if c["type"] in ("Succeeded", "Failed")]
+        if not self.conditions:
+            self._set_condition("Created", "ExperimentCreated", "Experiment is created")
+        elif ended:
+            self.conditions = [c for c in self.conditions if c not in ended]
+            self._set_condition("Restarting", "ExperimentRestarting", "Experiment is restarting")
 
     def _optimal(self) -> dict[str, Any] | None:
         best = self._best()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+CREATED, RUNNING = "Created", "Running"  # Created: waiting to run (again, after an interruption)
 FINISHED = {"Succeeded", "Failed", "Killed", "MetricsUnavailable", "EarlyStopped"}
 FAILED = {"Failed", "MetricsUnavailable"}  # count towards maxFailedTrialCount
 SCHEMA = """
@@ -29,7 +30,7 @@ class TrialRecord:
     index: int
     name: str
     assignments: dict[str, str]
-    status: str = "Running"
+    status: str = CREATED
     reason: str = ""
     message: str = ""
     # metric name -> values in the order reported (strings, as collected)

@@ -22,6 +22,9 @@ class Darts(Suggestion):
     name = "darts"
     uses_history = False
 
+    def may_repeat(self, index: int) -> bool:
+        return True  # Katib's design: every trial runs a whole search (seeded by its name)
+
     def suggest(self, index: int, history: Sequence[TrialResult]) -> dict[str, str]:
         settings: dict[str, object] = dict(KATIB_DEFAULTS)
         for name, value in self.context.settings.items():

@@ -177,7 +177,3 @@ class Enas(Suggestion):
         self._train(history)
         arc, *_ = self.controller.run(self.graph.num_layers, self.settings, self.rng(index))
         return search_space.enas_assignments(arc, self.operations, self.graph)
-
-    def replay(self, index: int, history: Sequence[TrialResult],
-               assignments: dict[str, str]) -> None:
-        self._train(history)

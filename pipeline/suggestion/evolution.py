@@ -32,14 +32,7 @@ class Evolution(Suggestion):
             self.operations = search_space.enas_operations(self.nas)
             self.layers = self.nas.graph_config.num_layers
         else:
-            self.parameters = search_space.parameters(spec)
-
-    def _random(self, rng: np.random.Generator) -> dict[str, str]:
-        if self.nas is None:
-            return {p.name: p.sample(rng) for p in self.parameters}
-        arc = [[int(rng.integers(len(self.operations)))] + [int(b) for b in rng.integers(0, 2, r)]
-               for r in range(self.layers)]
-        return search_space.enas_assignments(arc, self.operations, self.nas.graph_config)
+            self.parameters = self.space.parameters
 
     def _mutate(self, parent: dict[str, str], rng: np.random.Generator) -> dict[str, str]:
         if self.nas is None:
@@ -68,7 +61,7 @@ class Evolution(Suggestion):
         alive = [r for r in history if r.score(maximize) is not None]
         population = alive[-self.population_size:]
         if index < self.population_size or not population:
-            return self._random(rng)
+            return self.space.sample(rng)
         picks = rng.integers(len(population), size=self.sample_size)
         parent = max((population[i] for i in picks), key=lambda r: r.score(maximize))
         return self._mutate(parent.assignments, rng)

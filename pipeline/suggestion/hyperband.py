@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pipeline import search_space
 from pipeline.suggestion.base import WAIT, SearchContext, Suggestion, TrialResult
 
 
@@ -26,7 +25,7 @@ class Hyperband(Suggestion):
         self.eta = float(s.get("eta", 3))
         self.r_max = float(s["r_l"])
         self.resource = s["resource_name"]
-        self.parameters = {p.name: p for p in search_space.parameters(context.experiment.spec)}
+        self.parameters = {p.name: p for p in self.space.parameters}
         s_max = math.floor(math.log(self.r_max) / math.log(self.eta) + 1e-9)
         # (bracket, rung, first trial index of the rung, rung size, resource)
         self.rungs: list[tuple[int, int, int, int, float]] = []
@@ -46,6 +45,11 @@ class Hyperband(Suggestion):
             if first <= index < first + size:
                 return i
         return None
+
+    def may_repeat(self, index: int) -> bool:
+        """A later rung re-runs the best configurations of the previous one."""
+        position = self._rung_of(index)
+        return position is not None and self.rungs[position][1] > 0
 
     def _resource_value(self, resource: float) -> str:
         param = self.parameters[self.resource]

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import search_space
+from pipeline.search_space import key
 from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
 
 OPTUNA_ALGORITHMS = ("random", "grid", "tpe", "multivariate-tpe", "cmaes", "sobol",
@@ -35,7 +35,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def _sampler(name: str, settings: dict[str, str], seed: int, grid: dict[str, list]):
     s = settings
-    seed = int(s.get("random_state", seed))
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
@@ -67,13 +66,11 @@ class OptunaSuggestion(Suggestion):
         super().__init__(context)
         algorithm = context.experiment.spec.algorithm.algorithm_name
         self.uses_history = algorithm not in HISTORY_FREE
-        self.parameters = search_space.parameters(context.experiment.spec)
+        self.parameters = self.space.parameters
         self.distributions = {p.name: p.distribution_for_optuna() for p in self.parameters}
         grid = {}
-        self.grid_size: int | None = None
         if algorithm == "grid":
             grid = {p.name: [p.from_katib(v) for v in p.grid() or []] for p in self.parameters}
-            self.grid_size = math.prod(len(values) for values in grid.values())
         self.sampler = _sampler(algorithm, context.settings, context.seed, grid)
         self.study = optuna.create_study(
             direction="maximize" if context.maximize else "minimize", sampler=self.sampler)
@@ -81,7 +78,7 @@ class OptunaSuggestion(Suggestion):
         self.told: set[int] = set()
 
     def _tell(self, history: Sequence[TrialResult]) -> None:
-        if not self.uses_history:  # results change nothing (and GridSampler may not be told)
+        if not self.uses_history:  # results change nothing
             return
         for result in history:
             number = self.asked.get(result.index)
@@ -93,17 +90,33 @@ class OptunaSuggestion(Suggestion):
                 self.study.tell(number, result.value)
             self.told.add(result.index)
 
-    def suggest(self, index: int, history: Sequence[TrialResult]) -> dict[str, str] | None:
-        self._tell(history)
-        if self.grid_size is not None and len(self.asked) >= self.grid_size:
-            return None  # every grid point handed out (the sampler skips running ones)
-        trial = self.study.ask(self.distributions)
-        self.asked[index] = trial.number
+    def _assignments(self, trial: optuna.trial.BaseTrial) -> dict[str, str]:
         return {p.name: p.to_katib(trial.params[p.name]) for p in self.parameters}
 
-    def replay(self, index: int, history: Sequence[TrialResult],
-               assignments: dict[str, str]) -> None:
+    def suggest(self, index: int, history: Sequence[TrialResult]) -> dict[str, str]:
         self._tell(history)
+        trial = self.study.ask(self.distributions)
+        self.asked[index] = trial.number
+        return self._assignments(trial)
+
+    def duplicate(self, index: int, assignments: dict[str, str],
+                  history: Sequence[TrialResult]) -> None:
+        """Optuna's advice for repeats: tell the sampler the value the configuration already
+        scored (so it learns and moves on), or FAIL while that is not known yet."""
+        number = self.asked.pop(index)
+        if not self.uses_history:
+            return
+        first = self.proposed[key(assignments)]
+        known = next((r.value for r in history if r.index == first), None)
+        if known is not None and math.isfinite(known):
+            self.study.tell(number, known)
+        else:
+            self.study.tell(number, state=TrialState.FAIL)
+
+    def adopt(self, index: int, assignments: dict[str, str]) -> None:
+        number = self.asked.pop(index, None)
+        if number is not None and self.uses_history:
+            self.study.tell(number, state=TrialState.FAIL)  # the draw it replaces
         self.study.enqueue_trial({p.name: p.from_katib(assignments[p.name])
                                   for p in self.parameters})
         self.asked[index] = self.study.ask(self.distributions).number
