@@ -46,7 +46,7 @@ def load_experiment(path: Path, name: str | None = None):
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from pipeline.manifest import ManifestError, load_documents
-    from pipeline.validation import cluster_support, engine_support, validate
+    from pipeline.validation import cluster_support, engine_support, ignored_settings, validate
 
     worst = 0
     results = []
@@ -65,6 +65,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if not problems:
                 entry["engine"] = engine_support(experiment)
                 entry["cluster"] = cluster_support(experiment)
+                entry["ignored"] = ignored_settings(experiment)
             else:
                 worst = 2
             results.append(entry)
@@ -82,6 +83,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if r["cluster"]:
             notes.append("not supported by Katib: " + "; ".join(r["cluster"]))
         print(f"{r['source']}: valid" + (f" ({' | '.join(notes)})" if notes else ""))
+        for note in r["ignored"]:
+            print(f"{r['source']}: note: {note}")
     return worst
 
 
@@ -164,7 +167,7 @@ def _clock(seconds: float) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.engine.experiment import EngineError, EngineOptions, ExperimentEngine
-    from pipeline.validation import engine_support
+    from pipeline.validation import engine_support, ignored_settings
     from trial_image.tracking import default_tracking_uri
 
     manifest = load_experiment(args.file, args.name)
@@ -172,6 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unsupported:
         raise UsageError(f"{manifest.source}: not supported by nasflow run: "
                          + "; ".join(unsupported))
+    for note in ignored_settings(manifest.experiment):
+        print(f"nasflow run: note: {note}", file=sys.stderr)
     uri = None if args.no_mlflow else (args.tracking_uri or default_tracking_uri())
     options = EngineOptions(workdir=args.workdir, tracking_uri=uri, seed=args.seed,
                             resume=args.resume, restart=args.restart,

@@ -101,8 +101,7 @@ ALGORITHM_SETTINGS: dict[str, dict[str, Any]] = {
              "controller_learning_rate": _float(0, 1, lo_open=True),
              "controller_skip_target": _float(0, 1, lo_open=True),
              "controller_skip_weight": _float(0, lo_open=True, none_ok=True),
-             "controller_train_steps": _int(1), "controller_log_every_steps": _int(1),
-             "random_state": _int(0)},
+             "controller_train_steps": _int(1), "controller_log_every_steps": _int(1)},
     "darts": {"num_epochs": _int(1), "w_lr": _float(0), "w_lr_min": _float(0),
               "w_momentum": _float(0), "w_weight_decay": _float(0), "w_grad_clip": _float(0),
               "alpha_lr": _float(0), "alpha_weight_decay": _float(0),
@@ -532,6 +531,35 @@ def engine_support(experiment: V1beta1Experiment) -> list[str]:
     if spec.algorithm.algorithm_name == "pbt":
         reasons.append("algorithm pbt (needs Katib's shared checkpoint volume)")
     return reasons
+
+
+# Settings Katib's services use that the embedded engine accepts but does not apply (for Katib
+# compatibility): algorithm -> (setting -> the value the engine's algorithm matches, or None),
+# and what the engine does instead.
+IGNORED_LOCALLY: dict[str, tuple[dict[str, str | None], str]] = {
+    "bayesianoptimization": (
+        {"base_estimator": "GP", "acq_func": "EI", "acq_optimizer": None},
+        "the engine's bayesianoptimization is Optuna's GPSampler: a Gaussian process with "
+        "expected improvement, optimised by its own multi-start search"),
+    "cmaes": ({"restart_strategy": "none"},
+              "Optuna's CmaEsSampler (>= 4.4) has no restarts"),
+    "enas": ({"controller_log_every_steps": None},
+             "nasflow's controller logs no training steps"),
+    "darts": ({"num_workers": None},
+              "the trial's tf.data pipeline prefetches on its own threads"),
+}
+
+
+def ignored_settings(experiment: V1beta1Experiment) -> list[str]:
+    """Settings of a valid manifest that the embedded engine accepts for Katib and ignores."""
+    algorithm = experiment.spec.algorithm
+    honoured, instead = IGNORED_LOCALLY.get(algorithm.algorithm_name, ({}, ""))
+    ignored = [f"{s.name}={s.value}" for s in algorithm.algorithm_settings or []
+               if s.name in honoured and str(s.value) != honoured[s.name]]
+    if not ignored:
+        return []
+    return [f"{algorithm.algorithm_name} setting(s) {', '.join(ignored)} (accepted for Katib, "
+            f"ignored by nasflow run: {instead})"]
 
 
 def cluster_support(experiment: V1beta1Experiment) -> list[str]:

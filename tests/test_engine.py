@@ -306,3 +306,16 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     trials = StateStore(db).trials()
     # the trials Ctrl-C stopped ran again: nothing of the search is lost
     assert len(trials) == 8 and {t.status for t in trials} == {"Succeeded"}
+
+
+def test_run_names_settings_it_ignores(tmp_path, capsys):
+    from pipeline.cli import main
+
+    doc = experiment(algorithm="cmaes", max_trials=2, parallel=1,
+                     settings=[{"name": "restart_strategy", "value": "ipop"}])
+    assert main(["run", str(_write(doc, tmp_path)), "--no-mlflow", "--quiet", "--workdir",
+                 str(tmp_path / ".nasflow")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["nasflow run: note: cmaes setting(s) restart_strategy=ipop (accepted for "
+                   "Katib, ignored by nasflow run: Optuna's CmaEsSampler (>= 4.4) has no "
+                   "restarts)"]

@@ -266,3 +266,29 @@ def test_darts_primitive_unknown_to_the_trial_is_refused():
     _, problems = validate("darts.yaml", doc)
     assert [(p.path, p.message.split(" (")[0]) for p in problems] == [
         ("spec.nasConfig.operations[0]", "DARTS has no primitive max_pooling_5x5")]
+
+
+@pytest.mark.parametrize(("algorithm", "settings", "note"), [
+    ("bayesianoptimization", [{"name": "base_estimator", "value": "RF"},
+                              {"name": "acq_func", "value": "EI"}],
+     "bayesianoptimization setting(s) base_estimator=RF (accepted for Katib, ignored by "
+     "nasflow run: the engine's bayesianoptimization is Optuna's GPSampler"),
+    ("cmaes", [{"name": "restart_strategy", "value": "ipop"}],
+     "cmaes setting(s) restart_strategy=ipop (accepted for Katib, ignored by nasflow run: "
+     "Optuna's CmaEsSampler (>= 4.4) has no restarts)"),
+    ("cmaes", [{"name": "restart_strategy", "value": "none"}], None),
+    ("bayesianoptimization", [{"name": "base_estimator", "value": "GP"}], None),
+])
+def test_settings_accepted_for_katib_but_ignored_are_named(algorithm, settings, note, tmp_path,
+                                                            capsys):
+    doc = mutate("spec.algorithm", {"algorithmName": algorithm, "algorithmSettings": settings})
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["validate", str(path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    if note is None:
+        assert lines == [f"{path}: valid"]
+        return
+    assert lines[0] == f"{path}: valid"
+    assert lines[1].startswith(f"{path}: note: {note}")
+    assert len(lines) == 2
