@@ -2,12 +2,15 @@
 
 1. Per-trial overhead with a no-op trial: ``nasflow run`` of N no-op trials (one at a time)
    minus the same N processes started directly, divided by N. Target <= 50 ms.
+   Then fixed and per-trial cost with MLflow tracking on (the default: a new SQLite store) and
+   off, from runs of 41 and 201 no-op trials (wall = fixed + trials × per-trial), and where
+   the fixed seconds with tracking go.
 2. Peak memory (max RSS) of the engine running a 1,000-trial no-op experiment.
 3. ``nasflow run manifests/experiments/random-digits.yaml`` (20 trials × 15 epochs, MLflow on)
    vs KerasTuner's RandomSearch on the same space, data split, epochs and early stopping:
    wall-time ratio (target <= 1.0) and best validation accuracy of each.
 
-    .venv/bin/python benchmarks/engine_overhead.py [--parts noop memory keras]
+    .venv/bin/python benchmarks/engine_overhead.py [--parts noop tracking memory keras]
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ def run_engine(doc: dict, tmp: Path, *extra: str) -> tuple[float, int]:
     result = subprocess.run([sys.executable, "-c", wrapper], cwd=ROOT, capture_output=True,
                             text=True)
     wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"nasflow run failed: {result.stderr[-2000:]}")
     rss = int(next(line.split()[1] for line in result.stderr.splitlines()
                    if line.startswith("RSS ")))
     return wall, rss
@@ -79,6 +84,53 @@ def part_noop(tmp: Path, n: int = 200) -> None:
     print(f"no-op trials, one at a time: {n} direct processes {direct:.2f} s; nasflow run "
           f"{wall:.2f} s (of which {startup:.2f} s interpreter + imports)")
     print(f"engine overhead per trial: {per_trial * 1000:.1f} ms  (target <= 50 ms)")
+
+
+def part_tracking(tmp: Path, small: int = 41, large: int = 201) -> None:
+    print(f"no-op trials, one at a time, {small} and {large} trials: wall = fixed + trials × "
+          "per-trial")
+    for label, extra in (("tracking off", ("--no-mlflow",)),
+                         ("tracking on ", ("--tracking-uri", f"sqlite:///{tmp}/{{n}}.db"))):
+        walls = {}
+        for n in (small, large):
+            args = [a.format(n=n) for a in extra]
+            name = f"{'off' if args[0] == '--no-mlflow' else 'on'}-{n}"
+            walls[n], _ = run_engine(noop_manifest(name, n, 1), tmp, *args)
+        per_trial = (walls[large] - walls[small]) / (large - small)
+        fixed = walls[small] - small * per_trial
+        print(f"  {label}: {walls[small]:5.2f} s / {walls[large]:5.2f} s -> fixed {fixed:5.2f} s,"
+              f" per trial {per_trial * 1000:5.1f} ms")
+    steps = subprocess.run([sys.executable, "-c", FIXED_COST], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout
+    print("  where the fixed seconds with tracking on go (a fresh process):\n" + steps, end="")
+
+
+FIXED_COST = """
+import os, sys, tempfile, time
+os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
+last = time.perf_counter()
+def step(what):
+    global last
+    now = time.perf_counter()
+    print(f"    {what:<44} {now - last:5.2f} s")
+    last = now
+import mlflow
+step("import mlflow")
+uri = f"sqlite:///{tempfile.mkdtemp()}/m.db"
+mlflow.MlflowClient(uri).search_experiments()
+step("create the SQLite store (schema migrations)")
+from pipeline.engine.state import TrialRecord
+from pipeline.engine.tracking import ExperimentTracking
+tracking = ExperimentTracking(uri, "x", None, "kind: Experiment", {"seed": 0})
+step("experiment, parent run, manifest, parameters")
+done = [TrialRecord(i, f"t{i}", {"x": "0.5"}, status="Succeeded", finished=float(i),
+                    observations={"score": ["1.0"], "Parameter-Count": ["100"]})
+        for i in range(20)]
+tracking.update(done, {i: 1.0 for i in range(20)}, True, force=True)
+step("leaderboard and plots (matplotlib imported)")
+tracking.end("FINISHED")
+step("end the parent run")
+"""
 
 
 def part_memory(tmp: Path) -> None:
@@ -159,12 +211,13 @@ def keras_tuner_search(tmp: Path, trials: int, epochs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=("noop", "memory", "keras"),
-                        default=["noop", "memory", "keras"])
+    parts = {"noop": part_noop, "tracking": part_tracking, "memory": part_memory,
+             "keras": part_keras}
+    parser.add_argument("--parts", nargs="+", choices=parts, default=list(parts))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for part in args.parts:
-            {"noop": part_noop, "memory": part_memory, "keras": part_keras}[part](Path(tmp))
+            parts[part](Path(tmp))
 
 
 if __name__ == "__main__":

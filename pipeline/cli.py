@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -290,7 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """TensorFlow's C++ start-up lines and MLflow's INFO lines would land between the progress
+    lines; trial logs keep theirs. A user's own TF_CPP_MIN_LOG_LEVEL or MLFLOW_LOGGING_LEVEL
+    wins."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
     from pipeline.cluster.errors import ClusterError
     from pipeline.promotion.optimal_trial import NoOptimalTrial
     from pipeline.promotion.registry import PromotionError

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +100,21 @@ def test_warm_workers_give_the_same_trials_as_fresh_processes(tmp_path):
             (t.assignments, {k: v for k, v in t.observations.items()
                              if k != "Inference-Latency-Ms"}) for t in trials]
     assert observations["warm"] == observations["cold"]
+
+
+def test_run_shows_only_progress_and_summary(tmp_path):
+    """No TensorFlow start-up lines (the ENAS controller imports TensorFlow in the engine) and no
+    MLflow INFO lines (a new SQLite store) between the progress lines."""
+    path = small("enas-digits.yaml", "quiet", trials=2, epochs=1, tmp_path=tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "MLFLOW_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", path, "--workdir", str(tmp_path / ".nasflow"),
+         "--tracking-uri", f"sqlite:///{tmp_path}/fresh.db"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**env, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    progress = (r"^\[[#.]{24}\] \d+/\d+ done, \d+ running, \d+ failed \| best \S+ \| "
+                r"\d\d:\d\d elapsed")
+    assert lines and all(re.match(progress, line) for line in lines), lines
+    assert result.stdout.startswith("experiment quiet: Succeeded")

@@ -119,6 +119,16 @@ class ExperimentEngine:
             raise EngineError(f"the manifest of {self.name!r} changed since the run started; only "
                               f"{', '.join(BUDGET_FIELDS)} may change on --resume (as in Katib)")
 
+    def _warm_trials(self) -> bool:
+        """Do this experiment's trials run in warm workers (``python -m trial_image``)?"""
+        template = self.experiment.spec.trial_template
+        probe = {p.reference or p.name: "0" for p in template.trial_parameters or []}
+        try:
+            argv = trial_command(template, "probe", self.namespace, probe).argv
+        except TemplateError:
+            return False
+        return WarmPool.serves(argv)
+
     def _recover_interrupted(self) -> list[str]:
         """Trials the engine's own stop interrupted (Ctrl-C, or left Running by ``kill -9``) run
         again, with the same name and assignments, as if the engine had never stopped: they go
@@ -184,6 +194,9 @@ class ExperimentEngine:
 
     def run(self) -> dict[str, Any]:
         self.store = self._open_state()
+        if self.pool and self._warm_trials():
+            left = (self.max_trials or self.parallel) - sum(t.done for t in self.trials)
+            self.pool.prestart(max(0, min(self.parallel, left)))
         try:
             return self._run()
         finally:

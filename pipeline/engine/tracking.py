@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.state import TrialRecord
+from trial_image.tracking import EXPERIMENT_KIND
 
 PARAMETER_COUNT = "Parameter-Count"
 
@@ -31,6 +32,8 @@ class ExperimentTracking:
         self.last_update = 0.0
         mlflow.set_tracking_uri(uri)
         experiment = mlflow.set_experiment(name)
+        self.client.set_experiment_tag(experiment.experiment_id, *next(iter(
+            EXPERIMENT_KIND.items())))
         if run_id:
             self.run_id = run_id
             self.client.update_run(run_id, status="RUNNING")

@@ -106,6 +106,11 @@ class WarmPool:
     def serves(argv: list[str]) -> bool:
         return argv[:3] == [sys.executable, "-m", "trial_image"]
 
+    def prestart(self, count: int) -> None:
+        """Start workers now, so that their imports overlap the engine's own set-up."""
+        with self.lock:
+            self.idle += [WarmWorker() for _ in range(count - len(self.idle))]
+
     def take(self) -> WarmWorker:
         with self.lock:
             return self.idle.pop() if self.idle else WarmWorker()

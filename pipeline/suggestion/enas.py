@@ -15,7 +15,10 @@ index), so a search replays exactly on resume.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,12 +32,29 @@ DEFAULTS = {"controller_hidden_size": 64, "controller_temperature": 5.0,
             "controller_train_steps": 50}
 
 
+def tensorflow() -> Any:
+    """TensorFlow, imported with file descriptor 2 pointed away: its C++ start-up lines (oneDNN,
+    CPU features) are written before TF_CPP_MIN_LOG_LEVEL applies and would land between the
+    engine's progress lines."""
+    if "tensorflow" not in sys.modules:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+    return sys.modules["tensorflow"]
+
+
 class Controller:
     """The LSTM policy; ``run`` samples (choices None) or scores given choices, differentiably."""
 
     def __init__(self, num_ops: int, hidden: int, rng: np.random.Generator) -> None:
-        import tensorflow as tf
-
+        tf = tensorflow()
         self.tf = tf
 
         def weight(*shape: int) -> tf.Variable:
@@ -138,9 +158,8 @@ class Enas(Suggestion):
         self.controller = Controller(len(self.operations),
                                      int(self.settings["controller_hidden_size"]),
                                      np.random.default_rng([context.seed, 0xE2A5]))
-        import tensorflow as tf
-
-        self.optimizer = tf.keras.optimizers.Adam(self.settings["controller_learning_rate"])
+        self.optimizer = tensorflow().keras.optimizers.Adam(
+            self.settings["controller_learning_rate"])
         self.baseline: float | None = None
         self.trained: set[int] = set()
 
