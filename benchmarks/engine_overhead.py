@@ -61,8 +61,9 @@ def run_engine(doc: dict, tmp: Path, *extra: str) -> tuple[float, int]:
                "    print('RSS', re.search(r'VmHWM:\\s+(\\d+)', status).group(1),"
                " file=sys.stderr)\n")
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", wrapper], cwd=ROOT, capture_output=True,
-                            text=True)
+    # cwd: MLflow stores a SQLite store's artifacts under ./mlruns
+    result = subprocess.run([sys.executable, "-c", wrapper], cwd=tmp, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     wall = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"nasflow run failed: {result.stderr[-2000:]}")
@@ -100,8 +101,9 @@ def part_tracking(tmp: Path, small: int = 41, large: int = 201) -> None:
         fixed = walls[small] - small * per_trial
         print(f"  {label}: {walls[small]:5.2f} s / {walls[large]:5.2f} s -> fixed {fixed:5.2f} s,"
               f" per trial {per_trial * 1000:5.1f} ms")
-    steps = subprocess.run([sys.executable, "-c", FIXED_COST], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout
+    steps = subprocess.run([sys.executable, "-c", FIXED_COST], cwd=tmp, capture_output=True,
+                           text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     print("  where the fixed seconds with tracking on go (a fresh process):\n" + steps, end="")
 
 

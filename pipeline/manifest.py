@@ -1,7 +1,7 @@
 """Katib Experiment manifests: YAML (multi-document) → Katib's typed models, with field paths.
 
 ``kubeflow-katib-api``'s pydantic models reject wrongly typed fields but silently drop unknown
-ones, so a typo such as ``maxTrialCounts`` would vanish; :func:`unknown_fields` walks the raw
+ones, so a typo such as ``maxTrialCounts`` would vanish; :func:`parse` walks the raw
 document against the models and names every field they do not know.
 """
 
@@ -16,7 +16,12 @@ from typing import Any
 
 import pydantic
 import yaml
-from kubeflow_katib_api.models import V1beta1Experiment
+from kubeflow_katib_api.models import (
+    IoK8sApimachineryPkgUtilIntstrIntOrString,
+    V1beta1Experiment,
+)
+
+from pipeline import safe_yaml
 
 
 @dataclass(frozen=True)
@@ -45,24 +50,37 @@ class Manifest:
 
     @property
     def name(self) -> str:
-        return self.raw.get("metadata", {}).get("name", "")
+        return self.experiment.metadata.name
 
 
 def load_documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """Every Experiment document of a YAML file, labelled for messages."""
+    """Every Experiment document of a YAML file, labelled for messages (read within
+    :mod:`pipeline.safe_yaml`'s limits)."""
     try:
-        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        documents = [d for d in safe_yaml.load_all(path.read_bytes()) if d is not None]
     except OSError as exc:
         raise ManifestError(str(path), [Problem("", f"cannot read: {exc.strerror}")]) from None
+    except safe_yaml.UnsafeYaml as exc:
+        raise ManifestError(str(path), [Problem(exc.path, str(exc))]) from None
     except yaml.YAMLError as exc:
-        raise ManifestError(str(path), [Problem("", f"not valid YAML: {exc}")]) from None
+        message = " ".join(str(exc).split())
+        raise ManifestError(str(path), [Problem("", f"not valid YAML: {message}")]) from None
     experiments = []
+    names: dict[str, str] = {}
     for index, doc in enumerate(documents, start=1):
         label = str(path) if len(documents) == 1 else f"{path}#{index}"
         if not isinstance(doc, dict):
             raise ManifestError(label, [Problem("", "a YAML document must be a mapping")])
-        if doc.get("kind") == "Experiment":
-            experiments.append((label, doc))
+        if doc.get("kind") != "Experiment":
+            continue
+        metadata = doc.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        if isinstance(name, str) and name in names:
+            raise ManifestError(label, [Problem("metadata.name", f"experiment {name!r} is "
+                                                f"already defined in {names[name]}")])
+        if isinstance(name, str):
+            names[name] = label
+        experiments.append((label, doc))
     if not experiments:
         raise ManifestError(str(path), [Problem("kind", "no Katib Experiment in this file")])
     return experiments
@@ -70,11 +88,12 @@ def load_documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def parse(source: str, raw: dict[str, Any]) -> tuple[V1beta1Experiment | None, list[Problem]]:
     """Typed parse plus unknown-field check; the experiment is None if types are wrong."""
-    problems = unknown_fields(raw, V1beta1Experiment, "")
+    problems: list[Problem] = []
+    typed = _walk(raw, V1beta1Experiment, "", problems)
     try:
         # model_validate reports full paths (spec.parameters[0]...); from_dict builds the
         # nested models the way the generated client expects.
-        V1beta1Experiment.model_validate(raw)
+        V1beta1Experiment.model_validate(typed)
         return V1beta1Experiment.from_dict(raw), problems
     except pydantic.ValidationError as exc:
         for error in exc.errors():
@@ -107,11 +126,14 @@ def _model_of(annotation: Any) -> type[pydantic.BaseModel] | None:
     return None
 
 
-def unknown_fields(raw: Any, model: type[pydantic.BaseModel], path: str) -> list[Problem]:
+def _walk(raw: Any, model: type[pydantic.BaseModel], path: str, problems: list[Problem]) -> Any:
+    """``raw`` for the typed models' validation: unknown fields are reported (the models would
+    drop them silently), and Kubernetes' int-or-string fields (a port: 8080 or "http"), whose
+    generated model validates only its wrapped form, are checked here and wrapped."""
     if not isinstance(raw, dict):
-        return []
+        return raw
     known = {(f.alias or name): f for name, f in model.model_fields.items()}
-    problems = []
+    typed = {}
     for key, value in raw.items():
         where = f"{path}.{key}" if path else str(key)
         field = known.get(key)
@@ -121,11 +143,17 @@ def unknown_fields(raw: Any, model: type[pydantic.BaseModel], path: str) -> list
             problems.append(Problem(where, f"unknown field{hint}"))
             continue
         child = _model_of(field.annotation)
-        if child is None:
+        if child is IoK8sApimachineryPkgUtilIntstrIntOrString:
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                problems.append(Problem(where, f"must be an integer or a string, got {value!r}"))
+                continue
+            typed[key] = {"actual_instance": value}
             continue
-        if isinstance(value, list):
-            for i, item in enumerate(value):
-                problems.extend(unknown_fields(item, child, f"{where}[{i}]"))
+        if child is None:
+            typed[key] = value
+        elif isinstance(value, list):
+            typed[key] = [_walk(item, child, f"{where}[{i}]", problems)
+                          for i, item in enumerate(value)]
         else:
-            problems.extend(unknown_fields(value, child, where))
-    return problems
+            typed[key] = _walk(value, child, where, problems)
+    return typed

@@ -15,12 +15,15 @@ from kubeflow_katib_api.models import V1beta1Experiment
 
 from pipeline.manifest import Problem, parse
 from pipeline.search_space import DISTRIBUTIONS, Space
+from pipeline.trial_job import check_job
 
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 TRIAL_PARAM_RE = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 META_RE = re.compile(r"^\$\{trialSpec\.(.+?)\}$")
 META_KEYS = {"Name", "Namespace", "Kind", "APIVersion"}
-COLLECTORS = {"StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None", "Push"}
+COLLECTORS = {"StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "Push"}
+# where Katib's defaulter points a File or TensorFlowEvent collector without a source
+DEFAULT_PATHS = {"File": "/var/log/katib/metrics.log", "TensorFlowEvent": "/var/log/katib/tfevent/"}
 NAS_OUTPUTS = {"enas": {"architecture", "nn_config"},
                "darts": {"algorithm-settings", "search-space", "num-layers"}}
 LOCAL_ONLY_ALGORITHMS = {"evolution"}
@@ -138,11 +141,18 @@ def validate(source: str, raw: dict[str, Any]) -> tuple[V1beta1Experiment | None
     problems += _algorithm(spec, raw)
     problems += _space(spec)
     problems += _trial_template(spec, raw)
-    problems += _metrics_collector(spec)
+    problems += _metrics_collector(spec, raw)
     problems += _early_stopping(spec)
     if spec.resume_policy not in (None, "Never", "LongRunning", "FromVolume"):
         problems.append(Problem("spec.resumePolicy", "must be Never, LongRunning or FromVolume"))
     return experiment, problems
+
+
+def _int32(value: Any, where: str) -> list[Problem]:
+    """Katib's counts and sizes are Go int32s: a larger number cannot even be decoded."""
+    if isinstance(value, int) and not -2**31 <= value < 2**31:
+        return [Problem(where, f"{value} does not fit Katib's int32 (at most {2**31 - 1})")]
+    return []
 
 
 def _counts(spec) -> list[Problem]:
@@ -150,6 +160,7 @@ def _counts(spec) -> list[Problem]:
     for field, value in (("maxTrialCount", spec.max_trial_count),
                          ("parallelTrialCount", spec.parallel_trial_count),
                          ("maxFailedTrialCount", spec.max_failed_trial_count)):
+        out += _int32(value, f"spec.{field}")
         if value is not None and value < (0 if field == "maxFailedTrialCount" else 1):
             out.append(Problem(f"spec.{field}", "must be positive"))
     if spec.max_trial_count is not None:
@@ -167,6 +178,8 @@ def _objective(spec) -> list[Problem]:
     if objective is None:
         return [Problem("spec.objective", "required")]
     out = []
+    if objective.goal is not None and not math.isfinite(objective.goal):
+        out.append(Problem("spec.objective.goal", "must be a finite number"))
     if objective.type not in ("minimize", "maximize"):
         out.append(Problem("spec.objective.type", "must be minimize or maximize"))
     if not objective.objective_metric_name:
@@ -176,11 +189,7 @@ def _objective(spec) -> list[Problem]:
         i = additional.index(objective.objective_metric_name)
         out.append(Problem(f"spec.objective.additionalMetricNames[{i}]",
                            "must not repeat the objective metric"))
-    names = {objective.objective_metric_name, *additional}
     for i, strategy in enumerate(objective.metric_strategies or []):
-        if strategy.name not in names:
-            out.append(Problem(f"spec.objective.metricStrategies[{i}].name",
-                               f"{strategy.name!r} is not the objective or an additional metric"))
         if strategy.value not in ("min", "max", "latest"):
             out.append(Problem(f"spec.objective.metricStrategies[{i}].value",
                                "must be min, max or latest"))
@@ -272,6 +281,9 @@ def _feasible_space(p, where: str) -> list[Problem]:
         return [Problem(f"{where}.feasibleSpace", "required")]
     where = f"{where}.feasibleSpace"
     if kind in ("categorical", "discrete"):
+        given = [k for k in ("min", "max", "step") if getattr(fs, k) not in (None, "")]
+        if given:
+            return [Problem(where, f"a {kind} parameter takes a list, not {'/'.join(given)}")]
         if not fs.list:
             return [Problem(f"{where}.list", f"a {kind} parameter needs a non-empty list")]
         if kind == "discrete":
@@ -315,6 +327,11 @@ def _nas_config(nas) -> list[Problem]:
     graph = nas.graph_config
     if graph is None:
         return [Problem("spec.nasConfig.graphConfig", "required")]
+    where = "spec.nasConfig.graphConfig"
+    out += _int32(graph.num_layers, f"{where}.numLayers")
+    for field, sizes in (("inputSizes", graph.input_sizes), ("outputSizes", graph.output_sizes)):
+        for i, size in enumerate(sizes or []):
+            out += _int32(size, f"{where}.{field}[{i}]")
     if not graph.num_layers or graph.num_layers < 1:
         out.append(Problem("spec.nasConfig.graphConfig.numLayers", "required, >= 1"))
     if not nas.operations:
@@ -364,9 +381,12 @@ def _nas_graph_required(spec) -> list[Problem]:
 
 
 def _containers(trial_spec: dict) -> list[dict]:
-    spec = trial_spec.get("spec", {})
-    pod = spec.get("template", {}).get("spec", {})
-    return pod.get("containers", []) if isinstance(pod, dict) else []
+    """The pod's containers, or [] where the trial spec is not shaped like a Job's."""
+    spec = trial_spec.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    pod = template.get("spec") if isinstance(template, dict) else None
+    containers = pod.get("containers") if isinstance(pod, dict) else None
+    return [c for c in containers if isinstance(c, dict)] if isinstance(containers, list) else []
 
 
 def _trial_template(spec, raw) -> list[Problem]:
@@ -379,25 +399,40 @@ def _trial_template(spec, raw) -> list[Problem]:
         out.append(Problem(base, "exactly one of trialSpec or configMap is required"))
     if not template.primary_container_name:
         out.append(Problem(f"{base}.primaryContainerName", "required"))
+    if template.config_map is not None:
+        cm = template.config_map
+        missing = [name for name, value in (("configMapName", cm.config_map_name),
+                                            ("configMapNamespace", cm.config_map_namespace),
+                                            ("templatePath", cm.template_path)) if not value]
+        if missing:
+            out.append(Problem(f"{base}.configMap", f"{', '.join(missing)} required"))
     if spec.algorithm and spec.algorithm.algorithm_name == "enas":
         out += _nas_graph_required(spec)
     if spec.algorithm and spec.algorithm.algorithm_name == "darts":
         out += _darts_primitives(spec)
+    if template.trial_parameters is None:
+        out.append(Problem(f"{base}.trialParameters", "required"))
     trial_spec = template.trial_spec or {}
     text = str(raw.get("spec", {}).get("trialTemplate", {}).get("trialSpec", ""))
     metadata = trial_spec.get("metadata") or {}
     for field in ("name", "namespace"):
-        if field in metadata:
+        if isinstance(metadata, dict) and field in metadata:
             out.append(Problem(f"{base}.trialSpec.metadata.{field}", "must be omitted (Katib "
                                "sets it per trial)"))
+    if template.trial_spec is not None:
+        for field in ("apiVersion", "kind"):
+            if not trial_spec.get(field):
+                out.append(Problem(f"{base}.trialSpec.{field}", "required"))
     kind = trial_spec.get("kind")
-    if template.trial_spec is not None and kind not in JOB_KINDS and not (
-            template.success_condition and template.failure_condition):
-        out.append(Problem(base, f"trial kind {kind!r} needs successCondition and "
-                           "failureCondition"))
+    defaulted = template.trial_spec is not None and kind in JOB_KINDS  # Katib's defaulter
+    if not defaulted and not (template.success_condition and template.failure_condition):
+        what = f"trial kind {kind!r}" if template.trial_spec is not None else \
+            "a trial template from a ConfigMap"
+        out.append(Problem(base, f"{what} needs successCondition and failureCondition"))
+    out += check_job(trial_spec, f"{base}.trialSpec")
     if kind == "Job" and template.primary_container_name:
         names = [c.get("name") for c in _containers(trial_spec)]
-        if template.primary_container_name not in names:
+        if names and template.primary_container_name not in names:
             out.append(Problem(f"{base}.primaryContainerName",
                                f"{template.primary_container_name!r} is not a container of the "
                                f"trial Job (containers: {', '.join(map(str, names))})"))
@@ -410,27 +445,32 @@ def _trial_template(spec, raw) -> list[Problem]:
         where = f"{base}.trialParameters[{i}]"
         if not p.name or "{" in p.name or "}" in p.name:
             out.append(Problem(f"{where}.name", "required, without { or }"))
+        if not p.reference:
+            out.append(Problem(f"{where}.reference", "required: a parameter, an algorithm's "
+                               "output or ${trialSpec.<field>}"))
+            continue
         if declared.count(p.name) > 1:
             out.append(Problem(f"{where}.name", f"duplicate name {p.name!r}"))
-        ref = p.reference or p.name
-        if references.count(p.reference) > 1 and p.reference:
+        if references.count(p.reference) > 1:
             out.append(Problem(f"{where}.reference", f"duplicate reference {p.reference!r}"))
         if template.trial_spec is not None and "${trialParameters." + str(p.name) + "}" not in text:
             out.append(Problem(f"{where}.name", f"{p.name!r} is declared but never used in the "
                                "trialSpec"))
-        meta = META_RE.match(ref or "")
+        meta = META_RE.match(p.reference)
         if meta:
             out += _meta_reference(meta.group(1), trial_spec, f"{where}.reference")
-        elif spec.parameters is not None and ref not in hp_names:
-            out.append(Problem(f"{where}.reference", f"{ref!r} is not a parameter in "
+        elif spec.parameters is not None and p.reference not in hp_names:
+            out.append(Problem(f"{where}.reference", f"{p.reference!r} is not a parameter in "
                                "spec.parameters"))
-        elif nas_outputs and ref not in nas_outputs:
+        elif nas_outputs and p.reference not in nas_outputs:
             out.append(Problem(f"{where}.reference", f"{algorithm} outputs "
-                               f"{', '.join(sorted(nas_outputs))}, not {ref!r}"))
-    used = {(p.reference or p.name) for p in template.trial_parameters or []}
+                               f"{', '.join(sorted(nas_outputs))}, not {p.reference!r} (nasflow "
+                               "refuses it now; Katib would fail every trial at creation)"))
+    used = {p.reference for p in template.trial_parameters or []}
     for missing in sorted(nas_outputs - used):
         out.append(Problem(f"{base}.trialParameters", f"{algorithm} assigns {missing!r}; "
-                           "declare a trial parameter referencing it"))
+                           "declare a trial parameter referencing it (nasflow refuses it now; "
+                           "Katib would fail every trial at creation)"))
     for name in sorted(set(TRIAL_PARAM_RE.findall(text)) - set(declared)):
         out.append(Problem(f"{base}.trialSpec", f"${{trialParameters.{name}}} is used but not "
                            "declared in trialParameters"))
@@ -440,10 +480,12 @@ def _trial_template(spec, raw) -> list[Problem]:
 def _meta_reference(key: str, trial_spec: dict, where: str) -> list[Problem]:
     match = re.match(r"^(Labels|Annotations)\[(.+)\]$", key)
     if match:
-        values = (trial_spec.get("metadata") or {}).get(match.group(1).lower()) or {}
-        if match.group(2) not in values:
+        metadata = trial_spec.get("metadata") or {}
+        values = metadata.get(match.group(1).lower()) if isinstance(metadata, dict) else None
+        if not isinstance(values, dict) or match.group(2) not in values:
             return [Problem(where, f"trialSpec.metadata.{match.group(1).lower()} has no "
-                            f"{match.group(2)!r} (Katib substitutes the template's own metadata)")]
+                            f"{match.group(2)!r} (Katib substitutes the template's own metadata; "
+                            "nasflow refuses it now, Katib would fail every trial at creation)")]
         return []
     if key not in META_KEYS:
         return [Problem(where, f"unknown trial metadata ${{trialSpec.{key}}}; use Name, "
@@ -451,7 +493,8 @@ def _meta_reference(key: str, trial_spec: dict, where: str) -> list[Problem]:
     return []
 
 
-def _metrics_collector(spec) -> list[Problem]:
+def _metrics_collector(spec, raw) -> list[Problem]:
+    """Katib's rules after its defaulter filled the collector's defaults (docs/katib.md §3)."""
     mc = spec.metrics_collector_spec
     if mc is None:
         return []
@@ -473,25 +516,41 @@ def _metrics_collector(spec) -> list[Problem]:
         if groups < 2:
             out.append(Problem(f"{base}.source.filter.metricsFormat[{i}]",
                                "needs two capture groups: metric name and value"))
+    where = f"{base}.source.fileSystemPath"
     if kind == "File":
-        if path is None or not path.path:
-            out.append(Problem(f"{base}.source.fileSystemPath.path", "required for File"))
-        else:
-            if not path.path.startswith("/"):
-                out.append(Problem(f"{base}.source.fileSystemPath.path", "must be absolute"))
-            if path.kind not in (None, "File"):
-                out.append(Problem(f"{base}.source.fileSystemPath.kind", "must be File"))
-            if (path.format or "TEXT") not in ("TEXT", "JSON"):
-                out.append(Problem(f"{base}.source.fileSystemPath.format", "must be TEXT or JSON"))
-            if path.format == "JSON" and formats:
-                out.append(Problem(f"{base}.source.filter", "JSON format takes no filter"))
+        location = (path.path if path else None) or DEFAULT_PATHS["File"]
+        if (path.kind if path else None) not in (None, "", "File"):
+            out.append(Problem(f"{where}.kind", "must be File"))
+        if not location.startswith("/"):
+            out.append(Problem(f"{where}.path", "must be absolute"))
+        fmt = (path.format if path else None) or "TEXT"
+        if fmt not in ("TEXT", "JSON"):
+            out.append(Problem(f"{where}.format", "must be TEXT or JSON"))
+        if fmt == "JSON" and source.filter is not None:
+            out.append(Problem(f"{base}.source.filter", "must be omitted with the JSON format"))
     if kind == "TensorFlowEvent":
-        if path is None or path.kind != "Directory":
-            out.append(Problem(f"{base}.source.fileSystemPath.kind", "must be Directory"))
-        elif path.format:
-            out.append(Problem(f"{base}.source.fileSystemPath.format", "must be empty"))
-    if kind == "Custom" and (mc.collector.custom_collector is None):
-        out.append(Problem(f"{base}.collector.customCollector", "required for Custom"))
+        location = (path.path if path else None) or DEFAULT_PATHS["TensorFlowEvent"]
+        if (path.kind if path else None) not in (None, "", "Directory"):
+            out.append(Problem(f"{where}.kind", "must be Directory"))
+        if not location.startswith("/"):
+            out.append(Problem(f"{where}.path", "must be an absolute directory"))
+        if path is not None and path.format:
+            out.append(Problem(f"{where}.format", "must be empty"))
+    if kind == "PrometheusMetric":
+        http = ((raw.get("spec") or {}).get("metricsCollectorSpec") or {}).get(
+            "source", {}).get("httpGet") or {}
+        port = http.get("port", 8080)
+        if not re.fullmatch(r"\d+", str(port)) or int(port) <= 0:
+            out.append(Problem(f"{base}.source.httpGet.port",
+                               f"must be a positive integer, got {port!r}"))
+        if not str(http.get("path", "/metrics")).startswith("/"):
+            out.append(Problem(f"{base}.source.httpGet.path", "must start with /"))
+    if kind == "Custom":
+        if mc.collector.custom_collector is None:
+            out.append(Problem(f"{base}.collector.customCollector", "required for Custom"))
+        if path is not None and (not (path.path or "").startswith("/")
+                                 or path.kind not in ("Directory", "File")):
+            out.append(Problem(where, "needs an absolute path and kind File or Directory"))
     return out
 
 
@@ -520,13 +579,14 @@ def engine_support(experiment: V1beta1Experiment) -> list[str]:
     if template.config_map is not None:
         reasons.append("trial template from a ConfigMap (needs the cluster's ConfigMap)")
     kind = (template.trial_spec or {}).get("kind")
-    if template.trial_spec is not None and kind != "Job":
+    if template.trial_spec is not None and (kind, (template.trial_spec or {}).get(
+            "apiVersion")) != ("Job", "batch/v1"):
         reasons.append(f"trial kind {kind} (the embedded engine runs a batch/v1 Job's primary "
                        "container)")
     collector = (spec.metrics_collector_spec.collector.kind
                  if spec.metrics_collector_spec and spec.metrics_collector_spec.collector
                  else "StdOut") or "StdOut"
-    if collector not in ("StdOut", "File", "None"):
+    if collector not in ("StdOut", "File"):
         reasons.append(f"metrics collector {collector} (StdOut and File are supported)")
     if spec.algorithm.algorithm_name == "pbt":
         reasons.append("algorithm pbt (needs Katib's shared checkpoint volume)")

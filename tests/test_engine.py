@@ -319,3 +319,22 @@ def test_run_names_settings_it_ignores(tmp_path, capsys):
     assert err == ["nasflow run: note: cmaes setting(s) restart_strategy=ipop (accepted for "
                    "Katib, ignored by nasflow run: Optuna's CmaEsSampler (>= 4.4) has no "
                    "restarts)"]
+
+
+@pytest.mark.parametrize(("writes", "message"), [
+    (["--no-metric"], "failed to open the file metrics.json"),
+    (["--file=/var/log/train/metrics.json", "--format=TEXT"], "failed to parse the json object"),
+], ids=["file-missing", "not-json"])
+def test_a_collector_that_cannot_read_the_file_fails_the_trial(tmp_path, writes, message):
+    """Katib's File collector fails the trial when its file is missing or not JSON lines; it is
+    not MetricsUnavailable (which means: read, but no objective in it)."""
+    collector = {"collector": {"kind": "File"},
+                 "source": {"fileSystemPath": {"path": "/var/log/train/metrics.json",
+                                               "kind": "File", "format": "JSON"}}}
+    doc = experiment(max_trials=1, parallel=1, extra_args=writes,
+                     spec={"metricsCollectorSpec": collector})
+    status, engine = run(doc, tmp_path)
+    (trial,) = engine.trials
+    assert (trial.status, trial.reason) == ("Failed", "MetricsCollectorFailed")
+    assert message in trial.message
+    assert status["trialsFailed"] == 1 and status["trialMetricsUnavailable"] == 0

@@ -159,3 +159,13 @@ def test_checkov_finds_no_failed_check(target, frameworks):
               for r in reports for c in r["results"]["failed_checks"]]
     assert failed == []
     assert all(r["summary"]["passed"] > 100 for r in reports)
+
+
+@pytest.mark.parametrize("path,doc", [(p, d) for p, d in plain_documents() if pod_specs(d)],
+                         ids=lambda v: v.name if isinstance(v, Path) else v["metadata"]["name"])
+def test_no_container_overrides_home(path, doc):
+    """MLflow reads the credentials Secret from ~/.mlflow, mounted at /tmp/.mlflow because the
+    images set HOME=/tmp; a container that set HOME would silently lose them."""
+    for pod in pod_specs(doc):
+        for container in pod["containers"]:
+            assert "HOME" not in {e["name"] for e in container.get("env", [])}

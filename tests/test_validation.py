@@ -187,8 +187,9 @@ RULES = [
      "spec.trialTemplate.trialSpec.metadata.name", "must be omitted"),
     ("spec.trialTemplate.trialSpec.kind", "Workflow", "spec.trialTemplate",
      "needs successCondition and failureCondition"),
-    ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}},
-     "spec.metricsCollectorSpec.source.fileSystemPath.path", "required for File"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {
+        "fileSystemPath": {"path": "metrics.log", "kind": "File"}}},
+     "spec.metricsCollectorSpec.source.fileSystemPath.path", "must be absolute"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "StdOut"},
                                    "source": {"filter": {"metricsFormat": ["(\\w+)=.*"]}}},
      "spec.metricsCollectorSpec.source.filter.metricsFormat[0]", "two capture groups"),

@@ -9,6 +9,7 @@ far is worse than the rule (``less`` for maximize, ``greater`` for minimize).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import fmean
@@ -18,12 +19,15 @@ from pipeline.engine.state import TrialRecord
 
 
 def numbers(values: Sequence[str]) -> list[float]:
+    """The finite numbers among ``values`` (strings as collected)."""
     out = []
     for v in values:
         try:
-            out.append(float(v))
+            number = float(v)
         except ValueError:
             continue
+        if math.isfinite(number):
+            out.append(number)
     return out
 
 

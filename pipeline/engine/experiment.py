@@ -31,7 +31,7 @@ import yaml
 
 from pipeline import search_space
 from pipeline.engine.early_stopping import MedianStop, numbers, should_stop
-from pipeline.engine.metrics_collector import metric_strategy, now_rfc3339
+from pipeline.engine.metrics_collector import CollectorError, metric_strategy, now_rfc3339
 from pipeline.engine.state import CREATED, FAILED, RUNNING, StateStore, TrialRecord
 from pipeline.engine.template import TemplateError, trial_command
 from pipeline.engine.trial import Collector, TrialProcess, WarmPool, kill_group, orphan_of
@@ -345,7 +345,10 @@ class ExperimentEngine:
                 continue
             rule = self.trials[proc.index].rule
             if rule:
-                observed = self.collector.collect(proc.trial_dir, [self.objective])
+                try:
+                    observed = self.collector.collect(proc.trial_dir, [self.objective])
+                except CollectorError:  # nothing written yet
+                    continue
                 if should_stop(rule, observed.get(self.objective, [])):
                     proc.stop("EarlyStopped", early_stopped=True)
 
@@ -353,8 +356,12 @@ class ExperimentEngine:
         self.running.pop(proc.index, None)
         t = self.trials[proc.index]
         t.finished = time.time()
-        t.observations = self.collector.collect(proc.trial_dir,
-                                                [*self.metric_names, "Parameter-Count"])
+        try:
+            t.observations = self.collector.collect(proc.trial_dir,
+                                                    [*self.metric_names, "Parameter-Count"])
+            unreadable = None
+        except CollectorError as exc:
+            t.observations, unreadable = {}, str(exc)
         log = proc.trial_dir / "metrics.log"
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
         if proc.early_stopped:
@@ -371,6 +378,9 @@ class ExperimentEngine:
         elif proc.returncode != 0:
             t.status, t.reason = "Failed", "TrialFailed"
             t.message = f"exit code {proc.returncode}: {tail[0] if tail else ''}"[:1000]
+        elif unreadable:
+            t.status, t.reason = "Failed", "MetricsCollectorFailed"
+            t.message = f"the metrics collector failed: {unreadable}"
         elif not t.observations.get(self.objective):
             t.status, t.reason = "MetricsUnavailable", "MetricsUnavailable"
             t.message = f"the objective {self.objective} was never reported"

@@ -92,4 +92,4 @@ def trial_command(template: Any, trial_name: str, namespace: str,
             raise TemplateError(f"env {var['name']} comes from the cluster ({', '.join(source)}); "
                                 "mark it optional to run locally")
     deadline = spec.get("spec", {}).get("activeDeadlineSeconds")
-    return TrialCommand(argv, env, float(deadline) if deadline else None)
+    return TrialCommand(argv, env, None if deadline is None else float(deadline))

@@ -25,13 +25,14 @@ from pipeline.engine import metrics_collector
 from pipeline.engine.template import TrialCommand
 
 KILL_GRACE_SECONDS = 10.0
+DEFAULT_FILE_PATH = "/var/log/katib/metrics.log"  # Katib's default for a File collector
 
 
 @dataclass(frozen=True)
 class Collector:
-    """Katib's metricsCollectorSpec, as the engine needs it."""
+    """Katib's metricsCollectorSpec, as the engine needs it (StdOut or File)."""
 
-    kind: str = "StdOut"  # StdOut | File | None
+    kind: str = "StdOut"
     filters: tuple[str, ...] = ()
     path: str | None = None
     fmt: str = "TEXT"
@@ -43,10 +44,11 @@ class Collector:
             return cls()
         kind = (mc.collector.kind if mc.collector else None) or "StdOut"
         source = mc.source
-        filters = tuple((source.filter.metrics_format or []) if source and source.filter else [])
+        filters = tuple((source.filter.metrics_format if source and source.filter else None)
+                        or [])
         fsp = source.file_system_path if source else None
-        return cls(kind, filters, fsp.path if fsp else None,
-                   (fsp.format if fsp else None) or "TEXT")
+        path = (fsp.path if fsp else None) or (DEFAULT_FILE_PATH if kind == "File" else None)
+        return cls(kind, filters, path, (fsp.format if fsp else None) or "TEXT")
 
     def local_path(self, trial_dir: Path) -> Path | None:
         if self.kind != "File" or not self.path:
@@ -54,23 +56,17 @@ class Collector:
         return trial_dir / "fs" / self.path.lstrip("/")
 
     def collect(self, trial_dir: Path, names: list[str]) -> dict[str, list[str]]:
-        """Metric name -> values in report order, parsed as Katib's collector would."""
-        if self.kind == "None":
-            return {}
+        """Metric name -> values in time order, as Katib's collector reads them (``names[0]``
+        is the objective); CollectorError where Katib's collector fails the trial."""
         if self.kind == "File":
-            path = self.local_path(trial_dir)
-            lines = path.read_text(errors="replace").splitlines() if path and path.exists() else []
+            found = metrics_collector.collect(self.local_path(trial_dir), names,
+                                              self.filters, self.fmt)
         else:
-            log = trial_dir / "metrics.log"
-            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-        if self.kind == "File" and self.fmt == "JSON":
-            found = metrics_collector.parse_json(lines, names)
-        else:
-            found = metrics_collector.parse_text(lines, names, list(self.filters) or None)
-        found = sorted(found, key=lambda o: o.timestamp)  # Katib's DB orders by time (stable)
+            found = metrics_collector.collect(trial_dir / "metrics.log", names, self.filters)
         out: dict[str, list[str]] = {}
-        for o in found:
-            out.setdefault(o.name, []).append(o.value)
+        for o in sorted(found, key=lambda o: o.order):  # Katib's DB orders by time (stable)
+            if metrics_collector.observable(o.value):
+                out.setdefault(o.name, []).append(o.value)
         return out
 
 
@@ -152,8 +148,8 @@ class TrialProcess:
             mapped.parent.mkdir(parents=True, exist_ok=True)
             argv = [a.replace(collector.path, str(mapped)) for a in argv]
             env = {k: v.replace(collector.path, str(mapped)) for k, v in env.items()}
-        self.deadline = time.monotonic() + command.deadline_seconds if command.deadline_seconds \
-            else None
+        self.deadline = None if command.deadline_seconds is None else \
+            time.monotonic() + command.deadline_seconds
         self.worker: WarmWorker | None = None
         self.code: int | None = None
         if pool is not None and pool.serves(argv):

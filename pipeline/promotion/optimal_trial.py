@@ -8,6 +8,7 @@ its state database. The objective value follows Katib's metric strategy (``max``
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,11 @@ def _strategy_value(metrics: list[dict[str, Any]], name: str, strategy: str) -> 
         if metric.get("name") == name:
             for key in (strategy, "latest"):
                 try:
-                    return float(metric.get(key))
+                    value = float(metric.get(key))
                 except (TypeError, ValueError):
                     continue
+                if math.isfinite(value):
+                    return value
     return None
 
 
