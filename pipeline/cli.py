@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 1 the experiment Failed (e.g. too many failed trials), or the cluster or
 the registry refused (one line says why); 2 bad input (a malformed manifest, reported with its
-field path, before anything starts); 130 interrupted (resumable with ``--resume``).
+field path, before anything starts), or the experiment is being run by another engine; 4 MLflow
+unreachable or refusing (one line, after ``--mlflow-retry-seconds``; ``run`` started no trial);
+130 interrupted (resumable with ``--resume``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,8 @@ def load_experiment(path: Path, name: str | None = None):
     except ManifestError as exc:
         raise UsageError(str(exc)) from None
     if name:
-        documents = [d for d in documents if d[1].get("metadata", {}).get("name") == name]
+        documents = [d for d in documents if isinstance(d[1].get("metadata"), dict)
+                     and d[1]["metadata"].get("name") == name]
     if len(documents) != 1:
         raise UsageError(f"{path}: {len(documents)} Experiments match; pick one with --name")
     source, raw = documents[0]
@@ -47,6 +51,7 @@ def load_experiment(path: Path, name: str | None = None):
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from pipeline.manifest import ManifestError, load_documents
+    from pipeline.redaction import secret_warnings
     from pipeline.validation import cluster_support, engine_support, ignored_settings, validate
 
     worst = 0
@@ -62,7 +67,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for source, raw in documents:
             experiment, problems = validate(source, raw)
             entry: dict[str, Any] = {"source": source, "valid": not problems,
-                                     "problems": [str(p) for p in problems]}
+                                     "problems": [str(p) for p in problems],
+                                     "warnings": [str(w) for w in secret_warnings(raw)]}
             if not problems:
                 entry["engine"] = engine_support(experiment)
                 entry["cluster"] = cluster_support(experiment)
@@ -74,6 +80,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
         return worst
     for r in results:
+        for warning in r.get("warnings", []):
+            print(f"{r['source']}: warning: {warning}")
         if not r["valid"]:
             for problem in r["problems"]:
                 print(f"{r['source']}: {problem}")
@@ -182,6 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = EngineOptions(workdir=args.workdir, tracking_uri=uri, seed=args.seed,
                             resume=args.resume, restart=args.restart,
                             warm_trials=not args.cold_trials,
+                            mlflow_retry_seconds=args.mlflow_retry_seconds,
                             on_progress=None if args.quiet else Progress())
     started = time.time()
     try:
@@ -246,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Neural architecture search with Katib Experiment manifests: validate them, "
         "run them on the embedded engine, or (with a cluster) submit them to Katib.",
         epilog="Exit codes: 0 ok, 1 experiment failed or cluster/registry error, 2 bad input, "
-        "130 interrupted.")
+        "4 MLflow unreachable, 130 interrupted.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="check manifests as Katib's webhook would",
                        description="Validate Katib Experiment manifests; every problem names its "
@@ -270,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "sqlite:///./mlflow.db)")
     p.add_argument("--no-mlflow", action="store_true",
                    help="no parent run; trials log where $MLFLOW_TRACKING_URI points")
+    mlflow_retry_flag(p)
     p.add_argument("--cold-trials", action="store_true",
                    help="start every `python -m trial_image` trial as a new process instead "
                    "of in a warm worker that imported TensorFlow already")
@@ -299,11 +309,18 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
+def mlflow_retry_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mlflow-retry-seconds", type=float, default=20.0, metavar="SECONDS",
+                   help="how long to wait for an unreachable MLflow server before giving up "
+                   "with exit code 4 (default 20)")
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     from pipeline.cluster.errors import ClusterError
     from pipeline.promotion.optimal_trial import NoOptimalTrial
     from pipeline.promotion.registry import PromotionError
+    from trial_image.errors import TrackingError
 
     args = build_parser().parse_args(argv)
     try:
@@ -314,3 +331,39 @@ def main(argv: list[str] | None = None) -> int:
     except (ClusterError, PromotionError, NoOptimalTrial) as exc:
         print(f"nasflow {args.command}: {exc}", file=sys.stderr)
         return 1
+    except TrackingError as exc:
+        print(f"nasflow {args.command}: MLflow: {exc}", file=sys.stderr)
+        return 4
+    except KeyboardInterrupt:
+        print(f"nasflow {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, the trace in a file
+        return last_resort(args, exc)
+
+
+def last_resort(args: argparse.Namespace, exc: Exception) -> int:
+    """No user sees a traceback: one line says what failed and where the full trace is (the
+    run's workdir, else ./.nasflow); an MLflow outage is exit 4 like any other."""
+    import traceback
+
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if type(exc).__module__.startswith(("mlflow", "requests", "urllib3")):
+        from trial_image.tracking import is_outage
+
+        if is_outage(exc):
+            print(f"nasflow {args.command}: MLflow unreachable: {first}", file=sys.stderr)
+            return 4
+    workdir = getattr(args, "workdir", None) or Path(".nasflow")
+    trace = "".join(traceback.format_exception(exc))
+    for log in (Path(workdir) / "nasflow.log", Path(tempfile.gettempdir()) / "nasflow.log"):
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} nasflow "
+                        f"{' '.join(sys.argv[1:])}\n{trace}")
+            break
+        except OSError:
+            continue
+    print(f"nasflow {args.command}: internal error: {type(exc).__name__}: {first} (the full "
+          f"trace is in {log})", file=sys.stderr)
+    return 1

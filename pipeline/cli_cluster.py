@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli import Progress, UsageError, load_experiment
+from pipeline.cli import Progress, UsageError, load_experiment, mlflow_retry_flag
 
 
 def _client(args: argparse.Namespace):
@@ -129,11 +129,32 @@ def cmd_status(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
     else:
         experiment = client.get_experiment(args.experiment)
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:  # only a tracking server the user named: never a new ./mlflow.db
+        _end_orphaned_runs(client, args.experiment, uri, args.mlflow_retry_seconds)
     if args.output == "json":
-        _print_json(experiment.to_dict())
+        from pipeline.redaction import redact
+
+        _print_json(redact(experiment.to_dict()))
     else:
         _describe(experiment)
     return 0
+
+
+def _end_orphaned_runs(client: Any, experiment: str, uri: str, retry_seconds: float) -> None:
+    from pipeline.cluster.reconcile import end_orphaned_runs
+    from trial_image.errors import TrackingError
+
+    try:
+        ended = end_orphaned_runs(experiment, client.namespace, client.list_trials(experiment),
+                                  uri, retry_seconds)
+    except TrackingError as exc:
+        print(f"nasflow status: MLflow: {exc} (runs of ended trials not checked)",
+              file=sys.stderr)
+        return
+    if ended:
+        print(f"ended {len(ended)} MLflow run(s) left running by trials Katib ended: "
+              + ", ".join(ended), file=sys.stderr)
 
 
 def cmd_trials(args: argparse.Namespace) -> int:
@@ -174,7 +195,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace, optimal: Any) -> int:
     from pipeline.promotion.registry import Registry
 
-    registry = Registry(_tracking_uri(args), args.model or optimal.experiment)
+    registry = Registry(_tracking_uri(args), args.model or optimal.experiment,
+                        args.mlflow_retry_seconds)
     with contextlib.redirect_stdout(sys.stderr):  # MLflow prints its own progress
         decision = registry.promote(optimal, args.min_improvement, metric=args.metric,
                                     maximize=not args.minimize_metric)
@@ -203,7 +225,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     if args.rollback:
         with contextlib.redirect_stdout(sys.stderr):
-            result = Registry(_tracking_uri(args), args.rollback).rollback()
+            result = Registry(_tracking_uri(args), args.rollback,
+                              args.mlflow_retry_seconds).rollback()
         print(f"{result['model']}: champion is version {result['champion']} again (version "
               f"{result['rolled_back']} rolled back)")
         return 0
@@ -233,7 +256,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     client = _client(args)
     with contextlib.redirect_stdout(sys.stderr):
         result = run_pipeline(config, manifest.raw, client, _tracking_uri(args),
-                              log=lambda line: print(line, file=sys.stderr))
+                              log=lambda line: print(line, file=sys.stderr),
+                              retry_seconds=args.mlflow_retry_seconds)
     if args.output == "json":
         _print_json(result)
     return 0 if result["phase"] == "Succeeded" else 1
@@ -256,6 +280,7 @@ def _promotion_flags(p: argparse.ArgumentParser) -> None:
                    help="with --metric: lower is better")
     p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI or "
                    "sqlite:///./mlflow.db)")
+    mlflow_retry_flag(p)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -274,11 +299,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _promotion_flags(p)
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("status", help="conditions, trial counts and optimal trial")
+    p = sub.add_parser("status", help="conditions, trial counts and optimal trial",
+                       description="Conditions, trial counts and the optimal trial. With a "
+                       "tracking server (--tracking-uri or $MLFLOW_TRACKING_URI) it also ends "
+                       "MLflow runs left RUNNING by trials Katib killed or failed.")
     p.add_argument("experiment")
     p.add_argument("--watch", action="store_true", help="progress until it ends")
     p.add_argument("--timeout", type=float, default=6 * 3600)
     p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI; none: not "
+                   "checked)")
+    mlflow_retry_flag(p)
     _cluster_flags(p)
     p.set_defaults(func=cmd_status)
 
@@ -314,6 +345,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "under a unique name, wait, promote if better, delete old experiments.")
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--tracking-uri")
+    mlflow_retry_flag(p)
     p.add_argument("--output", choices=("text", "json"), default="text")
     _cluster_flags(p)
     p.set_defaults(func=cmd_pipeline)

@@ -25,7 +25,9 @@ from typing import Any
 
 import yaml
 
+from pipeline import safe_yaml
 from pipeline.cluster.client import KatibClient, condition, finished
+from pipeline.cluster.reconcile import end_orphaned_runs
 from pipeline.cluster.render import render, slug, unique_name
 from pipeline.promotion.optimal_trial import from_katib
 from pipeline.promotion.registry import Registry
@@ -58,9 +60,12 @@ class PipelineConfig:
     @classmethod
     def load(cls, path: Path) -> PipelineConfig:
         try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            documents = safe_yaml.load_all(path.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except (safe_yaml.UnsafeYaml, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: {' '.join(str(exc).split())}") from None
+        raw = documents[0] if len(documents) == 1 else None
         if not isinstance(raw, dict) or "experiment" not in raw:
             raise ConfigError(f"{path}: `experiment` (the Experiment manifest) is required")
         unknown = sorted(set(raw) - FIELDS)
@@ -71,8 +76,9 @@ class PipelineConfig:
         prefix = raw.get("name")
         if not prefix:
             try:
-                prefix = yaml.safe_load(experiment.read_text())["metadata"]["name"]
-            except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+                prefix = safe_yaml.load_all(experiment.read_bytes())[0]["metadata"]["name"]
+            except (OSError, yaml.YAMLError, safe_yaml.UnsafeYaml, LookupError,
+                    TypeError) as exc:
                 raise ConfigError(f"{path}: experiment: cannot read {experiment}: {exc}") from None
         try:
             config = cls(
@@ -111,7 +117,8 @@ def prune(client: KatibClient, config: PipelineConfig, keep: str) -> list[str]:
 
 def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClient,
                  tracking_uri: str, log: Callable[[str], None],
-                 on_update: Callable[[Any], None] | None = None) -> dict[str, Any]:
+                 on_update: Callable[[Any], None] | None = None,
+                 retry_seconds: float = 20.0) -> dict[str, Any]:
     """Submit, wait, promote, prune; the result for ``--output json``. The experiment is
     validated by the caller."""
     body = prepare(config, raw)
@@ -119,6 +126,11 @@ def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClien
     client.create_experiment(body)
     log(f"submitted experiment {name} to namespace {client.namespace}")
     experiment = client.wait(name, config.timeout, on_update)
+    ended = end_orphaned_runs(name, client.namespace, client.list_trials(name), tracking_uri,
+                              retry_seconds)
+    if ended:
+        log(f"ended {len(ended)} MLflow run(s) left running by trials Katib ended: "
+            + ", ".join(ended))
     result: dict[str, Any] = {"experiment": name, "namespace": client.namespace,
                               "phase": condition(experiment),
                               "conditions": [c.to_dict() for c in
@@ -128,7 +140,7 @@ def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClien
         log(f"experiment {name} has no optimal trial; nothing to promote")
         result["promotion"] = None
     else:
-        decision = Registry(tracking_uri, config.model).promote(
+        decision = Registry(tracking_uri, config.model, retry_seconds).promote(
             from_katib(experiment), config.min_improvement, metric=config.metric)
         log(f"model {decision.model} version {decision.version}: {decision.decision} "
             f"(champion is version {decision.champion})")

@@ -359,8 +359,8 @@ def _darts_primitives(spec) -> list[Problem]:
     for i, op in enumerate((spec.nas_config.operations if spec.nas_config else None) or []):
         if op.operation_type == "skip_connection" or not op.parameters:
             continue
-        unknown = [f"{op.operation_type}_{f}x{f}" for f in
-                   op.parameters[0].feasible_space.list or []
+        space = op.parameters[0].feasible_space
+        unknown = [f"{op.operation_type}_{f}x{f}" for f in (space.list if space else None) or []
                    if f"{op.operation_type}_{f}x{f}" not in PRIMITIVES]
         if unknown:
             out.append(Problem(f"spec.nasConfig.operations[{i}]",
@@ -421,9 +421,9 @@ def _trial_template(spec, raw) -> list[Problem]:
                                "sets it per trial)"))
     if template.trial_spec is not None:
         for field in ("apiVersion", "kind"):
-            if not trial_spec.get(field):
-                out.append(Problem(f"{base}.trialSpec.{field}", "required"))
-    kind = trial_spec.get("kind")
+            if not trial_spec.get(field) or not isinstance(trial_spec[field], str):
+                out.append(Problem(f"{base}.trialSpec.{field}", "required, a string"))
+    kind = trial_spec.get("kind") if isinstance(trial_spec.get("kind"), str) else None
     defaulted = template.trial_spec is not None and kind in JOB_KINDS  # Katib's defaulter
     if not defaulted and not (template.success_condition and template.failure_condition):
         what = f"trial kind {kind!r}" if template.trial_spec is not None else \

@@ -1,7 +1,7 @@
 """A tiny stand-in trial for engine tests: prints Katib metric lines, no TensorFlow.
 
     python tests/fake_trial.py --x=0.3 --y=2 [--epochs=4] [--fail] [--sleep=0.1] [--no-metric]
-    [--file=PATH --format=TEXT|JSON] [--echo-args=PATH]
+    [--nan] [--file=PATH --format=TEXT|JSON] [--echo-args=PATH]
 
 Objective ``score`` = 1 - (x - 0.5)^2 - 0.01 * y, rising over epochs to that value.
 """
@@ -19,6 +19,7 @@ parser.add_argument("--epochs", type=int, default=4)
 parser.add_argument("--sleep", type=float, default=0.0)
 parser.add_argument("--fail", default="no")
 parser.add_argument("--no-metric", action="store_true")
+parser.add_argument("--nan", action="store_true", help="a diverged trial: score=nan")
 parser.add_argument("--file")
 parser.add_argument("--format", default="TEXT")
 parser.add_argument("--echo-args")
@@ -36,7 +37,7 @@ for epoch in range(1, args.epochs + 1):
     if args.no_metric:
         print(f"epoch {epoch}")
         continue
-    score = final * epoch / args.epochs
+    score = float("nan") if args.nan else final * epoch / args.epochs
     line = f"score={score:.6f} loss={1 - score:.6f}"
     if args.file:
         with open(args.file, "a") as f:

@@ -329,3 +329,29 @@ def test_pipeline_config_errors(tmp_path, capsys):
     config.write_text(yaml.safe_dump({"experiment": str(MANIFEST_PATH), "retension": 3}))
     assert main(["pipeline", "--config", str(config)]) == 2
     assert "unknown field(s) retension" in capsys.readouterr().err
+
+
+def test_status_ends_mlflow_runs_that_katib_ended_trials_left_running(cli, mlflow_server,
+                                                                        capsys):
+    """A trial Katib failed, killed or stopped early whose process could not end its run:
+    `nasflow status` ends it, FAILED or KILLED, with Katib's reason; other runs are left."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server.uri)
+    experiment_id = client.create_experiment("random-digits")
+    phases = {t["name"]: next(c["type"] for c in reversed(t["conditions"])
+                              if c["status"] == "True") for t in RECORDED["trials"]}
+    runs = {name: client.create_run(experiment_id, run_name=name, tags={
+        "katib.experiment": "random-digits", "katib.trial": name,
+        "katib.namespace": NS}).info.run_id for name in phases}
+    assert main(["status", "random-digits", "--tracking-uri", mlflow_server.uri]) == 0
+    err = capsys.readouterr().err
+    status = {"Failed": "FAILED", "Killed": "KILLED", "EarlyStopped": "KILLED"}
+    ended = {name for name, phase in phases.items() if phase in status}
+    assert ended and err.strip().endswith(", ".join(sorted(ended)))
+    for name, run_id in runs.items():
+        run = client.get_run(run_id)
+        expected = status.get(phases[name], "RUNNING")
+        assert run.info.status == expected, (name, phases[name])
+        if expected == "FAILED":
+            assert "Katib trial Failed: TrialFailed" in run.data.tags["nasflow.failure_reason"]

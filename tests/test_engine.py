@@ -257,9 +257,10 @@ def test_kill_9_then_resume_is_the_uninterrupted_search(tmp_path, algorithm):
     db = tmp_path / "cut" / ".nasflow" / "fake" / "state.db"
     engine = _nasflow("run", str(path), "--no-mlflow", "--quiet", cwd=tmp_path / "cut")
 
-    def some_finished():
-        return db.exists() and sum(t.done for t in StateStore(db).trials()) >= 4
-    _wait_for(some_finished)
+    def some_finished_some_running():
+        trials = StateStore(db).trials() if db.exists() else []
+        return sum(t.done for t in trials) >= 4 and any(not t.done for t in trials)
+    _wait_for(some_finished_some_running)
     os.kill(engine.pid, signal.SIGKILL)
     engine.wait()
     before = StateStore(db).trials()

@@ -53,14 +53,42 @@ def pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+INJECTION = "katib.kubeflow.org/metrics-collector-injection"
+
+
 @needs_kubectl
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(MANIFESTS)))
-def test_kustomization_renders_into_the_nasflow_namespace(directory):
+def test_servers_run_outside_katibs_pod_webhook(directory):
+    """Experiments go to `nasflow`, labelled for Katib's collector injection; the MLflow server
+    and the CronJob to `nasflow-system`: Katib's pod webhook intercepts every pod of a labelled
+    namespace, so they could not start while katib-controller is down."""
+    namespaces = {d["metadata"]["name"]: d["metadata"].get("labels", {})
+                  for d in kustomize(MANIFESTS / "base") if d["kind"] == "Namespace"}
+    assert namespaces["nasflow"][INJECTION] == "enabled" and INJECTION not in namespaces[
+        "nasflow-system"]
     docs = kustomize(directory)
     assert docs
     for doc in docs:
-        if doc["kind"] != "Namespace":
-            assert doc["metadata"].get("namespace") == "nasflow", doc["metadata"]["name"]
+        if doc["kind"] == "Namespace":
+            continue
+        namespace = doc["metadata"].get("namespace")
+        assert namespace in namespaces, doc["metadata"]["name"]
+        if doc["kind"] == "Experiment":
+            assert namespace == "nasflow"
+        if doc["kind"] in ("Deployment", "CronJob"):
+            assert INJECTION not in namespaces[namespace], doc["metadata"]["name"]
+
+
+@needs_kubectl
+def test_the_cronjob_never_retries_a_run_and_pulls_versioned_tags_only_if_missing():
+    (cronjob,) = [d for d in kustomize(MANIFESTS / "pipeline") if d["kind"] == "CronJob"]
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0  # a retry would submit a second experiment
+    images = [c for d in (*kustomize(MANIFESTS / "pipeline"), *kustomize(MANIFESTS / "mlflow"))
+              for pod in pod_specs(d) for c in pod["containers"]]
+    assert images and all(c["imagePullPolicy"] == "IfNotPresent" for c in images)
+    config = yaml.safe_load((MANIFESTS / "pipeline" / "pipeline.yaml").read_text())
+    assert config["namespace"] == "nasflow"
 
 
 @pytest.mark.parametrize("path,doc", [(p, d) for p, d in plain_documents()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import time
@@ -45,6 +46,20 @@ def fail_fast_http() -> None:
 
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise opening a SQLite store: two processes creating the same new database at once
+    would both run MLflow's schema migrations and one would fail (alembic's CommandError)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri[len("sqlite:///"):] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # the lock goes with the file's closing
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -106,28 +121,38 @@ def retry(action: Callable[[], T], what: str, seconds: float) -> T:
             delay = min(delay * 2, 8.0)
 
 
+def open_experiment(uri: str, name: str, retry_seconds: float) -> tuple[Any, Any]:
+    """A client of ``uri`` and its experiment ``name`` (created, and tagged for MLflow's model
+    training view, if new): retried while MLflow is unreachable, one TrackingError otherwise."""
+    import mlflow
+
+    fail_fast_http()
+    with store_lock(uri):
+        # Opening the store can fail for good (MLflow refuses its file store unless
+        # MLFLOW_ALLOW_FILE_STORE=true; a bad URI): one line, exit 4.
+        client = retry(lambda: mlflow.MlflowClient(uri), f"opening MLflow at {uri}", 0)
+        mlflow.set_tracking_uri(uri)
+        retry(lambda: client.search_experiments(max_results=1),
+              f"connecting to MLflow at {uri}", retry_seconds)
+        # Parallel trials race to create the experiment; the loser's retry finds it.
+        experiment = retry(lambda: mlflow.set_experiment(name),
+                           f"opening MLflow experiment {name!r}", retry_seconds)
+        retry(lambda: client.set_experiment_tag(experiment.experiment_id,
+                                                *next(iter(EXPERIMENT_KIND.items()))),
+              "tagging the MLflow experiment", retry_seconds)
+    return client, experiment
+
+
 class Tracker:
     def __init__(self, uri: str, experiment: str, retry_seconds: float) -> None:
         import mlflow
 
-        fail_fast_http()
         self.mlflow = mlflow
         self.retry_seconds = retry_seconds
         self.run_id = ""
         self._sender = ThreadPoolExecutor(max_workers=1)  # one worker keeps epochs in order
         self._unsent: list = []
-        # Opening the store can fail for good (MLflow refuses its file store unless
-        # MLFLOW_ALLOW_FILE_STORE=true; a bad URI): one line, exit 4.
-        self.client = retry(lambda: mlflow.MlflowClient(uri), f"opening MLflow at {uri}", 0)
-        mlflow.set_tracking_uri(uri)
-        retry(lambda: self.client.search_experiments(max_results=1),
-              f"connecting to MLflow at {uri}", retry_seconds)
-        # Parallel trials race to create the experiment; the loser's retry finds it.
-        found = retry(lambda: mlflow.set_experiment(experiment),
-                      f"opening MLflow experiment {experiment!r}", retry_seconds)
-        retry(lambda: self.client.set_experiment_tag(found.experiment_id,
-                                                     *next(iter(EXPERIMENT_KIND.items()))),
-              "tagging the MLflow experiment", retry_seconds)
+        self.client, _ = open_experiment(uri, experiment, retry_seconds)
 
     def start(self, run_name: str, parent_run_id: str | None, tags: dict[str, str],
               params: dict[str, Any], artifacts: dict[str, Any]) -> str:

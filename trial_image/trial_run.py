@@ -5,6 +5,8 @@ for the network it derives)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -23,6 +25,21 @@ class Terminated(TrialError):
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated(f"terminated by signal {signum}")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent() -> None:
+    """Be sent SIGTERM when the parent process dies. Katib's StdOut and File collectors run the
+    trial as ``sh -c "<command> 1>/var/log/katib/metrics.log 2>&1 && ..."``: a deadline or a
+    deletion sends SIGTERM to ``sh``, which dies without passing it on; the kernel then tells the
+    trial, whose handler ends its MLflow run KILLED (docs/katib.md §1.3). Linux only."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent went before the kernel was told
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _namespace(args: argparse.Namespace) -> str:

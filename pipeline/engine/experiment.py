@@ -31,13 +31,16 @@ import yaml
 
 from pipeline import search_space
 from pipeline.engine.early_stopping import MedianStop, numbers, should_stop
+from pipeline.engine.lock import ExperimentLock, Locked
 from pipeline.engine.metrics_collector import CollectorError, metric_strategy, now_rfc3339
-from pipeline.engine.state import CREATED, FAILED, RUNNING, StateStore, TrialRecord
+from pipeline.engine.state import CREATED, FAILED, RUNNING, StateError, StateStore, TrialRecord
 from pipeline.engine.template import TemplateError, trial_command
 from pipeline.engine.trial import Collector, TrialProcess, WarmPool, kill_group, orphan_of
 from pipeline.manifest import Manifest
+from pipeline.redaction import redact
 from pipeline.suggestion import create
 from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
+from trial_image.errors import TrackingError
 
 BUDGET_FIELDS = ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")
 INTERRUPTED = "EngineInterrupted"  # a trial stopped by the engine's own stop: it runs again
@@ -57,6 +60,7 @@ class EngineOptions:
     on_progress: Callable[[dict[str, Any]], None] | None = None
     cwd: Path = field(default_factory=Path.cwd)
     warm_trials: bool = True  # run `python -m trial_image` trials in warm workers
+    mlflow_retry_seconds: float = 20.0  # how long an unreachable MLflow is waited for
 
 
 class ExperimentEngine:
@@ -97,7 +101,11 @@ class ExperimentEngine:
         if self.options.restart and self.dir.exists():
             shutil.rmtree(self.dir)
         exists = path.exists()
-        store = StateStore(path)
+        try:
+            store = StateStore(path)
+        except StateError as exc:
+            raise EngineError(f"the state of {self.name!r} in {path} is damaged ({exc}); nothing "
+                              "was changed: --restart discards it and starts over") from None
         saved = store.experiment() if exists else None
         if saved is not None and not self.options.resume:
             store.close()
@@ -111,7 +119,7 @@ class ExperimentEngine:
         return store
 
     def _check_unchanged(self, before: dict[str, Any]) -> None:
-        now = json.loads(json.dumps(self.manifest.raw))
+        now = json.loads(json.dumps(redact(self.manifest.raw)))  # what was stored
         for doc in (before, now):
             for key in BUDGET_FIELDS:
                 doc.get("spec", {}).pop(key, None)
@@ -193,38 +201,55 @@ class ExperimentEngine:
     # ---- the loop ----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        self.store = self._open_state()
-        if self.pool and self._warm_trials():
-            left = (self.max_trials or self.parallel) - sum(t.done for t in self.trials)
-            self.pool.prestart(max(0, min(self.parallel, left)))
+        lock = ExperimentLock(self.options.workdir / f"{self.name}.lock")
         try:
-            return self._run()
+            lock.acquire()
+        except Locked as holder:
+            raise EngineError(f"experiment {self.name!r} in {self.options.workdir} is being run "
+                              f"by another nasflow ({holder}); wait for it, or stop it and "
+                              "--resume") from None
+        try:
+            fresh = not self.dir.exists() or self.options.restart
+            self.store = self._open_state()
+            if self.pool and self._warm_trials():
+                left = (self.max_trials or self.parallel) - sum(t.done for t in self.trials)
+                self.pool.prestart(max(0, min(self.parallel, left)))
+            try:
+                return self._run()
+            except TrackingError:
+                if fresh and not self.trials:  # refused before it began: leave nothing behind
+                    self.store.close()
+                    shutil.rmtree(self.dir, ignore_errors=True)
+                raise
+            finally:
+                self.store.close()
+                if self.pool:
+                    self.pool.close()
         finally:
-            self.store.close()
-            if self.pool:
-                self.pool.close()
+            lock.release()
 
     def _run(self) -> dict[str, Any]:
         settings = {s.name: str(s.value) for s in self.experiment.spec.algorithm.algorithm_settings
                     or []}
         seed = int(settings.get("random_state", self.options.seed))
         self.suggestion = create(SearchContext(self.experiment, settings, seed))
-        interrupted = self._recover_interrupted()
-        self._replay()
-        if self.options.tracking_uri:
+        if self.options.tracking_uri:  # before anything changes: MLflow may be unreachable
             from pipeline.engine.tracking import ExperimentTracking
 
             size, how = search_space.size(self.experiment)
             self.tracking = ExperimentTracking(
                 self.options.tracking_uri, self.name, self.data.get("parent_run_id"),
-                yaml.safe_dump(self.manifest.raw, sort_keys=False),
+                yaml.safe_dump(redact(self.manifest.raw), sort_keys=False),
                 {"algorithm": self.experiment.spec.algorithm.algorithm_name,
                  "search_space_size": size, "search_space": how,
                  "objective": f"{self.experiment.spec.objective.type} {self.objective}",
                  "max_trial_count": self.max_trials, "parallel_trial_count": self.parallel,
-                 "seed": self.options.seed})
+                 "seed": self.options.seed}, self.options.mlflow_retry_seconds)
             self.data["parent_run_id"] = self.tracking.run_id
+        interrupted = self._recover_interrupted()
+        if self.tracking:
             self.tracking.kill_trial_runs(interrupted)
+        self._replay()
         if self._completed_condition() is not None and not self._budget_left():
             return self._status()
         self._restarting()
@@ -246,9 +271,9 @@ class ExperimentEngine:
             status, why, message = reason
             self._set_condition(status, why, message)
         if self.tracking:
-            self.tracking.update(self.trials, self._values(), self.maximize, force=True)
-            self.tracking.end({"Succeeded": "FINISHED", "Failed": "FAILED"}.get(
-                self.conditions[-1]["type"], "KILLED"))
+            self.tracking.finish(self.trials, self._values(), self.maximize, {
+                "Succeeded": "FINISHED", "Failed": "FAILED"}.get(self.conditions[-1]["type"],
+                                                                 "KILLED"))
         self._save()
         return self._status()
 
@@ -491,8 +516,8 @@ class ExperimentEngine:
 
     def _save(self) -> None:
         # The whole Katib-style status: `nasflow promote` reads currentOptimalTrial from it.
-        self.store.save_experiment(self.name, yaml.safe_dump(self.manifest.raw), self._status(),
-                                   self.data)
+        self.store.save_experiment(self.name, yaml.safe_dump(redact(self.manifest.raw)),
+                                   self._status(), self.data)
 
     def _progress(self) -> None:
         if self.options.on_progress is None:

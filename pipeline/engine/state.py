@@ -45,22 +45,57 @@ class TrialRecord:
         return self.status in FINISHED
 
 
+class StateError(Exception):
+    """The state database cannot be read: damaged, or not nasflow's."""
+
+
 class StateStore:
+    """Crash-safe: every write is one SQLite transaction, committed through the write-ahead log
+    with ``synchronous=FULL`` (fsync at each commit), so a ``kill -9`` or a power cut loses at
+    most the write under way, never a finished trial. A damaged file is reported
+    (:class:`StateError`), never silently replaced."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        existed = path.exists()
+        if existed and path.stat().st_size == 0:
+            raise StateError("the file is empty")
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        self.db.row_factory = sqlite3.Row
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            if existed:
+                check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise StateError(check)
+                tables = {r[0] for r in self.db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not {"experiment", "trials"} <= tables:
+                    raise StateError("not a nasflow state database")
+            self.db.executescript(SCHEMA)
+        except (sqlite3.DatabaseError, StateError) as exc:
+            self.db.close()
+            raise StateError(str(exc)) from None
 
     def close(self) -> None:
         self.db.close()
 
+    def _read(self, query: str) -> list[sqlite3.Row]:
+        try:
+            return self.db.execute(query).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(str(exc)) from None
+
     def experiment(self) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
-        row = self.db.execute("SELECT manifest, status, data FROM experiment").fetchone()
-        if row is None:
+        rows = self._read("SELECT manifest, status, data FROM experiment")
+        if not rows:
             return None
-        return row[0], json.loads(row[1]), json.loads(row[2])
+        try:
+            return rows[0]["manifest"], json.loads(rows[0]["status"]), json.loads(rows[0]["data"])
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"unreadable experiment row: {exc}") from None
 
     def save_experiment(self, name: str, manifest: str, status: dict[str, Any],
                         data: dict[str, Any]) -> None:
@@ -71,12 +106,18 @@ class StateStore:
 
     def save_trial(self, t: TrialRecord) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO trials (idx, name, assignments, status, reason, message, "
+            "observations, started, finished, pid, rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (t.index, t.name, json.dumps(t.assignments), t.status, t.reason, t.message,
              json.dumps(t.observations), t.started, t.finished, t.pid,
              json.dumps(t.rule) if t.rule else None))
 
     def trials(self) -> list[TrialRecord]:
-        rows = self.db.execute("SELECT * FROM trials ORDER BY idx").fetchall()
-        return [TrialRecord(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], json.loads(r[6]),
-                            r[7], r[8], r[9], json.loads(r[10]) if r[10] else None) for r in rows]
+        try:
+            return [TrialRecord(r["idx"], r["name"], json.loads(r["assignments"]), r["status"],
+                                r["reason"], r["message"], json.loads(r["observations"]),
+                                r["started"], r["finished"], r["pid"],
+                                json.loads(r["rule"]) if r["rule"] else None)
+                    for r in self._read("SELECT * FROM trials ORDER BY idx")]
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"unreadable trial row: {exc}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -16,41 +17,81 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.state import TrialRecord
-from trial_image.tracking import EXPERIMENT_KIND
+from trial_image.errors import TrackingError
+from trial_image.tracking import open_experiment, retry
 
 PARAMETER_COUNT = "Parameter-Count"
 
 
 class ExperimentTracking:
+    """Opening it waits for an unreachable server up to ``retry_seconds``, then fails with one
+    line (TrackingError, before any trial starts). Afterwards a failing server never stops the
+    search: the leaderboard and plots are skipped (trials log their own runs, with their own
+    retries) and written again once it answers; the final update waits ``retry_seconds``."""
+
     def __init__(self, uri: str, name: str, run_id: str | None, manifest: str,
-                 params: dict[str, Any], min_interval: float = 5.0) -> None:
+                 params: dict[str, Any], retry_seconds: float, min_interval: float = 5.0) -> None:
         import mlflow
 
         self.mlflow = mlflow
-        self.client = mlflow.MlflowClient(uri)
+        self.uri = uri
+        self.retry_seconds = retry_seconds
         self.min_interval = min_interval
         self.last_update = 0.0
-        mlflow.set_tracking_uri(uri)
-        experiment = mlflow.set_experiment(name)
-        self.client.set_experiment_tag(experiment.experiment_id, *next(iter(
-            EXPERIMENT_KIND.items())))
+        self.warned = False
+        self.client, experiment = open_experiment(uri, name, retry_seconds)
+        self.experiment_id = experiment.experiment_id
         if run_id:
             self.run_id = run_id
-            self.client.update_run(run_id, status="RUNNING")
-        else:
-            run = self.client.create_run(experiment.experiment_id, run_name=name, tags={
-                "katib.experiment": name, "nasflow.role": "experiment"})
-            self.run_id = run.info.run_id
-            self.client.log_text(self.run_id, manifest, "experiment.yaml")
-            self.client.log_batch(self.run_id, params=[
-                mlflow.entities.Param(k, str(v)[:500]) for k, v in params.items()])
-        self.experiment_id = experiment.experiment_id
+            self._retry(lambda: self.client.update_run(run_id, status="RUNNING"),
+                        "reopening the experiment's run")
+            return
+        run = self._retry(lambda: self.client.create_run(
+            self.experiment_id, run_name=name,
+            tags={"katib.experiment": name, "nasflow.role": "experiment"}),
+            "creating the experiment's run")
+        self.run_id = run.info.run_id
+        self._retry(lambda: self.client.log_text(self.run_id, manifest, "experiment.yaml"),
+                    "logging the manifest")
+        self._retry(lambda: self.client.log_batch(self.run_id, params=[
+            mlflow.entities.Param(k, str(v)[:500]) for k, v in params.items()]),
+            "logging the experiment's parameters")
+
+    def _retry(self, action: Any, what: str) -> Any:
+        return retry(action, what, self.retry_seconds)
 
     def update(self, trials: Sequence[TrialRecord], values: dict[int, float | None],
                maximize: bool, force: bool = False) -> None:
+        """The leaderboard and plots, at most every ``min_interval`` s (always with ``force``);
+        best effort: a failure is said once on stderr and the search goes on."""
         if not force and time.monotonic() - self.last_update < self.min_interval:
             return
         self.last_update = time.monotonic()
+        try:
+            self._update(trials, values, maximize)
+        except Exception as exc:  # noqa: BLE001 - the search must not die for its leaderboard
+            if not self.warned:
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else \
+                    type(exc).__name__
+                print(f"nasflow run: MLflow at {self.uri} failed ({first}); the experiment's "
+                      "leaderboard waits for it, trials keep logging their own runs",
+                      file=sys.stderr)
+                self.warned = True
+
+    def finish(self, trials: Sequence[TrialRecord], values: dict[int, float | None],
+               maximize: bool, status: str) -> None:
+        """The final leaderboard and the run's end, retried up to ``retry_seconds``; if MLflow
+        stays away, say so and leave the search's result as it is."""
+        try:
+            self._retry(lambda: self._update(trials, values, maximize), "the final leaderboard")
+            self._retry(lambda: self.client.set_terminated(self.run_id, status),
+                        "ending the experiment's run")
+        except TrackingError as exc:
+            print(f"nasflow run: {exc}; the experiment's MLflow run stays incomplete (trials "
+                  "have their own runs)", file=sys.stderr)
+
+    def _update(self, trials: Sequence[TrialRecord], values: dict[int, float | None],
+                maximize: bool) -> None:
         finished = [t for t in trials if t.done]
         board = sorted(
             ({"trial": t.name, "status": t.status, "objective": values.get(t.index),
@@ -104,17 +145,15 @@ class ExperimentTracking:
             path.write_bytes(buffer.getvalue())
             self.client.log_artifact(self.run_id, str(path))
 
-    def end(self, status: str) -> None:
-        self.client.set_terminated(self.run_id, status)
-
     def kill_trial_runs(self, trial_names: Sequence[str]) -> None:
         """End the MLflow runs of trials that were running when the engine died."""
         for name in trial_names:
-            runs = self.client.search_runs([self.experiment_id],
-                                           f"tags.`katib.trial` = '{name}' and "
-                                           "attributes.status = 'RUNNING'")
+            runs = self._retry(lambda n=name: self.client.search_runs(
+                [self.experiment_id], f"tags.`katib.trial` = '{n}' and "
+                "attributes.status = 'RUNNING'"), "finding interrupted trials' runs")
             for run in runs:
-                self.client.set_terminated(run.info.run_id, "KILLED")
+                self._retry(lambda r=run: self.client.set_terminated(r.info.run_id, "KILLED"),
+                            "ending an interrupted trial's run")
 
 
 def _last_number(values: Sequence[str] | None) -> float | None:

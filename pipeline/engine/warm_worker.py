@@ -6,27 +6,17 @@ The engine starts the worker in its own session and sends one JSON line per tria
 its environment and working directory, points file descriptors 1 and 2 at the trial's log (as a
 fresh process would have them), runs ``trial_image.cli.main`` and answers ``{"code": N}`` on its
 protocol pipe. Arguments still arrive as an argv list; nothing passes through a shell. A trial
-that is stopped (SIGTERM) ends the worker with it, as a process would end; the worker also dies
-with the engine (PR_SET_PDEATHSIG).
+that is stopped (SIGTERM) ends the worker with it, as a process would end; the worker also ends
+with the engine (the kernel sends it SIGTERM when the engine dies, as it does a trial whose
+parent dies: the trial under way ends its MLflow run KILLED).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import signal
 import sys
 import traceback
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Not on Linux: the worker then outlives a killed engine until its trial ends.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _run_one(request: dict) -> int:
@@ -60,7 +50,9 @@ def _run_one(request: dict) -> int:
 
 
 def serve() -> None:
-    _die_with_parent()
+    from trial_image.trial_run import end_with_parent
+
+    end_with_parent()
     protocol = os.fdopen(os.dup(1), "w")  # stdout is the protocol pipe; fd 1 gets redirected
     import keras  # noqa: F401 - the point of the worker: import once
     import mlflow  # noqa: F401

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pipeline.engine.metrics_collector import now_rfc3339
 from pipeline.promotion.optimal_trial import OptimalTrial
+from trial_image.tracking import fail_fast_http, retry
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "nasflow."
@@ -64,14 +65,21 @@ def _racing(action: Callable[[], T]) -> T:
 
 
 class Registry:
-    def __init__(self, tracking_uri: str, model: str) -> None:
+    """Waits up to ``retry_seconds`` for an unreachable server (then TrackingError: one line,
+    exit 4), so a promotion never hangs for minutes on MLflow's own HTTP retries."""
+
+    def __init__(self, tracking_uri: str, model: str, retry_seconds: float = 20.0) -> None:
         import mlflow
         from mlflow import MlflowClient
 
         self.uri = tracking_uri
         self.model = model
         self.mlflow = mlflow
-        self.client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        fail_fast_http()
+        self.client = retry(lambda: MlflowClient(tracking_uri, registry_uri=tracking_uri),
+                            f"opening MLflow at {tracking_uri}", 0)
+        retry(lambda: self.client.search_experiments(max_results=1),
+              f"connecting to MLflow at {tracking_uri}", retry_seconds)
 
     # ---- finding the trial's run -------------------------------------------------------------
 

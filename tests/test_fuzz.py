@@ -1,0 +1,139 @@
+"""Hundreds of mutated manifests through `nasflow validate` and `nasflow run`: random byte flips,
+type swaps, deletions, deep nesting, odd text. Every one ends with exit 0 or 2 and no traceback or
+internal error; every refusal takes under a second.
+
+`run` goes through everything before the first trial (loading, validation, the engine's checks,
+state, the algorithm built from the mutated settings, the trial template probed); its loop is
+replaced by one that ends at once, so a mutant that asks for a million trials or a trial that
+sleeps does not hold the suite.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.cli import main
+from tests.conftest import ROOT
+from tests.test_engine import experiment
+
+SEED = 20261128
+PER_BASE = 70
+BASES = {
+    "fake": yaml.safe_dump(experiment(max_trials=4)),
+    **{p.name: p.read_text() for p in sorted((ROOT / "manifests" / "experiments").glob("*.yaml"))
+       if p.name != "kustomization.yaml"},
+}
+ODD = [None, True, -1, 0, 2**40, 10**30, 1.5e308, float("nan"), "", "x" * 300, "${trialSpec.X}",
+       "ü\u202e\u0000", [], {}, [1, [2, [3]]], {"a": {"b": None}}, "[", "- -", "*alias"]
+
+
+def paths(node: Any, here: tuple = ()) -> list[tuple]:
+    """Every path (keys and indices) into a parsed document."""
+    found = [here]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += paths(value, (*here, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += paths(value, (*here, index))
+    return found
+
+
+def at(node: Any, path: tuple) -> Any:
+    for part in path:
+        node = node[part]
+    return node
+
+
+def mutate(text: str, rng: random.Random) -> bytes:
+    kind = rng.choice(["flip", "swap", "delete", "nest", "odd"])
+    if kind == "flip":
+        data = bytearray(text.encode())
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        return bytes(data)
+    doc = copy.deepcopy(yaml.safe_load(text))
+    targets = [p for p in paths(doc) if p]
+    path = rng.choice(targets)
+    parent, last = at(doc, path[:-1]), path[-1]
+    if kind == "swap":
+        parent[last] = rng.choice(ODD)
+    elif kind == "delete":
+        del parent[last]
+    elif kind == "nest":
+        value = parent[last]
+        for _ in range(rng.choice([1, 3, 30, 100])):
+            value = rng.choice([[value], {"k": value}])
+        parent[last] = value
+    else:
+        parent[last] = rng.choice([str(parent[last]) + "ü", str(parent[last]) * 50,
+                                   {"value": parent[last]}])
+    return yaml.safe_dump(doc, allow_unicode=True).encode()
+
+
+def mutants(base: str, count: int, salt: int) -> list[bytes]:
+    rng = random.Random(SEED + salt)
+    return [mutate(BASES[base], rng) for _ in range(count)]
+
+
+@pytest.fixture
+def instant_loop(monkeypatch):
+    from pipeline.engine.experiment import ExperimentEngine
+
+    monkeypatch.setattr(ExperimentEngine, "_loop",
+                        lambda self: ("Succeeded", "ExperimentFuzzed", "the loop was skipped"))
+
+
+def check(command: list[str], capsys) -> tuple[int, float]:
+    started = time.monotonic()
+    code = main(command)
+    elapsed = time.monotonic() - started
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert code in (0, 2), (command, text[-2000:])
+    assert "Traceback" not in text and "internal error" not in text, text[-2000:]
+    if code == 2:
+        assert elapsed < 1.0, (command, elapsed)
+    return code, elapsed
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an internal error's trace goes to ./.nasflow
+
+
+def test_validate_survives_mutated_manifests(tmp_path, capsys):
+    slowest, refused = 0.0, 0
+    for salt, base in enumerate(BASES):
+        for i, data in enumerate(mutants(base, PER_BASE, salt)):
+            path = tmp_path / f"{salt}-{i}.yaml"
+            path.write_bytes(data)
+            code, elapsed = check(["validate", str(path)], capsys)
+            refused += code == 2
+            slowest = max(slowest, elapsed) if code == 2 else slowest
+    total = PER_BASE * len(BASES)
+    assert total >= 300 and refused > total // 2
+    print(f"\nvalidate: {total} mutants, {refused} refused, slowest refusal {slowest:.3f} s")
+
+
+def test_run_survives_mutated_manifests(tmp_path, capsys, instant_loop):
+    slowest, refused = 0.0, 0
+    for i, data in enumerate(mutants("fake", 300, 99)):
+        path = tmp_path / f"run-{i}.yaml"
+        path.write_bytes(data)
+        code, elapsed = check(["run", str(path), "--no-mlflow", "--quiet", "--workdir",
+                               str(tmp_path / "w" / str(i))], capsys)
+        refused += code == 2
+        slowest = max(slowest, elapsed) if code == 2 else slowest
+        if code == 2:
+            assert not (tmp_path / "w" / str(i)).exists() or not any(
+                Path(tmp_path / "w" / str(i)).rglob("state.db"))
+    assert refused > 100
+    print(f"\nrun: 300 mutants, {refused} refused, slowest refusal {slowest:.3f} s")
