@@ -355,3 +355,5 @@ def test_status_ends_mlflow_runs_that_katib_ended_trials_left_running(cli, mlflo
         assert run.info.status == expected, (name, phases[name])
         if expected == "FAILED":
             assert "Katib trial Failed: TrialFailed" in run.data.tags["nasflow.failure_reason"]
+    for run_id in runs.values():  # the shared server keeps no run RUNNING for later tests
+        client.set_terminated(run_id)

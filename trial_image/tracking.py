@@ -123,23 +123,36 @@ def retry(action: Callable[[], T], what: str, seconds: float) -> T:
 
 def open_experiment(uri: str, name: str, retry_seconds: float) -> tuple[Any, Any]:
     """A client of ``uri`` and its experiment ``name`` (created, and tagged for MLflow's model
-    training view, if new): retried while MLflow is unreachable, one TrackingError otherwise."""
+    training view, if new): retried while MLflow is unreachable, one TrackingError otherwise.
+    Client calls only: MLflow's process-wide active experiment is left alone."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     fail_fast_http()
+
+    def get_or_create() -> Any:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            try:
+                client.create_experiment(name, tags=EXPERIMENT_KIND)
+            except MlflowException:  # a parallel trial created it first
+                if client.get_experiment_by_name(name) is None:
+                    raise
+            found = client.get_experiment_by_name(name)
+        return found
+
     with store_lock(uri):
         # Opening the store can fail for good (MLflow refuses its file store unless
         # MLFLOW_ALLOW_FILE_STORE=true; a bad URI): one line, exit 4.
         client = retry(lambda: mlflow.MlflowClient(uri), f"opening MLflow at {uri}", 0)
-        mlflow.set_tracking_uri(uri)
         retry(lambda: client.search_experiments(max_results=1),
               f"connecting to MLflow at {uri}", retry_seconds)
-        # Parallel trials race to create the experiment; the loser's retry finds it.
-        experiment = retry(lambda: mlflow.set_experiment(name),
-                           f"opening MLflow experiment {name!r}", retry_seconds)
-        retry(lambda: client.set_experiment_tag(experiment.experiment_id,
-                                                *next(iter(EXPERIMENT_KIND.items()))),
-              "tagging the MLflow experiment", retry_seconds)
+        experiment = retry(get_or_create, f"opening MLflow experiment {name!r}", retry_seconds)
+        for key, value in EXPERIMENT_KIND.items():
+            if experiment.tags.get(key) != value:  # created by someone else
+                retry(lambda k=key, v=value: client.set_experiment_tag(
+                    experiment.experiment_id, k, v), "tagging the MLflow experiment",
+                    retry_seconds)
     return client, experiment
 
 
@@ -152,7 +165,9 @@ class Tracker:
         self.run_id = ""
         self._sender = ThreadPoolExecutor(max_workers=1)  # one worker keeps epochs in order
         self._unsent: list = []
-        self.client, _ = open_experiment(uri, experiment, retry_seconds)
+        self.client, found = open_experiment(uri, experiment, retry_seconds)
+        mlflow.set_tracking_uri(uri)  # the trial's own process: its run and model are fluent
+        mlflow.set_experiment(experiment_id=found.experiment_id)
 
     def start(self, run_name: str, parent_run_id: str | None, tags: dict[str, str],
               params: dict[str, Any], artifacts: dict[str, Any]) -> str:
