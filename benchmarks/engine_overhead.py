@@ -123,7 +123,7 @@ mlflow.MlflowClient(uri).search_experiments()
 step("create the SQLite store (schema migrations)")
 from pipeline.engine.state import TrialRecord
 from pipeline.engine.tracking import ExperimentTracking
-tracking = ExperimentTracking(uri, "x", None, "kind: Experiment", {"seed": 0})
+tracking = ExperimentTracking(uri, "x", None, "kind: Experiment", {"seed": 0}, 20.0, None)
 step("experiment, parent run, manifest, parameters")
 done = [TrialRecord(i, f"t{i}", {"x": "0.5"}, status="Succeeded", finished=float(i),
                     observations={"score": ["1.0"], "Parameter-Count": ["100"]})
@@ -157,7 +157,9 @@ def part_keras(tmp: Path, trials: int = 20, epochs: int = 15) -> None:
     ours_best = max(float(m["max"]) for m in status["currentOptimalTrial"]["observation"][
         "metrics"] if m["name"] == "Validation-Accuracy")
     start = time.perf_counter()
-    kt_best = keras_tuner_search(tmp, trials, epochs)
+    from baselines import keras_tuner_search
+
+    kt_best = keras_tuner_search(tmp, trials, epochs).oracle.get_best_trials(1)[0].score
     theirs = time.perf_counter() - start
     print(f"random search, {trials} trials × {epochs} epochs on digits:")
     print(f"  nasflow run (2 parallel trials, MLflow on): {ours:6.1f} s, best val acc "
@@ -165,50 +167,6 @@ def part_keras(tmp: Path, trials: int = 20, epochs: int = 15) -> None:
     print(f"  KerasTuner RandomSearch (in-process)     : {theirs:6.1f} s, best val acc "
           f"{kt_best:.4f}")
     print(f"  wall-time ratio nasflow / KerasTuner: {ours / theirs:.2f}  (target <= 1.0)")
-
-
-def keras_tuner_search(tmp: Path, trials: int, epochs: int) -> float:
-    import keras
-    import keras_tuner
-
-    from trial_image import data as datasets
-    from trial_image.builder import build_model
-    from trial_image.frontends import hyperparams
-    from trial_image.spec import Head, Training
-    from trial_image.training import compile_model, quiet_keras
-
-    quiet_keras()
-    data = datasets.load("digits")
-
-    def hypermodel(hp: keras_tuner.HyperParameters) -> keras.Model:
-        blocks = hp.Int("num_blocks", 1, 3)
-        spec = hyperparams.to_spec(
-            num_blocks=blocks, filters=[hp.Choice("filters", [16, 32, 64])] * blocks,
-            kernel_sizes=[hp.Choice("kernel_size", [3, 5, 7])] * blocks,
-            poolings=[hp.Choice("pooling", ["max", "avg", "none"])] * blocks,
-            batch_norm=hp.Boolean("batch_norm"), input_shape=data.input_shape,
-            num_classes=data.num_classes, input_scale=data.scale,
-            head=Head(dense_units=hp.Choice("dense_units", [0, 64, 128]),
-                      dropout=hp.Float("dropout", 0.0, 0.5)),
-            training=Training(optimizer=hp.Choice("optimizer", ["adam", "sgd", "rmsprop"]),
-                              learning_rate=hp.Float("lr", 3e-4, 3e-2, sampling="log"),
-                              batch_size=64, epochs=epochs))
-        model = build_model(spec)
-        compile_model(model, spec.training)
-        return model
-
-    class Tuner(keras_tuner.RandomSearch):
-        def run_trial(self, trial, *args, **kwargs):
-            kwargs["batch_size"] = trial.hyperparameters.Choice("batch_size", [32, 64, 128])
-            return super().run_trial(trial, *args, **kwargs)
-
-    tuner = Tuner(hypermodel, objective="val_accuracy", max_trials=trials, seed=0,
-                  directory=str(tmp / "kt"), project_name="digits", overwrite=True)
-    tuner.search(data.x_train, data.y_train, epochs=epochs, verbose=0,
-                 validation_data=(data.x_val, data.y_val),
-                 callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=5)])
-    best = tuner.oracle.get_best_trials(1)[0]
-    return float(best.score)
 
 
 def main() -> None:

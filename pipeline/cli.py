@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -176,6 +177,7 @@ def _clock(seconds: float) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.engine.experiment import EngineError, EngineOptions, ExperimentEngine
+    from pipeline.engine.trial import WarmPool
     from pipeline.validation import engine_support, ignored_settings
     from trial_image.tracking import default_tracking_uri
 
@@ -187,32 +189,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in ignored_settings(manifest.experiment):
         print(f"nasflow run: note: {note}", file=sys.stderr)
     uri = None if args.no_mlflow else (args.tracking_uri or default_tracking_uri())
-    options = EngineOptions(workdir=args.workdir, tracking_uri=uri, seed=args.seed,
-                            resume=args.resume, restart=args.restart,
-                            warm_trials=not args.cold_trials,
-                            mlflow_retry_seconds=args.mlflow_retry_seconds,
-                            on_progress=None if args.quiet else Progress())
-    started = time.time()
-    try:
-        # stdout carries only the summary / JSON: MLflow prints run links on its own.
-        with contextlib.redirect_stdout(sys.stderr):
-            status = ExperimentEngine(manifest, options).run()
-    except EngineError as exc:
-        raise UsageError(str(exc)) from None
-    if not args.quiet and sys.stderr.isatty():
-        sys.stderr.write("\n")
-    status["elapsedSeconds"] = round(time.time() - started, 1)
-    condition = status["conditions"][-1]
-    if args.output == "json":
-        print(json.dumps(status, indent=2))
-    elif not args.quiet:
-        _summary(manifest, status, uri)
-    if condition["reason"] == "ExperimentInterrupted":
-        return 130
-    return 0 if condition["type"] == "Succeeded" else 1
+    if uri is None and (args.finalize or args.promote):
+        raise UsageError("--finalize and --promote need MLflow: drop --no-mlflow")
+    # --finalize reuses the search's warm workers (TensorFlow already imported)
+    with contextlib.nullcontext() if args.cold_trials else WarmPool() as pool:
+        options = EngineOptions(workdir=args.workdir, tracking_uri=uri, seed=args.seed,
+                                resume=args.resume, restart=args.restart,
+                                warm_trials=pool is not None, pool=pool,
+                                mlflow_retry_seconds=args.mlflow_retry_seconds,
+                                on_progress=None if args.quiet else Progress())
+        started = time.time()
+        try:
+            # stdout carries only the summary / JSON: MLflow prints run links on its own.
+            with contextlib.redirect_stdout(sys.stderr):
+                status = ExperimentEngine(manifest, options).run()
+        except EngineError as exc:
+            raise UsageError(str(exc)) from None
+        if not args.quiet and sys.stderr.isatty():
+            sys.stderr.write("\n")
+        status["elapsedSeconds"] = round(time.time() - started, 1)
+        condition = status["conditions"][-1]
+        after = (args.finalize or args.promote) and condition["type"] == "Succeeded"
+        if args.output == "json" and not after:
+            print(json.dumps(status, indent=2))
+        elif not args.quiet and args.output == "text":
+            _summary(manifest, status, uri, review=not after)
+        if condition["reason"] == "ExperimentInterrupted":
+            return 130
+        if condition["type"] != "Succeeded":
+            return 1
+        if after:
+            from pipeline.cli_finalize import after_search
+
+            return after_search(args, manifest, uri, status, pool)
+    return 0
 
 
-def _summary(manifest: Any, status: dict[str, Any], uri: str | None) -> None:
+def _summary(manifest: Any, status: dict[str, Any], uri: str | None, review: bool) -> None:
     condition = status["conditions"][-1]
     print(f"experiment {status['name']}: {condition['type']} ({condition['reason']}: "
           f"{condition['message']}) in {status['elapsedSeconds']} s")
@@ -233,8 +246,23 @@ def _summary(manifest: Any, status: dict[str, Any], uri: str | None) -> None:
         test = _test_accuracy(uri, optimal["bestTrialName"])
         if test is not None:
             print(f"  Test-Accuracy (held-out, evaluated once): {test:.4f}")
-        print(f"review it: mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite")
-              else f"review it in the MLflow UI at {uri}")
+        if review:
+            print(f"review it: {review_command(uri)}")
+
+
+def mlflow_command(args: str) -> str:
+    """``mlflow ARGS`` as the user can type it: ``make run`` does not activate the virtual
+    environment, so its ``bin`` (``mlflow``, and the ``uvicorn`` a model server runs) is put on
+    PATH when it is not there."""
+    bin_dir = Path(sys.executable).parent
+    found = shutil.which("mlflow")
+    prefix = "" if found and Path(found).parent == bin_dir else f"PATH={bin_dir}:$PATH "
+    return f"{prefix}mlflow {args}"
+
+
+def review_command(uri: str) -> str:
+    return (mlflow_command(f"ui --backend-store-uri {uri}") if uri.startswith("sqlite")
+            else f"the MLflow UI at {uri}")
 
 
 def _test_accuracy(uri: str, trial: str) -> float | None:
@@ -286,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--output", choices=("text", "json"), default="text",
                    help="json: the final Katib-style status on stdout")
+    p.add_argument("--finalize", action="store_true",
+                   help="then train the best trials to a final model (as `nasflow finalize`)")
+    p.add_argument("--promote", action="store_true",
+                   help="then promote the final model, or the optimal trial without "
+                   "--finalize (as `nasflow promote`)")
+    from pipeline.cli_cluster import decision_flags
+    from pipeline.cli_finalize import schedule_flags
+
+    decision_flags(p)
+    schedule_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("space", help="size of the search space and cost estimate",
@@ -296,8 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_space)
 
     from pipeline.cli_cluster import add_parsers
+    from pipeline.cli_finalize import add_parser
 
     add_parsers(sub)
+    add_parser(sub)
     return parser
 
 
@@ -318,6 +358,7 @@ def mlflow_retry_flag(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     from pipeline.cluster.errors import ClusterError
+    from pipeline.finalize.errors import FinalizeError, NoCandidates
     from pipeline.promotion.optimal_trial import NoOptimalTrial
     from pipeline.promotion.registry import PromotionError
     from trial_image.errors import TrackingError
@@ -328,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except (ClusterError, PromotionError, NoOptimalTrial) as exc:
+    except NoCandidates as exc:
+        print(f"nasflow {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except (ClusterError, PromotionError, NoOptimalTrial, FinalizeError) as exc:
         print(f"nasflow {args.command}: {exc}", file=sys.stderr)
         return 1
     except TrackingError as exc:

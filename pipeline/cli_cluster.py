@@ -9,11 +9,14 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.cli import Progress, UsageError, load_experiment, mlflow_retry_flag
+
+T = TypeVar("T")
 
 
 def _client(args: argparse.Namespace):
@@ -192,31 +195,45 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _promote(args: argparse.Namespace, optimal: Any) -> int:
+def gates_of(args: argparse.Namespace) -> Any:
+    from pipeline.promotion.gates import Gates
+
+    return Gates(args.min_accuracy, args.max_latency_ms, args.max_parameters)
+
+
+def _promote(args: argparse.Namespace, optimal: Any, registry: Any = None) -> int:
     from pipeline.promotion.registry import Registry
 
-    registry = Registry(_tracking_uri(args), args.model or optimal.experiment,
-                        args.mlflow_retry_seconds)
+    registry = registry or Registry(_tracking_uri(args), args.model or optimal.experiment,
+                                    args.mlflow_retry_seconds)
     with contextlib.redirect_stdout(sys.stderr):  # MLflow prints its own progress
         decision = registry.promote(optimal, args.min_improvement, metric=args.metric,
-                                    maximize=not args.minimize_metric)
+                                    maximize=not args.minimize_metric, gates=gates_of(args))
     if args.output == "json":
         _print_json(decision.to_dict())
         return 0
-    metric = args.metric or optimal.metric
+    print(decision_line(decision, optimal, args.metric or optimal.metric))
+    return 0
+
+
+def decision_line(decision: Any, optimal: Any, metric: str) -> str:
+    """One line: the version, what it scored, the decision and why."""
     line = (f"{decision.model} version {decision.version} (trial {optimal.trial}, {metric} = "
             f"{decision.score:.6g}): {decision.decision}")
+    champion = "" if decision.champion_score is None else (
+        f" ({metric} = {decision.champion_score:.6g}"
+        + (" on the same test split)" if decision.same_data else ")"))
     if not decision.created:
         line += " (already registered: no new version)"
     elif decision.decision == "champion":
         line += (f", replacing version {decision.previous_champion}"
+                 + (champion if decision.same_data else "")
                  if decision.previous_champion else " (first champion)")
     if decision.decision != "champion":
-        line += f"; champion stays version {decision.champion}"
-        if decision.champion_score is not None:
-            line += f" ({metric} = {decision.champion_score:.6g})"
-    print(line)
-    return 0
+        line += f" ({decision.reason})" if decision.reason else ""
+        if decision.champion:
+            line += f"; champion stays version {decision.champion}{champion}"
+    return line
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -232,15 +249,29 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return 0
     if not args.experiment:
         raise UsageError("promote: give an EXPERIMENT, or --rollback MODEL")
-    optimal = None
+    if args.stage in ("auto", "final"):  # the final model of `nasflow finalize`, if there is one
+        registry = Registry(_tracking_uri(args), args.model or args.experiment,
+                            args.mlflow_retry_seconds)
+        final = registry.final_trial(args.experiment, args.namespace or "default")
+        if final is not None:
+            return _promote(args, final, registry)
+        if args.stage == "final":
+            raise UsageError(f"experiment {args.experiment!r} has no final model: run `nasflow "
+                             "finalize` first")
+    optimal = local_run(args, from_engine_state) or from_katib(
+        _client(args).get_experiment(args.experiment))
+    return _promote(args, optimal)
+
+
+def local_run(args: argparse.Namespace, read: Callable[[Path, str], T]) -> T | None:
+    """What ``read`` finds of the local run (``--workdir``) when ``--source`` allows it and
+    there is one; None: the experiment is Katib's."""
     if args.source in ("auto", "local"):
         with contextlib.suppress(FileNotFoundError):
-            optimal = from_engine_state(args.workdir, args.experiment)
-        if optimal is None and args.source == "local":
+            return read(args.workdir, args.experiment)
+        if args.source == "local":
             raise UsageError(f"no local run of {args.experiment!r} in {args.workdir}")
-    if optimal is None:
-        optimal = from_katib(_client(args).get_experiment(args.experiment))
-    return _promote(args, optimal)
+    return None
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -271,6 +302,14 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _promotion_flags(p: argparse.ArgumentParser) -> None:
+    decision_flags(p)
+    p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI or "
+                   "sqlite:///./mlflow.db)")
+    mlflow_retry_flag(p)
+
+
+def decision_flags(p: argparse.ArgumentParser) -> None:
+    """How a promotion decides: the model, the comparison and the gates."""
     p.add_argument("--model", help="registered model name (default: the experiment name)")
     p.add_argument("--min-improvement", type=float, default=0.0,
                    help="move champion only when better by at least this much (default 0)")
@@ -278,9 +317,11 @@ def _promotion_flags(p: argparse.ArgumentParser) -> None:
                    "(needed for a DARTS genotype objective), e.g. Test-Accuracy")
     p.add_argument("--minimize-metric", action="store_true",
                    help="with --metric: lower is better")
-    p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI or "
-                   "sqlite:///./mlflow.db)")
-    mlflow_retry_flag(p)
+    g = p.add_argument_group("gates (a model that fails one stays challenger)")
+    g.add_argument("--min-accuracy", type=float, help="Test-Accuracy at least this")
+    g.add_argument("--max-latency-ms", type=float,
+                   help="Inference-Latency-Ms (batch 1, CPU) at most this")
+    g.add_argument("--max-parameters", type=float, help="Parameter-Count at most this")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -334,15 +375,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="give `champion` back to the version the current one replaced")
     p.add_argument("--source", choices=("auto", "local", "katib"), default="auto",
                    help="auto: the local run if --workdir has one, else Katib")
+    p.add_argument("--stage", choices=("auto", "final", "search"), default="auto",
+                   help="auto: the final model of `nasflow finalize` if there is one (compared "
+                   "on Test-Accuracy, the champion measured on the same test split), else the "
+                   "search's optimal trial")
     p.add_argument("--workdir", type=Path, default=Path(".nasflow"))
     p.add_argument("--output", choices=("text", "json"), default="text")
     _cluster_flags(p)
     _promotion_flags(p)
     p.set_defaults(func=cmd_promote)
 
-    p = sub.add_parser("pipeline", help="scheduled retraining: submit, wait, promote, prune",
+    p = sub.add_parser("pipeline",
+                       help="scheduled retraining: submit, wait, finalize, promote, prune",
                        description="What the CronJob runs: submit the configured experiment "
-                       "under a unique name, wait, promote if better, delete old experiments.")
+                       "under a unique name, wait, train the final model as Jobs, promote it "
+                       "through the gates if it beats the champion on the same test split, "
+                       "delete old experiments.")
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--tracking-uri")
     mlflow_retry_flag(p)

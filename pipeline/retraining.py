@@ -1,8 +1,9 @@
 """``nasflow pipeline --config FILE``: the scheduled retraining job (the CronJob runs it).
 
 One run: render the experiment under a unique name -> submit it to Katib -> wait for it ->
-promote its optimal trial if better -> delete this pipeline's older finished experiments beyond
-``retention``. The config file (YAML)::
+final training of its best trials as Jobs (:mod:`pipeline.finalize`) -> promote the final model
+if it passes the gates and beats the champion on the same test split -> delete this pipeline's
+older finished experiments beyond ``retention``. The config file (YAML)::
 
     experiment: random-digits.yaml   # the Experiment manifest; relative: to the config file
     name: random-digits        # prefix of the unique names and the pipeline label (optional)
@@ -13,12 +14,22 @@ promote its optimal trial if better -> delete this pipeline's older finished exp
     metric: Test-Accuracy      # optional: compare on this run metric instead of the objective
     timeoutSeconds: 7200
     retention: 5               # finished experiments of this pipeline to keep (>= 1)
+    finalize:                  # final training (default: on, these values); false: promote the
+      topK: 3                  #   search's optimal trial itself
+      seeds: 1
+      epochs: 30
+      lrSchedule: cosine       # cosine | constant
+      augment: light           # light | none
+    gates:                     # a final model failing one stays challenger (default: none)
+      minAccuracy: 0.98
+      maxLatencyMs: 25
+      maxParameters: 500000
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,12 +40,19 @@ from pipeline import safe_yaml
 from pipeline.cluster.client import KatibClient, condition, finished
 from pipeline.cluster.reconcile import end_orphaned_runs
 from pipeline.cluster.render import render, slug, unique_name
+from pipeline.finalize import finalize_on_katib
+from pipeline.finalize.plan import Schedule
+from pipeline.promotion.gates import Gates
 from pipeline.promotion.optimal_trial import from_katib
 from pipeline.promotion.registry import Registry
 
 PIPELINE_LABEL = "nasflow.dev/pipeline"
 FIELDS = {"experiment", "name", "namespace", "trialImage", "model", "minImprovement", "metric",
-          "timeoutSeconds", "retention"}
+          "timeoutSeconds", "retention", "finalize", "gates"}
+SCHEDULE_FIELDS = {"topK": "top_k", "seeds": "seeds", "epochs": "epochs",
+                   "lrSchedule": "lr_schedule", "augment": "augment"}
+GATE_FIELDS = {"minAccuracy": "min_accuracy", "maxLatencyMs": "max_latency_ms",
+               "maxParameters": "max_parameters"}
 
 
 class ConfigError(ValueError):
@@ -52,6 +70,8 @@ class PipelineConfig:
     metric: str | None = None
     timeout: float = 7200.0
     retention: int = 5
+    schedule: Schedule | None = field(default_factory=Schedule)  # None: no final training
+    gates: Gates = field(default_factory=Gates)
 
     @property
     def label(self) -> str:
@@ -86,12 +106,42 @@ class PipelineConfig:
                 namespace=raw.get("namespace"), trial_image=raw.get("trialImage"),
                 min_improvement=float(raw.get("minImprovement", 0.0)), metric=raw.get("metric"),
                 timeout=float(raw.get("timeoutSeconds", 7200)),
-                retention=int(raw.get("retention", 5)))
+                retention=int(raw.get("retention", 5)),
+                schedule=_section(path, raw, "finalize", SCHEDULE_FIELDS, Schedule),
+                gates=_section(path, raw, "gates", GATE_FIELDS, Gates) or Gates())
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
         if config.retention < 1:
             raise ConfigError(f"{path}: retention must be >= 1 (the run just finished is kept)")
         return config
+
+
+def _section(path: Path, raw: dict[str, Any], key: str, fields: dict[str, str], kind: type
+             ) -> Any:
+    """``finalize`` / ``gates``: a mapping of known fields (``false``: off), each value of its
+    default's type; ConfigError names the field."""
+    section = raw.get(key, {})
+    if section is False or section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: {key}: a mapping of {', '.join(fields)} (or false)")
+    unknown = sorted(set(section) - set(fields))
+    if unknown:
+        raise ConfigError(f"{path}: {key}: unknown field(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(fields)}")
+    values = {}
+    for name, value in section.items():
+        default = getattr(kind(), fields[name])
+        want = str if isinstance(default, str) else int if isinstance(default, int) else float
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or \
+                (want is not str and isinstance(value, str)) or \
+                (want is int and not float(value).is_integer()):
+            raise ConfigError(f"{path}: {key}.{name}: {value!r} is not {want.__name__}")
+        values[fields[name]] = want(value)
+    try:
+        return kind(**values)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {key}: {exc}") from None
 
 
 def prepare(config: PipelineConfig, raw: dict[str, Any], now: datetime | None = None
@@ -119,8 +169,8 @@ def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClien
                  tracking_uri: str, log: Callable[[str], None],
                  on_update: Callable[[Any], None] | None = None,
                  retry_seconds: float = 20.0) -> dict[str, Any]:
-    """Submit, wait, promote, prune; the result for ``--output json``. The experiment is
-    validated by the caller."""
+    """Submit, wait, finalize, promote, prune; the result for ``--output json``. The
+    experiment is validated by the caller."""
     body = prepare(config, raw)
     name = body["metadata"]["name"]
     client.create_experiment(body)
@@ -135,15 +185,26 @@ def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClien
                               "phase": condition(experiment),
                               "conditions": [c.to_dict() for c in
                                              experiment.status.conditions or []]}
-    if experiment.status.current_optimal_trial is None or not \
-            experiment.status.current_optimal_trial.best_trial_name:
+    optimal = experiment.status.current_optimal_trial
+    registry = Registry(tracking_uri, config.model, retry_seconds)
+    result["final"] = None
+    if optimal is None or not optimal.best_trial_name:
         log(f"experiment {name} has no optimal trial; nothing to promote")
         result["promotion"] = None
     else:
-        decision = Registry(tracking_uri, config.model, retry_seconds).promote(
-            from_katib(experiment), config.min_improvement, metric=config.metric)
+        if config.schedule is not None:
+            final = finalize_on_katib(client, name, tracking_uri, config.model, config.schedule,
+                                      config.timeout, None, log, retry_seconds)
+            result["final"] = final.to_dict()
+            promoted = registry.final_trial(name, client.namespace, final.final_run)
+        else:
+            promoted = from_katib(experiment)
+        decision = registry.promote(promoted, config.min_improvement,
+                                    metric=None if config.schedule else config.metric,
+                                    gates=config.gates)
         log(f"model {decision.model} version {decision.version}: {decision.decision} "
-            f"(champion is version {decision.champion})")
+            f"(champion is version {decision.champion})"
+            + (f": {decision.reason}" if decision.reason else ""))
         result["promotion"] = decision.to_dict()
     result["deleted"] = prune(client, config, keep=name)
     if result["deleted"]:

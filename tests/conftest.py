@@ -16,6 +16,25 @@ ROOT = Path(__file__).resolve().parent.parent
 KATIB_DATA = ROOT / "tests" / "data" / "katib"  # Katib's examples and wire formats (see its README)
 
 
+@pytest.fixture
+def fake():
+    """A fake Kubernetes API server holding recorded Katib objects (tests/recorded_katib.py)."""
+    from tests.recorded_katib import recorded_api
+
+    return recorded_api()
+
+
+@pytest.fixture
+def cli(fake, monkeypatch):
+    """`nasflow` commands talk to the fake server."""
+    from pipeline.cluster.client import KatibClient
+    from tests.recorded_katib import NS
+
+    monkeypatch.setattr("pipeline.cli_cluster._client",
+                        lambda args: KatibClient(namespace=args.namespace or NS, api=fake.api()))
+    return fake
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     server = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()

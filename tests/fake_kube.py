@@ -1,9 +1,11 @@
-"""A stand-in Kubernetes API server for Katib's custom resources, at the HTTP layer.
+"""A stand-in Kubernetes API server for Katib's custom resources and ``batch/v1`` Jobs, at the
+HTTP layer.
 
-The real ``kubernetes`` client (CustomObjectsApi, ApiClient, Watch) builds the requests and parses
-the responses; only ``rest_client.request`` is replaced. Errors come back as the API server's
-``Status`` bodies (404 NotFound, 409 AlreadyExists, 403 Forbidden, webhook denials), watches as
-chunked JSON event lines, and a watch can be scripted to drop its connection or to answer 410.
+The real ``kubernetes`` client (CustomObjectsApi, BatchV1Api, ApiClient, Watch) builds the
+requests and parses the responses; only ``rest_client.request`` is replaced. Errors come back as
+the API server's ``Status`` bodies (404 NotFound, 409 AlreadyExists, 403 Forbidden, webhook
+denials), watches as chunked JSON event lines, and a watch can be scripted to drop its connection
+or to answer 410. ``on_create`` hooks play the controllers (e.g. a kubelet running a Job).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -19,7 +23,8 @@ from kubernetes import client
 from kubernetes.client.rest import RESTResponse
 from urllib3.exceptions import ProtocolError
 
-PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/"
+PATH = re.compile(r"/apis/(?P<group>[^/]+)/[^/]+/namespaces/(?P<namespace>[^/]+)/"
+                  r"(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
 DROP = "drop the connection"
 
 
@@ -62,6 +67,8 @@ class FakeKubeApi:
         self.forbidden: set[str] = set()  # HTTP methods refused with 403
         self.katib_installed = True
         self.version = 100
+        # plural -> hook(fake, created object), called after a create succeeded
+        self.on_create: dict[str, Callable[[FakeKubeApi, dict[str, Any]], None]] = {}
 
     def add(self, plural: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -88,16 +95,18 @@ class FakeKubeApi:
                 403, "Forbidden", 'experiments.kubeflow.org is forbidden: User "system:'
                 'serviceaccount:nasflow:default" cannot create resource "experiments" in API '
                 'group "kubeflow.org" in the namespace "nasflow"'))
-        namespace, plural, *rest = parsed.path[len(PREFIX):].split("/")
-        name = rest[0] if rest else None
+        match = PATH.match(parsed.path)
+        if match is None:
+            raise AssertionError(f"unexpected path {parsed.path}")
+        group, namespace, plural, name = match.group("group", "namespace", "plural", "name")
         if method == "POST":
-            return self._create(namespace, plural, json.loads(body) if isinstance(body, str)
-                                else body)
+            return self._create(namespace, plural, group, json.loads(body)
+                                if isinstance(body, str) else body)
         if method == "GET" and name:
             obj = self.objects.get((plural, namespace, name))
             if obj is None:
                 return self._respond(404, status_body(
-                    404, "NotFound", f'{plural}.kubeflow.org "{name}" not found'))
+                    404, "NotFound", f'{plural}.{group} "{name}" not found'))
             return self._respond(200, obj)
         if method == "GET" and query.get("watch") == ["true"]:
             return self._watch(query)
@@ -108,24 +117,27 @@ class FakeKubeApi:
         if method == "DELETE":
             if self.objects.pop((plural, namespace, name), None) is None:
                 return self._respond(404, status_body(
-                    404, "NotFound", f'{plural}.kubeflow.org "{name}" not found'))
+                    404, "NotFound", f'{plural}.{group} "{name}" not found'))
             return self._respond(200, {"kind": "Status", "status": "Success"})
         raise AssertionError(f"unexpected {method} {url}")
 
-    def _create(self, namespace: str, plural: str, obj: dict[str, Any]) -> RESTResponse:
+    def _create(self, namespace: str, plural: str, group: str, obj: dict[str, Any]
+                ) -> RESTResponse:
         name = obj["metadata"]["name"]
         if name in self.deny:
             denial = self.deny[name]
             return self._respond(denial["code"], denial)
         if (plural, namespace, name) in self.objects:
             return self._respond(409, status_body(
-                409, "AlreadyExists", f'{plural}.kubeflow.org "{name}" already exists'))
+                409, "AlreadyExists", f'{plural}.{group} "{name}" already exists'))
         self.version += 1
         obj = copy.deepcopy(obj)
         obj["metadata"].update({"namespace": namespace, "resourceVersion": str(self.version),
                                 "uid": f"uid-{self.version}", "generation": 1,
                                 "creationTimestamp": "2026-11-28T03:00:00Z"})
         self.objects[(plural, namespace, name)] = obj
+        if plural in self.on_create:
+            self.on_create[plural](self, copy.deepcopy(obj))
         return self._respond(201, obj)
 
     def _select(self, plural: str, namespace: str, query: dict[str, list[str]]) -> list[dict]:

@@ -47,8 +47,10 @@ def test_enas_builder_honours_every_opt_param():
     # Layer 4 also reads the network input (skip bit 0): 8×8 input resized to layer 3's 2×2.
     (resize,) = layers_of(model, keras.layers.Resizing)
     assert (resize.height, resize.width, resize.antialias) == (2, 2, True)
-    # Pre-activation ReLU-Conv-BN, except that nothing clips the raw network input.
-    assert len(layers_of(model, keras.layers.ReLU)) == 2
+    # Pre-activation ReLU-Conv-BN, except that nothing clips the raw network input; the head
+    # rectifies before it pools.
+    assert [r.name for r in layers_of(model, keras.layers.ReLU)] == ["n2_relu", "n3_relu",
+                                                                     "head_relu"]
     assert len(layers_of(model, keras.layers.BatchNormalization)) == 3
     assert model.output_shape == (None, 10)
 

@@ -18,79 +18,13 @@ from pipeline.cli import main
 from pipeline.cluster.client import KatibClient, condition
 from pipeline.cluster.errors import ClusterError
 from pipeline.promotion.optimal_trial import from_katib
-from tests.conftest import ROOT
-from tests.fake_kube import DROP, FakeKubeApi, event, gone, status_body
-
-RECORDED = yaml.safe_load((ROOT / "tests/data/katib/random-digits.yaml").read_text())
-MANIFEST_PATH = ROOT / "manifests/experiments/random-digits.yaml"
-MANIFEST = yaml.safe_load(MANIFEST_PATH.read_text())
-NS = "nasflow"
-
-
-def experiment(snapshot: str, name: str = "random-digits", version: str | None = None,
-               labels: dict[str, str] | None = None) -> dict:
-    """A recorded Experiment: the manifest's spec with Katib's defaults, the recorded status."""
-    obj = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
-           **copy.deepcopy(RECORDED[snapshot])}
-    spec = copy.deepcopy(MANIFEST["spec"])
-    spec["resumePolicy"] = "Never"
-    spec["objective"]["metricStrategies"] = [
-        {"name": n, "value": "max"} for n in
-        [spec["objective"]["objectiveMetricName"], *spec["objective"]["additionalMetricNames"]]]
-    obj["spec"] = spec
-    obj["metadata"]["name"] = name
-    obj["metadata"]["labels"] = labels or {}
-    if version:
-        obj["metadata"]["resourceVersion"] = version
-    optimal = obj["status"].get("currentOptimalTrial")
-    if optimal:
-        optimal["bestTrialName"] = optimal["bestTrialName"].replace("random-digits", name)
-    return obj
-
-
-def trial(entry: dict) -> dict:
-    return {
-        "apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
-        "metadata": {"name": entry["name"], "namespace": NS,
-                     "creationTimestamp": entry["created"],
-                     "labels": {"katib.kubeflow.org/experiment": "random-digits"},
-                     "ownerReferences": [{"apiVersion": "kubeflow.org/v1beta1",
-                                          "kind": "Experiment", "name": "random-digits",
-                                          "uid": RECORDED["experimentRunning"]["metadata"]["uid"],
-                                          "controller": True, "blockOwnerDeletion": True}]},
-        "spec": {"objective": MANIFEST["spec"]["objective"],
-                 "parameterAssignments": [{"name": k, "value": v}
-                                          for k, v in entry["parameterAssignments"].items()],
-                 "primaryContainerName": "training-container",
-                 "metricsCollector": {"collector": {"kind": "StdOut"}},
-                 "runSpec": {"apiVersion": "batch/v1", "kind": "Job"}},
-        "status": {"conditions": entry["conditions"],
-                   "observation": {"metrics": entry["metrics"]}},
-    }
-
-
-@pytest.fixture
-def fake():
-    api = FakeKubeApi()
-    api.add("experiments", experiment("experimentSucceeded"))
-    for entry in RECORDED["trials"]:
-        api.add("trials", trial(entry))
-    api.add("suggestions", {"apiVersion": "kubeflow.org/v1beta1", "kind": "Suggestion",
-                            **RECORDED["suggestion"]})
-    return api
+from tests.fake_kube import DROP, event, gone, status_body
+from tests.recorded_katib import MANIFEST, MANIFEST_PATH, NS, RECORDED, experiment
 
 
 @pytest.fixture
 def client(fake):
     return KatibClient(namespace=NS, api=fake.api())
-
-
-@pytest.fixture
-def cli(fake, monkeypatch):
-    """`nasflow` commands talk to the fake server."""
-    monkeypatch.setattr("pipeline.cli_cluster._client",
-                        lambda args: KatibClient(namespace=args.namespace or NS, api=fake.api()))
-    return fake
 
 
 # ---- reading Katib's objects -----------------------------------------------------------------
@@ -305,7 +239,8 @@ def test_pipeline_submits_waits_promotes_and_prunes(cli, mlflow_server, tmp_path
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump({
         "experiment": str(MANIFEST_PATH), "namespace": NS, "model": model, "retention": 3,
-        "trialImage": "registry.test/nasflow-trial:2.0", "timeoutSeconds": 60}))
+        "trialImage": "registry.test/nasflow-trial:2.0", "timeoutSeconds": 60,
+        "finalize": False}))  # promotes the search's optimal trial (test_finalize: the Jobs)
     code = main(["pipeline", "--config", str(config), "--tracking-uri", mlflow_server.uri,
                  "--output", "json"])
     assert code == 0, capsys.readouterr().err

@@ -144,7 +144,8 @@ def test_pipeline_role_is_least_privilege():
              for r in role["rules"]}
     assert rules == {
         (("kubeflow.org",), ("experiments",)): {"create", "get", "list", "watch", "delete"},
-        (("kubeflow.org",), ("trials", "suggestions")): {"get", "list", "watch"}}
+        (("kubeflow.org",), ("trials", "suggestions")): {"get", "list", "watch"},
+        (("batch",), ("jobs",)): {"create", "get", "list", "watch"}}
     cron = next(d for _, d in plain_documents() if d["kind"] == "CronJob")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > yaml.safe_load(

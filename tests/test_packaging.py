@@ -28,6 +28,12 @@ def test_dockerfile_installs_exactly_what_make_installs():
     assert "$(TRIAL_INSTALL)" in makefile
 
 
+def test_make_run_tells_the_whole_story():
+    """`make run` is what test_story.py runs: search, final training, promotion; resumable."""
+    (command,) = re.findall(r"^run: install\n\t(.*)$", (ROOT / "Makefile").read_text(), re.M)
+    assert command == "$(BIN)/nasflow run --resume --finalize --promote"
+
+
 def _stages(dockerfile: str) -> dict[str, str]:
     parts = re.split(r"^FROM ", dockerfile, flags=re.M)[1:]
     return {part.split("\n", 1)[0].split(" AS ")[1]: part for part in parts}

@@ -1,14 +1,17 @@
-"""The whole local story: `nasflow run` a small search, `nasflow promote` it, serve the champion.
+"""The whole local story, as `make run` tells it: `nasflow run --finalize --promote` (search ->
+final training -> promotion), the champion loaded back and served by `mlflow models serve`.
 
-Real trials on digits, a real MLflow server (SQLite) on 127.0.0.1, the real registry, and the
-model loaded back as `models:/NAME@champion` with mlflow.pyfunc.
+Real trials on digits, a real MLflow server (SQLite) on 127.0.0.1, the real registry.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
+import urllib.request
 
 import mlflow
 import numpy as np
@@ -16,57 +19,174 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import ROOT
+from tests.mlflow_server import free_port, stop_process_group
 from tests.test_engine_e2e import small
+from trial_image.data import load
 
 pytestmark = pytest.mark.slow
+ENV = {"PYTHONPATH": str(ROOT), "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"}
 
 
 def nasflow(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                          capture_output=True, text=True, timeout=600, env=ENV)
 
 
-def test_run_promote_serve(mlflow_server, tmp_path):
-    path = small("random-digits.yaml", "story", trials=3, epochs=2, tmp_path=tmp_path)
-    workdir = str(tmp_path / ".nasflow")
-    run = nasflow("run", path, "--tracking-uri", mlflow_server.uri, "--workdir", workdir,
-                  "--output", "json", "--seed", "3", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def story(mlflow_server, tmp_path_factory):
+    """`nasflow run --finalize --promote` of a small random search: 4 trials, then the 2 best
+    retrained for 3 epochs, the better one trained on train + validation and promoted."""
+    tmp = tmp_path_factory.mktemp("story")
+    path = small("random-digits.yaml", "story", trials=4, epochs=2, tmp_path=tmp)
+    flags = ["--tracking-uri", mlflow_server.uri, "--workdir", str(tmp / ".nasflow"),
+             "--seed", "3", "--top-k", "2", "--final-epochs", "3", "--model", "story-digits"]
+    run = nasflow("run", path, "--finalize", "--promote", *flags, cwd=tmp)
     assert run.returncode == 0, run.stderr[-3000:]
-    status = json.loads(run.stdout)
-    best = status["currentOptimalTrial"]
-    best_value = float(next(m["max"] for m in best["observation"]["metrics"]
-                            if m["name"] == "Validation-Accuracy"))
-
-    model = "story-digits"
-    promote = nasflow("promote", "story", "--model", model, "--tracking-uri", mlflow_server.uri,
-                      "--workdir", workdir, "--output", "json", cwd=tmp_path)
-    assert promote.returncode == 0, promote.stderr[-3000:]
-    decision = json.loads(promote.stdout)
-    assert decision["decision"] == "champion" and decision["created"] is True
-    assert decision["score"] == pytest.approx(best_value)
-    again = nasflow("promote", "story", "--model", model, "--tracking-uri", mlflow_server.uri,
-                    "--workdir", workdir, cwd=tmp_path)
-    assert again.returncode == 0
-    assert again.stdout.strip().endswith(": champion (already registered: no new version)")
-
-    client = MlflowClient(mlflow_server.uri)
-    champion = client.get_model_version_by_alias(model, "champion")
-    assert champion.tags["nasflow.trial"] == best["bestTrialName"]
-    assert champion.tags["nasflow.experiment"] == "story"
-    assert champion.tags["nasflow.algorithm"] == "random"
-    run_metrics = client.get_run(champion.run_id).data.metrics
-
-    from trial_image.data import load
-
     mlflow.set_tracking_uri(mlflow_server.uri)
-    served = mlflow.pyfunc.load_model(f"models:/{model}@champion")
-    data = load("digits")
-    probabilities = np.asarray(served.predict(data.x_test.astype(np.float32)))
-    assert probabilities.shape == (len(data.x_test), 10)
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == data.y_test))
-    assert accuracy == pytest.approx(run_metrics["Test-Accuracy"], abs=1e-6)
+    return {"tmp": tmp, "path": path, "flags": flags, "out": run.stdout, "err": run.stderr,
+            "client": MlflowClient(mlflow_server.uri), "uri": mlflow_server.uri}
 
-    missing = nasflow("promote", "nope", "--model", model, "--tracking-uri", mlflow_server.uri,
-                      "--workdir", workdir, "--source", "local", cwd=tmp_path)
-    assert missing.returncode == 2 and "no local run of 'nope'" in missing.stderr
+
+def runs(story, role: str) -> list:
+    client = story["client"]
+    experiment = client.get_experiment_by_name("story")
+    return client.search_runs([experiment.experiment_id],
+                              f"tags.`nasflow.role` = '{role}'", order_by=["attributes.start_time"])
+
+
+def models_of(story, run) -> list:
+    """The models (MLflow 3 logged models) a run stored."""
+    return story["client"].search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+
+
+def test_the_final_model_is_chosen_without_the_test_split(story):
+    selection, (final,) = runs(story, "selection"), runs(story, "final")
+    assert len(selection) == 2
+    for run in selection:
+        assert run.data.params["splits"] == "train,validation"
+        assert "Test-Accuracy" not in run.data.metrics and run.info.status == "FINISHED"
+        assert not models_of(story, run)  # a selection run ranks its candidate; it ships nothing
+    assert final.data.params["splits"] == "train+validation,test"
+    assert final.info.start_time > max(r.info.end_time for r in selection)
+    # the winner is the selection run with the better validation accuracy (loss on a tie)
+    client = story["client"]
+    best = max(selection, key=lambda r: (
+        r.data.metrics["Best-Validation-Accuracy"],
+        -min(m.value for m in client.get_metric_history(r.info.run_id, "Validation-Loss"))))
+    assert final.data.tags["nasflow.source_trial"] == best.data.tags["nasflow.source_trial"]
+    assert final.data.params["epochs"] == "3" and final.data.params["lr_schedule"] == "cosine"
+    assert final.data.params["augment"] == "light"
+
+
+def test_the_final_run_has_the_evaluation_and_the_explanation(story):
+    (final,) = runs(story, "final")
+    client, run_id = story["client"], final.info.run_id
+    metrics = final.data.metrics
+    for name in ("Test-Accuracy", "Test-Macro-Precision", "Test-Macro-Recall", "Test-Macro-F1"):
+        assert 0.0 < metrics[name] <= 1.0
+    artifacts = {a.path for a in client.list_artifacts(run_id)} | {
+        a.path for a in client.list_artifacts(run_id, "evaluation")}
+    assert {"architecture.png", "evaluation/per_class.json",
+            "evaluation/confusion_matrix.png"} <= artifacts
+    (model,) = models_of(story, final)
+    assert model.name == "model"
+    assert [i["tensor-spec"]["shape"] for i in json.loads(
+        mlflow.models.get_model_info(model.model_uri).signature.inputs.to_json())] == [
+        [-1, 8, 8, 1]]
+    table = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/per_class.json"))
+    confusion = np.asarray(table["confusion_matrix"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 360
+    assert np.trace(confusion) / 360 == pytest.approx(metrics["Test-Accuracy"], abs=1e-6)
+    assert len(client.get_metric_history(run_id, "Training-Accuracy")) == 3  # per-epoch curve
+    # the search's parent run says which decisions mattered
+    (parent,) = runs(story, "experiment")
+    importance = json.loads(mlflow.artifacts.load_text(
+        f"runs:/{parent.info.run_id}/importance.json"))
+    assert set(importance) <= {"num_blocks", "filters", "kernel_size", "pooling", "batch_norm",
+                               "dense_units", "dropout", "learning_rate", "optimizer",
+                               "batch_size"}
+    assert sum(importance.values()) == pytest.approx(1.0)
+
+
+def test_make_run_ends_with_a_loadable_champion(story):
+    (final,) = runs(story, "final")
+    out = story["out"]
+    accuracy = final.data.metrics["Test-Accuracy"]
+    assert f"test accuracy {accuracy:.4f} (best search trial story-" in out
+    assert "champion: models:/story-digits@champion (version 1)" in out
+    assert "mlflow models serve -m models:/story-digits@champion --env-manager local" in out
+    assert f"review it: the MLflow UI at {story['uri']}" in out
+    champion = story["client"].get_model_version_by_alias("story-digits", "champion")
+    assert champion.run_id == final.info.run_id
+    model = mlflow.pyfunc.load_model("models:/story-digits@champion")
+    data = load("digits")
+    predicted = np.asarray(model.predict(data.x_test)).argmax(axis=1)
+    assert float(np.mean(predicted == data.y_test)) == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_the_champion_is_served_over_http(story):
+    """`mlflow models serve` for the champion; raw test images posted to /invocations as the
+    documented ``{"inputs": ...}`` tensor input; the answers score the logged test accuracy."""
+    (final,) = runs(story, "final")
+    port = free_port()
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "mlflow"), "models", "serve", "-m",
+         "models:/story-digits@champion", "--env-manager", "local", "-h", "127.0.0.1",
+         "-p", str(port), "-w", "1"],
+        env={**ENV, "MLFLOW_TRACKING_URI": story["uri"], "HOME": str(story["tmp"])},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, "mlflow models serve exited"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the model server did not come up"
+                time.sleep(0.5)
+        data = load("digits")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": data.x_test.tolist()}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = np.asarray(json.loads(response.read())["predictions"])
+    finally:
+        stop_process_group(server)
+    assert predictions.shape == (360, 10)
+    assert float(np.mean(predictions.argmax(axis=1) == data.y_test)) == pytest.approx(
+        final.data.metrics["Test-Accuracy"], abs=1e-6)
+
+
+def test_retraining_measures_the_champion_on_its_own_test_split(story):
+    """A second final training (another schedule) measures the champion on the data it is
+    tested on; promotion compares those two numbers. Then `make run` again changes nothing."""
+    (first,) = runs(story, "final")
+    again = nasflow("finalize", "story", "--top-k", "1", "--final-epochs", "4",
+                    *story["flags"][:4], "--model", "story-digits", cwd=story["tmp"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = runs(story, "final")[-1]
+    assert second.data.tags["nasflow.compared_with"] == "models:/story-digits/1"
+    # same test split, same model: the champion scores what it scored when it was tested
+    assert second.data.metrics["Champion-Test-Accuracy"] == pytest.approx(
+        first.data.metrics["Test-Accuracy"], abs=1e-6)
+    assert "the current champion on the same test split" in again.stdout
+
+    promote = nasflow("promote", "story", "--model", "story-digits", "--tracking-uri",
+                      story["uri"], "--output", "json", cwd=story["tmp"])
+    decision = json.loads(promote.stdout)
+    assert decision["same_data"] is True and decision["version"] == "2"
+    assert decision["champion_score"] == pytest.approx(first.data.metrics["Test-Accuracy"])
+    better = second.data.metrics["Test-Accuracy"] > first.data.metrics["Test-Accuracy"]
+    assert decision["decision"] == ("champion" if better else "challenger")
+
+    rerun = nasflow("run", story["path"], "--resume", "--finalize", "--promote",
+                    *story["flags"], cwd=story["tmp"])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "run(s) finished before with the same inputs: not run again" in rerun.stderr
+    assert "(already registered: no new version)" in rerun.stdout
+    assert len(runs(story, "final")) == 2
+    (parent,) = runs(story, "experiment")
+    assert parent.info.status == "FINISHED"  # reopened by --resume, ended again

@@ -150,7 +150,7 @@ def assert_no_running_runs(uri: str) -> None:
           "'opt_params': {'heads': '2'}}}}"], 2, "unknown opt_type 'attention'"),
         (["--dataset=npz:/nonexistent/data.npz"], 2, "npz:/nonexistent/data.npz: no such file"),
         (["--dataset=imagenet"], 2, "unknown dataset 'imagenet'"),
-        (["--optimizer=sgd", "--learning-rate=1e12", "--epochs=3"], 3,
+        (["--optimizer=sgd", "--learning-rate=1e12", "--dense-units=64", "--epochs=3"], 3,
          "loss became NaN/inf in epoch 1"),
         (["--kernel-size-3=5"], 2, "--kernel-size-3: there are only 2 block(s)"),
     ],

@@ -56,7 +56,7 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
-    from trial_image.spec import OPTIMIZERS
+    from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES, OPTIMIZERS
 
     g = p.add_argument_group(title)
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
@@ -68,6 +68,10 @@ def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
                    help="early stopping on validation accuracy (best weights restored)")
     g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop training after this many seconds")
+    g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                   help="cosine: from the learning rate down to 0 over all epochs")
+    g.add_argument("--augment", choices=AUGMENTATIONS, default="none",
+                   help="light: random shifts of training images by up to 1/8 of their size")
     g.add_argument("--seed", type=seed, default=0,
                    help="a number or any text, e.g. the trial name; same seed, same metrics "
                    "on CPU")
@@ -89,6 +93,21 @@ def _reporting_flags(p: argparse.ArgumentParser, search_space_tag: bool) -> None
     g.add_argument("--algorithm", default=None, help="tag nasflow.algorithm")
     g.add_argument("--mlflow-retry-seconds", type=float, default=120.0,
                    help="how long to retry an unreachable MLflow server (default 120)")
+
+
+def _evaluation_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("final training (nasflow finalize)")
+    g.add_argument("--role", choices=("trial", "selection", "final"), default="trial",
+                   help="tag nasflow.role; final also logs the evaluation report and the "
+                   "architecture diagram")
+    g.add_argument("--source-trial", default=None, help="tag nasflow.source_trial")
+    g.add_argument("--train-on", choices=("train", "train+validation"), default="train",
+                   help="train+validation: no validation split, every epoch runs")
+    g.add_argument("--skip-test", action="store_true",
+                   help="do not load the test split (selection runs)")
+    g.add_argument("--evaluate-model", default=None, metavar="URI",
+                   help="also measure this registered model (models:/NAME@ALIAS) on the same "
+                   "test split: Champion-Test-Accuracy")
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -126,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--init-channels", type=int, default=16)
     g.add_argument("--stem-multiplier", type=int, default=3)
     _reporting_flags(p, search_space_tag=True)
+    _evaluation_flags(p)
     return p
 
 
@@ -144,6 +164,8 @@ def build_darts_parser() -> argparse.ArgumentParser:
     _data_flags(p)
     _training_flags(p, "training of the derived network (after the search)")
     _reporting_flags(p, search_space_tag=False)
+    # a DARTS search trains its derived network itself: no final-training roles
+    p.set_defaults(role="trial", evaluate_model=None)
     return p
 
 
@@ -178,17 +200,23 @@ def _per_block(default: Any, overrides: dict[int, str], blocks: int, kind: type,
     return values
 
 
+def training(args: argparse.Namespace) -> Any:
+    from trial_image.spec import Training
+
+    return Training(optimizer=args.optimizer, learning_rate=args.learning_rate,
+                    momentum=args.momentum, batch_size=args.batch_size, epochs=args.epochs,
+                    lr_schedule=args.lr_schedule, augment=args.augment)
+
+
 def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], data: Any):
     from trial_image.frontends import enas, genotype, hyperparams
-    from trial_image.spec import Head, Training
+    from trial_image.spec import Head
 
     common = {
         "input_shape": data.input_shape,
         "num_classes": data.num_classes,
         "input_scale": data.scale,
-        "training": Training(optimizer=args.optimizer, learning_rate=args.learning_rate,
-                             momentum=args.momentum, batch_size=args.batch_size,
-                             epochs=args.epochs),
+        "training": training(args),
         "head": Head(dense_units=args.dense_units, dropout=args.dropout),
     }
     hp_flags = [f for f in ("num_blocks", "filters", "kernel_size", "pooling", "batch_norm")
@@ -225,21 +253,31 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
     from trial_image import data as datasets
     from trial_image.trial_run import TrialRun, prepare_tensorflow
 
-    data = datasets.load(args.dataset, args.validation_split, args.image_size)
+    if args.skip_test and args.evaluate_model:
+        raise InputError("--evaluate-model measures on the test split, which --skip-test leaves "
+                         "out")
+    data = datasets.load(args.dataset, args.validation_split, args.image_size,
+                         test=not args.skip_test)
+    if args.train_on == "train+validation":
+        data = data.merged()
     spec = make_spec(args, per_block, data)
     prepare_tensorflow(args.seed)
     from trial_image.builder import build_model
 
     model = build_model(spec)
     with TrialRun(args, data) as trial:
-        tags = {"nasflow.frontend": spec.source, "nasflow.candidate_id": spec.candidate_id}
+        tags = {"nasflow.frontend": spec.source, "nasflow.candidate_id": spec.candidate_id,
+                "nasflow.role": args.role}
         if args.search_space:
             tags["nasflow.search_space"] = args.search_space
+        if args.source_trial:
+            tags["nasflow.source_trial"] = args.source_trial
         raw = {k: v for k, v in vars(args).items() if v is not None and k != "metrics_file"}
         raw.update({f"{flag}_{i}": v for flag, values in per_block.items()
                     for i, v in values.items()})
         params = {**{k: str(v) for k, v in raw.items()}, "candidate_id": spec.candidate_id,
-                  "num_nodes": len(spec.nodes), "parameter_count": model.count_params()}
+                  "num_nodes": len(spec.nodes), "parameter_count": model.count_params(),
+                  "splits": ",".join(data.splits)}
         trial.start(tags, params, {"candidate_spec.json": spec.to_dict(),
                                    "trial_parameters.json": raw})
         trial.train_candidate(spec, model)

@@ -9,7 +9,7 @@ layer rescales them (``scale``), so the served model takes raw pixels too.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +33,30 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     scale: float
+    # what the loader was asked for, in order: the search reads "train" and "validation", final
+    # training "train+validation"; "test" is loaded only when the run is to be evaluated on it
+    splits: tuple[str, ...] = ("train", "validation", "test")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(int(d) for d in self.x_train.shape[1:])  # type: ignore[return-value]
 
+    @property
+    def has_validation(self) -> bool:
+        return len(self.x_val) > 0
 
-def load(name: str, validation_split: float = 0.2, image_size: tuple[int, int] = (32, 32)
-         ) -> Dataset:
+    def merged(self) -> Dataset:
+        """Training and validation as one training split (final training): no validation."""
+        return replace(self, x_train=np.concatenate([self.x_train, self.x_val]),
+                       y_train=np.concatenate([self.y_train, self.y_val]),
+                       x_val=self.x_val[:0], y_val=self.y_val[:0],
+                       splits=("train+validation", *self.splits[2:]))
+
+
+def load(name: str, validation_split: float = 0.2, image_size: tuple[int, int] = (32, 32),
+         test: bool = True) -> Dataset:
+    """The fixed splits of ``name``; ``test=False`` keeps the test images out of memory (the
+    selection runs of final training never see them)."""
     if not 0 < validation_split < 1:
         raise InputError(f"--validation-split must be in (0, 1), got {validation_split}")
     if name == "digits":
@@ -63,6 +79,8 @@ def load(name: str, validation_split: float = 0.2, image_size: tuple[int, int] =
         raise InputError(f"unknown dataset {name!r}; use {DATASETS_HELP}")
     x_train, x_val, y_train, y_val = _split(x_rest, y_rest, validation_split)
     labels = np.concatenate([y_train, y_val, y_test])
+    if not test:
+        x_test, y_test = x_test[:0], y_test[:0]
     return Dataset(
         name=name,
         x_train=x_train.astype("float32"), y_train=y_train.astype("int32"),
@@ -70,6 +88,7 @@ def load(name: str, validation_split: float = 0.2, image_size: tuple[int, int] =
         x_test=x_test.astype("float32"), y_test=y_test.astype("int32"),
         num_classes=int(labels.max()) + 1,
         scale=scale,
+        splits=("train", "validation", "test") if test else ("train", "validation"),
     )
 
 
@@ -153,11 +172,29 @@ def _read_folder(path: Path, image_size: tuple[int, int]):
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None,
-             drop_remainder: bool = False):
-    """Cache, shuffle (training only, seeded), batch, prefetch."""
+             drop_remainder: bool = False, augment: str = "none"):
+    """Cache, shuffle (training only, seeded), batch, augment (training only), prefetch."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
     if shuffle_seed is not None:
         ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if augment == "light":
+        layers = augmentation(shuffle_seed or 0)
+        ds = ds.map(lambda images, labels: (layers(images, training=True), labels),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def augmentation(seed: int):
+    """Light augmentation: random shifts of up to 1/8 of the image (one pixel of an 8×8 digit,
+    nearest neighbour, so no blur), in the input pipeline, so the served model has none of it.
+    Measured on digits: rotations and zooms, or bilinear shifts, cost accuracy on images this
+    small (0.88 instead of 0.98 for a two-block CNN); these shifts do not."""
+    import keras
+
+    return keras.Sequential([
+        keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant",
+                                       interpolation="nearest", seed=seed),
+    ], name="augmentation")

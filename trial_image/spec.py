@@ -29,6 +29,8 @@ OPS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 }
 MERGES = ("concat", "add")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine")  # cosine: decays to 0 over all epochs
+AUGMENTATIONS = ("none", "light")  # light: random shifts of up to 1/8 of the image
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Training:
     momentum: float = 0.9
     batch_size: int = 64
     epochs: int = 10
+    lr_schedule: str = "constant"
+    augment: str = "none"
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,9 @@ def validate(spec: CandidateSpec) -> None:
         raise InputError(f"learning rate must be positive, got {t.learning_rate}")
     if t.batch_size < 1 or t.epochs < 1:
         raise InputError("batch size and epochs must be at least 1")
+    if t.lr_schedule not in LR_SCHEDULES or t.augment not in AUGMENTATIONS:
+        raise InputError(f"learning-rate schedule must be one of {', '.join(LR_SCHEDULES)} and "
+                         f"augmentation one of {', '.join(AUGMENTATIONS)}")
     if not 0 <= spec.head.dropout < 1:
         raise InputError(f"dropout must be in [0, 1), got {spec.head.dropout}")
     if spec.head.dense_units < 0:

@@ -216,7 +216,8 @@ class Tracker:
                   "re-sending per-epoch metrics", self.retry_seconds)
 
     def finish(self, final_metrics: dict[str, float], model: Any, example: Any) -> None:
-        """Store metrics and model, then end the run FINISHED; TrackingError if impossible."""
+        """Store metrics and model (``None``: no model), then end the run FINISHED;
+        TrackingError if impossible."""
         import mlflow.tensorflow
         from mlflow.models import ModelSignature
         from mlflow.types import Schema, TensorSpec
@@ -224,6 +225,10 @@ class Tracker:
         self._flush_epochs()
         retry(lambda: self.mlflow.log_metrics(final_metrics), "logging final metrics",
               self.retry_seconds)
+        if model is None:
+            retry(lambda: self.mlflow.end_run("FINISHED"), "ending the MLflow run",
+                  self.retry_seconds)
+            return
         signature = ModelSignature(
             inputs=Schema([TensorSpec(example.dtype, (-1, *example.shape[1:]), "image")]),
             outputs=Schema([TensorSpec(example.dtype, (-1, model.output_shape[-1]))]),
@@ -242,6 +247,38 @@ class Tracker:
             self.retry_seconds,
         )
         retry(lambda: self.mlflow.end_run("FINISHED"), "ending the MLflow run", self.retry_seconds)
+
+    def registered_accuracy(self, uri: str, x: Any, y: Any) -> tuple[float | None, str]:
+        """Accuracy of the registered model ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``)
+        on ``x, y`` (the champion on this run's test split), and which version that was;
+        (None, why) when there is none yet."""
+        import re as regex
+
+        import numpy as np
+        from mlflow.exceptions import MlflowException
+
+        match = regex.fullmatch(r"models:/([^/@]+)(?:@(.+)|/(\d+))", uri)
+        if not match:
+            raise TrackingError(f"--evaluate-model: expected models:/NAME@ALIAS or "
+                                f"models:/NAME/VERSION, got {uri!r}")
+        name, alias, number = match.groups()
+
+        def find() -> Any:
+            try:
+                return self.client.get_model_version_by_alias(name, alias) if alias else \
+                    self.client.get_model_version(name, number)
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return None
+                raise
+
+        version = retry(find, f"finding {uri}", self.retry_seconds)
+        if version is None:
+            return None, f"{uri}: none yet"
+        model = retry(lambda: self.mlflow.pyfunc.load_model(
+            f"models:/{name}/{version.version}"), f"loading {uri}", self.retry_seconds)
+        predicted = np.asarray(model.predict(x)).argmax(axis=1)
+        return float(np.mean(predicted == y)), f"models:/{name}/{version.version}"
 
     def end(self, status: str, reason: str) -> None:
         """Best effort: end the run FAILED or KILLED with its reason; never raises."""

@@ -29,8 +29,13 @@ def quiet_keras() -> None:
     keras.config.disable_interactive_logging()
 
 
-def compile_model(model: keras.Model, training: Training) -> None:
-    lr = training.learning_rate
+def compile_model(model: keras.Model, training: Training, steps_per_epoch: int = 1) -> None:
+    """The optimiser of ``training``; with the cosine schedule its learning rate decays from
+    ``learning_rate`` to 0 over ``epochs × steps_per_epoch`` steps."""
+    lr: float | keras.optimizers.schedules.LearningRateSchedule = training.learning_rate
+    if training.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(training.learning_rate,
+                                                    training.epochs * max(steps_per_epoch, 1))
     optimizer = {
         "adam": lambda: keras.optimizers.Adam(lr),
         "sgd": lambda: keras.optimizers.SGD(lr, momentum=training.momentum),
@@ -85,17 +90,22 @@ def train(
     time_budget: float | None,
     on_epoch: Callable[[int, dict[str, float]], None],
 ) -> TrainResult:
+    """Without a validation split (final training on training + validation) every epoch runs:
+    there is nothing to stop early on."""
     report = _EpochReport(on_epoch)
-    early = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
-                                          restore_best_weights=True)
-    callbacks: list[keras.callbacks.Callback] = [report, early]
+    callbacks: list[keras.callbacks.Callback] = [report]
+    if data.has_validation:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True))
     budget = _TimeBudget(time_budget) if time_budget else None
     if budget:
         callbacks.append(budget)
     start = time.perf_counter()
     model.fit(
-        pipeline(data.x_train, data.y_train, training.batch_size, shuffle_seed=seed),
-        validation_data=pipeline(data.x_val, data.y_val, max(training.batch_size, 256), None),
+        pipeline(data.x_train, data.y_train, training.batch_size, shuffle_seed=seed,
+                 augment=training.augment),
+        validation_data=pipeline(data.x_val, data.y_val, max(training.batch_size, 256), None)
+        if data.has_validation else None,
         epochs=training.epochs,
         shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn
         callbacks=callbacks,

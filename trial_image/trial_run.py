@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import json
+import math
 import os
 import signal
 import sys
@@ -119,22 +121,52 @@ class TrialRun:
 
         args, data = self.args, self.data
         model = model or build_model(spec)
-        compile_model(model, spec.training)
+        compile_model(model, spec.training, math.ceil(len(data.x_train) / spec.training.batch_size))
         result = train(model, data, spec.training, seed=args.seed, patience=args.patience,
                        time_budget=args.time_budget, on_epoch=self.report)
-        final = {
-            "Test-Accuracy": evaluate_accuracy(model, data.x_test, data.y_test),
-            "Parameter-Count": float(model.count_params()),
-            "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
-            "Inference-Latency-Ms": inference_latency_ms(model, data.x_test),
-        }
+        final = {"Parameter-Count": float(model.count_params()),
+                 "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
+                 "Inference-Latency-Ms": inference_latency_ms(model, data.x_train[:1])}
+        summary = {"Epochs-Run": float(len(result.history)),
+                   "Train-Samples-Per-Second": result.samples_per_second}
+        if data.has_validation:
+            summary["Best-Validation-Accuracy"] = max(h["Validation-Accuracy"]
+                                                      for h in result.history)
+        if len(data.x_test):
+            final["Test-Accuracy"] = evaluate_accuracy(model, data.x_test, data.y_test)
+            summary.update(self._evaluate(spec, model))
         self.reporter.report(final)
-        self.tracker.finish(
-            {**final, **(extra_metrics or {}),
-             "Best-Validation-Accuracy": max(h["Validation-Accuracy"] for h in result.history),
-             "Epochs-Run": float(len(result.history)),
-             "Train-Samples-Per-Second": result.samples_per_second,
-             "Trial-Seconds": time.perf_counter() - self.started},
-            model, data.x_test[:5])
+        # a selection run of final training only ranks its candidate: it stores no model
+        self.tracker.finish({**final, **(extra_metrics or {}), **summary,
+                             "Trial-Seconds": time.perf_counter() - self.started},
+                            None if args.role == "selection" else model, data.x_train[:5])
+        tested = (f"test accuracy {final['Test-Accuracy']:.4f}" if "Test-Accuracy" in final
+                  else "the test split was not loaded")
         print(f"trial {self.trial}: {result.stop_reason} after {len(result.history)} epoch(s); "
-              f"test accuracy {final['Test-Accuracy']:.4f}", file=sys.stderr)
+              f"{tested}", file=sys.stderr)
+
+    def _evaluate(self, spec: Any, model: Any) -> dict[str, float]:
+        """Macro precision/recall/F1 on the test split; with ``--evaluate-model`` the registered
+        model on the same split; for a final run the per-class figures, the confusion matrix and
+        the architecture diagram as artifacts."""
+        import numpy as np
+
+        from trial_image.report import architecture_figure, classification, confusion_figure
+
+        data = self.data
+        predicted = np.asarray(model.predict(data.x_test, verbose=0)).argmax(axis=1)
+        metrics, table = classification(data.y_test, predicted, data.num_classes)
+        if self.args.evaluate_model:
+            accuracy, compared = self.tracker.registered_accuracy(
+                self.args.evaluate_model, data.x_test, data.y_test)
+            self.tracker.set_tags({"nasflow.compared_with": compared})
+            if accuracy is not None:
+                metrics["Champion-Test-Accuracy"] = accuracy
+        if self.args.role == "final":
+            self.tracker.log_artifacts(
+                {"evaluation/per_class.json": json.dumps(table, indent=2)},
+                {"evaluation/confusion_matrix.png": confusion_figure(
+                    table["confusion_matrix"], f"{self.trial}: test split"),
+                 "architecture.png": architecture_figure(
+                     spec, f"{spec.source} candidate {spec.candidate_id}")})
+        return metrics

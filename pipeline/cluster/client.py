@@ -126,50 +126,100 @@ class KatibClient:
                          "suggestions", name)
         return V1beta1Suggestion.from_dict(raw)
 
+    # ---- Jobs (final training) ----------------------------------------------------------------
+
+    def _batch(self) -> Any:
+        from kubernetes import client
+
+        return client.BatchV1Api(self.api.api_client)
+
+    def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        body = {**body, "metadata": {**body["metadata"], "namespace": self.namespace}}
+        return self._call_batch("create", f"job {name!r}", lambda api: api.create_namespaced_job(
+            self.namespace, body, _preload_content=False))
+
+    def get_job(self, name: str) -> dict[str, Any]:
+        return self._call_batch("get", f"job {name!r}", lambda api: api.read_namespaced_job(
+            name, self.namespace, _preload_content=False))
+
+    def _call_batch(self, action: str, what: str, call: Callable[[Any], Any]) -> dict[str, Any]:
+        import json
+
+        try:
+            return json.loads(call(self._batch()).data)
+        except Exception as exc:  # noqa: BLE001 - every API/connection failure gets one line
+            raise explain(exc, action, what, self.namespace) from None
+
+    def wait_job(self, name: str, timeout: float) -> dict[str, Any]:
+        """Follow Job ``name`` until it is Complete or Failed; the Job as a dict."""
+        return self._follow(
+            f"job {name!r}", lambda: self.get_job(name), self._batch().list_namespaced_job,
+            (self.namespace,), name, lambda job: job,
+            lambda job: any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                            for c in (job.get("status") or {}).get("conditions") or []),
+            timeout, None, 1.0, lambda job: job["metadata"].get("resourceVersion"),
+            lambda job: f"(still running); follow it with `kubectl -n {self.namespace} get job "
+                        f"{name}`")
+
     # ---- waiting -----------------------------------------------------------------------------
 
     def wait(self, name: str, timeout: float,
              on_update: Callable[[V1beta1Experiment], None] | None = None,
              reconnect_delay: float = 1.0) -> V1beta1Experiment:
         """Follow ``name`` until it Succeeded or Failed; ClusterError after ``timeout`` s."""
+        return self._follow(
+            f"experiment {name!r}", lambda: self.get_experiment(name),
+            self.api.list_namespaced_custom_object,
+            (GROUP, VERSION, self.namespace, "experiments"), name,
+            V1beta1Experiment.from_dict, finished, timeout, on_update, reconnect_delay,
+            lambda e: e.metadata.resource_version,
+            lambda e: f"(still {condition(e)}); follow it with `nasflow status {name} --watch`")
+
+    def _follow(self, what: str, read: Callable[[], Any], list_fn: Callable[..., Any],
+                list_args: tuple, name: str, parse: Callable[[Any], Any],
+                done: Callable[[Any], bool], timeout: float,
+                on_update: Callable[[Any], None] | None, reconnect_delay: float,
+                version_of: Callable[[Any], str | None], advice: Callable[[Any], str]) -> Any:
+        """A watch from the last seen ``resourceVersion`` that reconnects when the server closes
+        it, the connection drops, or the version expired (410), until ``done``."""
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         deadline = time.monotonic() + timeout
-        experiment = self.get_experiment(name)
-        version = experiment.metadata.resource_version
+        current = read()
+        version = version_of(current)
         while True:
             if on_update:
-                on_update(experiment)
-            if finished(experiment):
-                return experiment
+                on_update(current)
+            if done(current):
+                return current
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ClusterError(f"timed out after {timeout:.0f} s waiting for experiment "
-                                   f"{name!r} (still {condition(experiment)}); follow it with "
-                                   f"`nasflow status {name} --watch`")
+                raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what} "
+                                   f"{advice(current)}")
             stream = watch.Watch()
             try:
                 for event in stream.stream(
-                        self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                        "experiments", field_selector=f"metadata.name={name}",
+                        list_fn, *list_args, field_selector=f"metadata.name={name}",
                         resource_version=version,
                         timeout_seconds=max(1, int(min(remaining, WATCH_CHUNK_SECONDS)))):
                     if event["type"] == "DELETED":
-                        raise ClusterError(f"experiment {name!r} was deleted while waiting")
+                        raise ClusterError(f"{what} was deleted while waiting")
                     if event["type"] in ("ADDED", "MODIFIED"):
-                        experiment = V1beta1Experiment.from_dict(event["object"])
-                        version = experiment.metadata.resource_version
+                        raw = event["raw_object"] if "raw_object" in event else event["object"]
+                        current = parse(raw)
+                        version = version_of(current)
                         break  # report it, check for the end, then watch on from `version`
                 else:
                     version = stream.resource_version or version  # server closed: reconnect
             except ApiException as exc:
                 if exc.status != 410:
-                    raise explain(exc, "watch", f"experiment {name!r}", self.namespace) from None
+                    raise explain(exc, "watch", what, self.namespace) from None
                 # Our resourceVersion expired: read the object again and watch from there.
-                experiment = self.get_experiment(name)
-                version = experiment.metadata.resource_version
+                current = read()
+                version = version_of(current)
             except (HTTPError, OSError):
                 time.sleep(reconnect_delay)  # connection dropped: reconnect from `version`
             finally:

@@ -60,6 +60,7 @@ class EngineOptions:
     on_progress: Callable[[dict[str, Any]], None] | None = None
     cwd: Path = field(default_factory=Path.cwd)
     warm_trials: bool = True  # run `python -m trial_image` trials in warm workers
+    pool: WarmPool | None = None  # the caller's, left open (final training reuses them)
     mlflow_retry_seconds: float = 20.0  # how long an unreachable MLflow is waited for
 
 
@@ -92,7 +93,7 @@ class ExperimentEngine:
         self.conditions: list[dict[str, str]] = []
         self.data: dict[str, Any] = {}
         self.tracking = None
-        self.pool = WarmPool() if options.warm_trials else None
+        self.pool = options.pool or (WarmPool() if options.warm_trials else None)
 
     # ---- set-up and resume -------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ class ExperimentEngine:
                 raise
             finally:
                 self.store.close()
-                if self.pool:
+                if self.pool and self.options.pool is None:
                     self.pool.close()
         finally:
             lock.release()
@@ -244,13 +245,16 @@ class ExperimentEngine:
                  "search_space_size": size, "search_space": how,
                  "objective": f"{self.experiment.spec.objective.type} {self.objective}",
                  "max_trial_count": self.max_trials, "parallel_trial_count": self.parallel,
-                 "seed": self.options.seed}, self.options.mlflow_retry_seconds)
+                 "seed": self.options.seed}, self.options.mlflow_retry_seconds,
+                None if self.experiment.spec.algorithm.algorithm_name == "darts"
+                else search_space.Space.of(self.experiment.spec))
             self.data["parent_run_id"] = self.tracking.run_id
         interrupted = self._recover_interrupted()
         if self.tracking:
             self.tracking.kill_trial_runs(interrupted)
         self._replay()
         if self._completed_condition() is not None and not self._budget_left():
+            self._end_tracking()  # reopened above: a finished search's run ends as it was
             return self._status()
         self._restarting()
         self._set_condition("Running", "ExperimentRunning", "Experiment is running")
@@ -270,12 +274,15 @@ class ExperimentEngine:
         else:
             status, why, message = reason
             self._set_condition(status, why, message)
+        self._end_tracking()
+        self._save()
+        return self._status()
+
+    def _end_tracking(self) -> None:
         if self.tracking:
             self.tracking.finish(self.trials, self._values(), self.maximize, {
                 "Succeeded": "FINISHED", "Failed": "FAILED"}.get(self.conditions[-1]["type"],
                                                                  "KILLED"))
-        self._save()
-        return self._status()
 
     def _interrupt(self, signum: int, frame: Any) -> None:
         self.interrupted = True

@@ -121,3 +121,20 @@ class StateStore:
                     for r in self._read("SELECT * FROM trials ORDER BY idx")]
         except (TypeError, ValueError) as exc:
             raise StateError(f"unreadable trial row: {exc}") from None
+
+
+def read_state(workdir: Path, name: str) -> tuple[tuple[str, dict[str, Any], dict[str, Any]],
+                                                   list[TrialRecord]]:
+    """The saved experiment (manifest, status, engine data) and trials of ``name``'s local run;
+    FileNotFoundError if there is none, StateError if its database holds no experiment."""
+    path = workdir / name / "state.db"
+    if not path.exists():
+        raise FileNotFoundError(path)
+    store = StateStore(path)
+    try:
+        saved, trials = store.experiment(), store.trials()
+    finally:
+        store.close()
+    if saved is None:
+        raise StateError(f"{path} holds no experiment")
+    return saved, trials

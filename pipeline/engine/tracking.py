@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.state import TrialRecord
+from pipeline.search_space import Space
 from trial_image.errors import TrackingError
 from trial_image.tracking import open_experiment, retry
 
@@ -30,9 +31,11 @@ class ExperimentTracking:
     retries) and written again once it answers; the final update waits ``retry_seconds``."""
 
     def __init__(self, uri: str, name: str, run_id: str | None, manifest: str,
-                 params: dict[str, Any], retry_seconds: float, min_interval: float = 5.0) -> None:
+                 params: dict[str, Any], retry_seconds: float, space: Space | None,
+                 min_interval: float = 5.0) -> None:
         import mlflow
 
+        self.space = space  # None: no importances (a DARTS search is one trial)
         self.mlflow = mlflow
         self.uri = uri
         self.retry_seconds = retry_seconds
@@ -84,6 +87,7 @@ class ExperimentTracking:
         stays away, say so and leave the search's result as it is."""
         try:
             self._retry(lambda: self._update(trials, values, maximize), "the final leaderboard")
+            self._retry(lambda: self._importances(trials, values, maximize), "the importances")
             self._retry(lambda: self.client.set_terminated(self.run_id, status),
                         "ending the experiment's run")
         except TrackingError as exc:
@@ -106,6 +110,22 @@ class ExperimentTracking:
             best = max(v for _, v in scored) if maximize else min(v for _, v in scored)
             self.client.log_metric(self.run_id, "best_objective", best, step=len(finished))
             self._plots(scored, board, maximize)
+
+    def _importances(self, trials: Sequence[TrialRecord], values: dict[int, float | None],
+                     maximize: bool) -> None:
+        """Which search decisions mattered (fANOVA over the finished trials): importance.json,
+        importance.png and one ``importance.<decision>`` metric each."""
+        from pipeline.engine.importance import importance_figure, importances
+
+        if self.space is None:
+            return
+        found = importances(self.space, [(t.assignments, values[t.index]) for t in trials
+                                         if t.done and values.get(t.index) is not None], maximize)
+        if not found:
+            return
+        self.client.log_text(self.run_id, json.dumps(found, indent=2), "importance.json")
+        self._log_figure(importance_figure(found, "which search decisions mattered"),
+                         "importance.png")
 
     def _plots(self, scored: list[tuple[int, float]], board: list[dict], maximize: bool) -> None:
         import matplotlib

@@ -115,6 +115,12 @@ class WarmPool:
         with self.lock:
             self.idle.append(worker)
 
+    def __enter__(self) -> WarmPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         with self.lock:
             for worker in self.idle:

@@ -74,18 +74,12 @@ def from_katib(experiment: V1beta1Experiment) -> OptimalTrial:
 
 def from_engine_state(workdir: Path, name: str) -> OptimalTrial:
     """From the embedded engine's state (``<workdir>/<name>/state.db``)."""
-    from pipeline.engine.state import StateStore
+    from pipeline.engine.state import StateError, read_state
 
-    path = workdir / name / "state.db"
-    if not path.exists():
-        raise FileNotFoundError(path)
-    store = StateStore(path)
     try:
-        saved = store.experiment()
-    finally:
-        store.close()
-    if saved is None:
-        raise NoOptimalTrial(f"{path} holds no experiment")
+        saved, _ = read_state(workdir, name)
+    except StateError as exc:
+        raise NoOptimalTrial(str(exc)) from None
     manifest, status, _ = saved
     raw = yaml.safe_load(manifest)
     experiment = V1beta1Experiment.from_dict(json.loads(json.dumps(raw)))

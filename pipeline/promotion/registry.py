@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipeline.engine.metrics_collector import now_rfc3339
+from pipeline.promotion.gates import Gates
 from pipeline.promotion.optimal_trial import OptimalTrial
 from trial_image.tracking import fail_fast_http, retry
 
@@ -24,9 +25,11 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "nasflow."
 METRIC, GOAL, VALUE = f"{TAG}objective.metric", f"{TAG}objective.type", f"{TAG}objective.value"
 DECISION, PREVIOUS, ROLLED_BACK = f"{TAG}decision", f"{TAG}previous_champion", f"{TAG}rolled_back"
+GATES, REASON = f"{TAG}gates", f"{TAG}reason"
 MAX_ROUNDS = 50
 RACES = ("UNIQUE constraint", "already exists", "database is locked")
 T = TypeVar("T")
+NO_GATES = Gates()
 
 
 class PromotionError(Exception):
@@ -43,6 +46,8 @@ class Decision:
     score: float
     champion_score: float | None
     created: bool  # False: the run was registered already (idempotent re-run)
+    reason: str = ""  # why not champion: a failed gate, or not better than the champion
+    same_data: bool = False  # the champion's score was measured on this model's test split
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -99,6 +104,28 @@ class Registry:
                 "server (MLFLOW_TRACKING_URI in the trial template, ConfigMap nasflow-config)")
         return runs[0]
 
+    def final_trial(self, experiment: str, namespace: str, run_id: str | None = None
+                    ) -> OptimalTrial | None:
+        """A final model of ``experiment`` (``nasflow finalize``), as the trial to promote,
+        compared on its Test-Accuracy: run ``run_id``, else the newest."""
+        if run_id is not None:
+            run = self.client.get_run(run_id)
+        else:
+            experiments = [e.experiment_id for e in self.client.search_experiments()]
+            runs = self.client.search_runs(
+                experiments, f"tags.`katib.experiment` = '{experiment}' and tags.`nasflow.role`"
+                " = 'final' and attributes.status = 'FINISHED'",
+                order_by=["attributes.end_time DESC"], max_results=1) if experiments else []
+            if not runs:
+                return None
+            run = runs[0]
+        tags = run.data.tags
+        return OptimalTrial(experiment, tags.get("katib.namespace", namespace),
+                            tags["katib.trial"], "Test-Accuracy", True,
+                            run.data.metrics.get("Test-Accuracy"),
+                            tags.get("nasflow.algorithm", ""),
+                            {"source_trial": tags.get("nasflow.source_trial", "")})
+
     # ---- registering -------------------------------------------------------------------------
 
     def register(self, optimal: OptimalTrial, run: Any, metric: str, maximize: bool,
@@ -118,7 +145,7 @@ class Registry:
         self.mlflow.set_tracking_uri(self.uri)
         self.mlflow.set_registry_uri(self.uri)
         version = _racing(lambda: self.mlflow.register_model(
-            f"runs:/{run.info.run_id}/model", self.model, tags=tags))
+            self._model_uri(run), self.model, tags=tags))
         assignments = "\n".join(f"- `{k}` = `{v[:300]}`" for k, v in optimal.assignments.items())
         self.client.update_model_version(
             self.model, version.version,
@@ -161,21 +188,51 @@ class Registry:
         except MlflowException:
             return None
 
+    def _model_uri(self, run: Any) -> str:
+        """The model the trial stored (MLflow 3 logs it as a model of its own, ``model``)."""
+        found = self.client.search_logged_models(
+            [run.info.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}' AND name = 'model'",
+            max_results=1)
+        return f"models:/{found[0].model_id}" if found else f"runs:/{run.info.run_id}/model"
+
     def _comparable(self, metric: str, goal: str) -> list[Any]:
+        """Versions that may be champion: same metric and direction, gates passed, not rolled
+        back."""
         versions = self.client.search_model_versions(f"name = '{self.model}'")
         return [v for v in versions if v.tags.get(METRIC) == metric and v.tags.get(GOAL) == goal
-                and v.tags.get(ROLLED_BACK) != "true"]
+                and v.tags.get(ROLLED_BACK) != "true" and v.tags.get(GATES) != "failed"]
+
+    def _crown(self, version: str, champion: Any | None) -> str | None:
+        self._alias(CHAMPION, version)
+        previous = champion.version if champion is not None else None
+        self._tag(version, {DECISION: CHAMPION, f"{TAG}decided_at": now_rfc3339(),
+                            **({PREVIOUS: previous} if previous else {})})
+        return previous
 
     def decide(self, version: Any, metric: str, maximize: bool, min_improvement: float,
-               created: bool) -> Decision:
+               created: bool, same_data: tuple[str, float] | None = None) -> Decision:
+        """``same_data``: (champion version, its score on ``version``'s test split). While that
+        version is still champion the two are compared on that score alone: a fair comparison,
+        and final (scores measured on older data do not take part)."""
         goal = "maximize" if maximize else "minimize"
         sign = 1.0 if maximize else -1.0
-        previous = None
+        score = float(version.tags[VALUE])
+        gated = version.tags.get(GATES) == "failed"
+        previous, fair = None, False
         for _ in range(MAX_ROUNDS):
             champion = self._champion()
+            if same_data and champion is not None and champion.version == same_data[0]:
+                fair = True
+                if not gated and champion.version != version.version and \
+                        sign * (score - same_data[1]) >= min_improvement:
+                    previous = self._crown(version.version, champion)
+                break
             versions = self._comparable(metric, goal)
-            if not versions:  # our own version is not visible yet (eventual consistency)
-                time.sleep(0.2)
+            if not versions:
+                if gated:  # nothing may be champion through this promotion
+                    break
+                time.sleep(0.2)  # our own version is not visible yet (eventual consistency)
                 continue
             # best: highest signed score, the oldest version on a tie
             best = max(versions, key=lambda v: (sign * float(v.tags[VALUE]), -int(v.version)))
@@ -186,33 +243,39 @@ class Registry:
             if champion is not None and (champion_score is None or
                                          sign * (best_score - champion_score) < min_improvement):
                 break
-            self._alias(CHAMPION, best.version)
-            previous = champion.version if champion is not None else None
-            self._tag(best.version, {DECISION: CHAMPION, f"{TAG}decided_at": now_rfc3339(),
-                                     **({PREVIOUS: previous} if previous else {})})
+            previous = self._crown(best.version, champion)
         else:
             raise PromotionError(f"the champion of {self.model!r} kept changing for "
                                  f"{MAX_ROUNDS} rounds; run `nasflow promote` again")
         champion = self._champion()
-        score = float(version.tags[VALUE])
-        champion_score = self._score(champion, metric) if champion is not None else None
+        champion_score = same_data[1] if fair else (
+            self._score(champion, metric) if champion is not None else None)
         ours = champion is not None and champion.version == version.version
+        reason = ""
+        if not ours:
+            reason = version.tags.get(REASON) if gated else (
+                f"not better than champion version {champion.version} by {min_improvement:g}"
+                + (" on the same test split" if fair else "") if champion else "")
         if not ours and created:
             self._alias(CHALLENGER, version.version)
             self._tag(version.version, {DECISION: CHALLENGER, f"{TAG}decided_at": now_rfc3339(),
                                         f"{TAG}champion_at_decision":
-                                            champion.version if champion else ""})
+                                            champion.version if champion else "",
+                                        **({} if gated else {REASON: reason})})
         if ours and previous is None:
             previous = (self.client.get_model_version(self.model, version.version)
                         .tags.get(PREVIOUS))
         return Decision(self.model, version.version, CHAMPION if ours else CHALLENGER,
                         champion.version if champion else "", previous, score,
-                        champion_score, created)
+                        champion_score, created, reason or "", fair)
 
     def promote(self, optimal: OptimalTrial, min_improvement: float = 0.0,
-                metric: str | None = None, maximize: bool | None = None) -> Decision:
+                metric: str | None = None, maximize: bool | None = None,
+                gates: Gates = NO_GATES) -> Decision:
         """Register ``optimal``'s model and move the aliases; ``metric`` overrides the objective
-        (a run metric such as Test-Accuracy, e.g. for a DARTS genotype objective)."""
+        (a run metric such as Test-Accuracy, e.g. for a DARTS genotype objective). A model that
+        fails a gate is registered as challenger. When the run measured the champion on its own
+        test split (``nasflow finalize``), the two are compared on that split."""
         run = self.find_run(optimal)
         if metric is None or metric == optimal.metric:
             metric, maximize, score = optimal.metric, optimal.maximize, optimal.value
@@ -224,8 +287,21 @@ class Registry:
                                  "number; compare on a run metric instead, e.g. "
                                  "--metric Test-Accuracy")
         version, created = self.register(optimal, run, metric, maximize, score)
+        failures = gates.failures(run.data.metrics)
+        if created:
+            self._tag(version.version, {GATES: "failed" if failures else "passed",
+                                        **({REASON: "; ".join(failures)} if failures else {})})
         return self.decide(self.client.get_model_version(self.model, version.version), metric,
-                           maximize, min_improvement, created)
+                           maximize, min_improvement, created, self._same_data(run, metric))
+
+    def _same_data(self, run: Any, metric: str) -> tuple[str, float] | None:
+        """(version, score) of the registered model the run measured on its own test split."""
+        measured = run.data.metrics.get(f"Champion-{metric}")
+        model, _, number = run.data.tags.get(f"{TAG}compared_with", "").removeprefix(
+            "models:/").rpartition("/")
+        if measured is None or model != self.model or not number.isdigit():
+            return None
+        return number, measured
 
     def rollback(self) -> dict[str, Any]:
         """Give ``champion`` back to the version it replaced; the replaced one is excluded from

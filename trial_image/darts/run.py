@@ -48,8 +48,9 @@ def halves(data: Any, batch_size: int, seed: int) -> tuple[Any, Any, int]:
 
 
 def run_darts(args: argparse.Namespace) -> int:
+    from trial_image.cli import training
     from trial_image.frontends import genotype as genotypes
-    from trial_image.spec import Head, Training
+    from trial_image.spec import Head
 
     settings = parse_settings(args.algorithm_settings)
     primitives = parse_search_space(args.search_space)
@@ -123,9 +124,7 @@ def run_darts(args: argparse.Namespace) -> int:
             best_text, num_layers=num_layers, init_channels=settings.init_channels,
             stem_multiplier=settings.stem_multiplier, input_shape=data.input_shape,
             num_classes=data.num_classes, input_scale=data.scale,
-            training=Training(optimizer=args.optimizer, learning_rate=args.learning_rate,
-                              momentum=args.momentum, batch_size=args.batch_size,
-                              epochs=args.epochs),
+            training=training(args),
             head=Head())
         trial.tracker.set_tags({"nasflow.candidate_id": spec.candidate_id,
                                 "nasflow.genotype": best_text[:5000]})

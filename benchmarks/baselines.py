@@ -1,0 +1,80 @@
+"""Baselines the searches are measured against, on the same digits split as nasflow's trials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def svc_test_accuracy() -> float:
+    """An RBF support vector machine (``SVC(C=10)``) on raw pixels, fitted on training +
+    validation: the best classical baseline on this split."""
+    from sklearn.svm import SVC
+
+    from trial_image import data as datasets
+
+    data = datasets.load("digits").merged()
+    flat = data.x_train.reshape(len(data.x_train), -1)
+    model = SVC(C=10).fit(flat, data.y_train)
+    return float(model.score(data.x_test.reshape(len(data.x_test), -1), data.y_test))
+
+
+def keras_tuner_search(tmp: Path, trials: int, epochs: int, seed: int = 0) -> Any:
+    """KerasTuner's RandomSearch over random-digits.yaml's space (same builder, split, epochs
+    and early stopping as nasflow's trials), in-process; the finished tuner."""
+    import keras
+    import keras_tuner
+
+    from trial_image import data as datasets
+    from trial_image.builder import build_model
+    from trial_image.frontends import hyperparams
+    from trial_image.spec import Head, Training
+    from trial_image.training import compile_model, quiet_keras
+
+    quiet_keras()
+    data = datasets.load("digits")
+
+    def hypermodel(hp: keras_tuner.HyperParameters) -> keras.Model:
+        blocks = hp.Int("num_blocks", 1, 3)
+        spec = hyperparams.to_spec(
+            num_blocks=blocks, filters=[hp.Choice("filters", [16, 32, 64])] * blocks,
+            kernel_sizes=[hp.Choice("kernel_size", [3, 5, 7])] * blocks,
+            poolings=[hp.Choice("pooling", ["max", "avg", "none"])] * blocks,
+            batch_norm=hp.Boolean("batch_norm"), input_shape=data.input_shape,
+            num_classes=data.num_classes, input_scale=data.scale,
+            head=Head(dense_units=hp.Choice("dense_units", [0, 64, 128]),
+                      dropout=hp.Float("dropout", 0.0, 0.5)),
+            training=Training(optimizer=hp.Choice("optimizer", ["adam", "sgd", "rmsprop"]),
+                              learning_rate=hp.Float("lr", 3e-4, 3e-2, sampling="log"),
+                              batch_size=64, epochs=epochs))
+        model = build_model(spec)
+        compile_model(model, spec.training)
+        return model
+
+    class Tuner(keras_tuner.RandomSearch):
+        def run_trial(self, trial, *args, **kwargs):
+            kwargs["batch_size"] = trial.hyperparameters.Choice("batch_size", [32, 64, 128])
+            return super().run_trial(trial, *args, **kwargs)
+
+    tuner = Tuner(hypermodel, objective="val_accuracy", max_trials=trials, seed=seed,
+                  directory=str(tmp / "kt"), project_name="digits", overwrite=True)
+    tuner.search(data.x_train, data.y_train, epochs=epochs, verbose=0,
+                 validation_data=(data.x_val, data.y_val),
+                 callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=5)])
+    return tuner
+
+
+def keras_tuner_retrained(tuner: Any, epochs: int) -> float:
+    """Test accuracy of the tuner's best hyperparameters trained again from scratch on training
+    + validation for the search's epochs (KerasTuner's own way to a final model)."""
+    from trial_image import data as datasets
+
+    data = datasets.load("digits")
+    best = tuner.get_best_hyperparameters(1)[0]
+    model = tuner.hypermodel.build(best)
+    merged = data.merged()
+    model.fit(merged.x_train, merged.y_train, epochs=epochs, verbose=0,
+              batch_size=best.get("batch_size"))
+    return float(model.evaluate(data.x_test, data.y_test, verbose=0)[1])
+
+

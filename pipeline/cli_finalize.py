@@ -1,0 +1,191 @@
+"""``nasflow finalize``: final training of a finished search, on either engine (see
+:mod:`pipeline.finalize`). Also what ``nasflow run --finalize`` and ``nasflow pipeline`` call."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.cli import (
+    UsageError,
+    load_experiment,
+    mlflow_command,
+    mlflow_retry_flag,
+    review_command,
+)
+
+
+def schedule_flags(p: argparse.ArgumentParser) -> None:
+    from pipeline.finalize import Schedule
+    from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES
+
+    d = Schedule()
+    g = p.add_argument_group("final training")
+    g.add_argument("--top-k", type=int, default=d.top_k,
+                   help=f"best search trials retrained in the selection (default {d.top_k})")
+    g.add_argument("--seeds", type=int, default=d.seeds,
+                   help=f"selection runs per candidate (default {d.seeds})")
+    g.add_argument("--final-epochs", type=int, default=d.epochs,
+                   help=f"epochs of every final run (default {d.epochs})")
+    g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule)
+    g.add_argument("--augment", choices=AUGMENTATIONS, default=d.augment)
+
+
+def schedule_of(args: argparse.Namespace) -> Any:
+    from pipeline.finalize import Schedule
+
+    try:
+        return Schedule(top_k=args.top_k, seeds=args.seeds, epochs=args.final_epochs,
+                        lr_schedule=args.lr_schedule, augment=args.augment)
+    except ValueError as exc:
+        raise UsageError(f"nasflow {args.command}: {exc} (--top-k, --seeds, --final-epochs)"
+                         ) from None
+
+
+def log(line: str) -> None:
+    print(f"nasflow finalize: {line}", file=sys.stderr, flush=True)
+
+
+def finalize_local(search: Any, template: Any, args: argparse.Namespace, uri: str,
+                   pool: Any) -> Any:
+    from pipeline.finalize import finalize
+    from pipeline.finalize.runners import LocalRunner
+
+    spec = search.experiment.spec
+    runner = LocalRunner(template, search.namespace, args.workdir, uri,
+                         parallel=spec.parallel_trial_count or 3, pool=pool, log=log)
+    with contextlib.redirect_stdout(sys.stderr):
+        return finalize(search, runner, uri, args.model or search.name, schedule_of(args), log,
+                        args.mlflow_retry_seconds)
+
+
+def print_result(result: Any, output: str) -> None:
+    if output == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    print(f"final model of {result.experiment}: trial {result.winner} trained again, test "
+          f"accuracy {result.test_accuracy:.4f} (best search trial {result.best_search_trial}: "
+          + (f"{result.best_search_test_accuracy:.4f})" if result.best_search_test_accuracy
+             is not None else "not measured)"))
+    if result.champion_test_accuracy is not None:
+        print(f"  the current champion on the same test split: "
+              f"{result.champion_test_accuracy:.4f}")
+    print(f"  MLflow run {result.final_run} ({result.seconds} s)")
+
+
+def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict[str, Any],
+                 pool: Any) -> int:
+    """``nasflow run --finalize --promote``: the whole story on the laptop, ending with the
+    champion's URI and the commands to review and serve it."""
+    from pipeline.cli_cluster import decision_line, gates_of
+    from pipeline.finalize.candidates import from_state
+    from pipeline.promotion.optimal_trial import from_engine_state
+    from pipeline.promotion.registry import Registry
+
+    model = args.model or manifest.name
+    args.model = model
+    result = None
+    if args.finalize:
+        result = finalize_local(from_state(args.workdir, manifest.name),
+                                manifest.experiment.spec.trial_template, args, uri, pool)
+    decision, optimal = None, None
+    if args.promote:
+        registry = Registry(uri, model, args.mlflow_retry_seconds)
+        optimal = (registry.final_trial(manifest.name, "default", result.final_run) if result
+                   else from_engine_state(args.workdir, manifest.name))
+        with contextlib.redirect_stdout(sys.stderr):
+            decision = registry.promote(optimal, args.min_improvement, metric=args.metric,
+                                        maximize=not args.minimize_metric, gates=gates_of(args))
+    if args.output == "json":
+        print(json.dumps({"search": status, "final": result.to_dict() if result else None,
+                          "promotion": decision.to_dict() if decision else None}, indent=2))
+        return 0
+    if result:
+        print_result(result, "text")
+    if decision:
+        print(decision_line(decision, optimal, args.metric or optimal.metric))
+        print(f"champion: models:/{model}@champion (version {decision.champion})\n"
+              f"  review it: {review_command(uri)}\n"
+              f"  serve it:  MLFLOW_TRACKING_URI={uri} " + mlflow_command(
+                  f"models serve -m models:/{model}@champion --env-manager local -p 5001"))
+    return 0
+
+
+def cmd_finalize(args: argparse.Namespace) -> int:
+    from pipeline.cli_cluster import local_run
+    from pipeline.engine.trial import WarmPool
+    from pipeline.finalize.candidates import from_state
+    from trial_image.tracking import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    search = local_run(args, from_state)
+    if search is not None:
+        template = _local_template(search, args.file)
+        with WarmPool() as pool:
+            result = finalize_local(search, template, args, uri, pool)
+    else:
+        result = _finalize_on_katib(args, uri)
+    print_result(result, args.output)
+    return 0
+
+
+def _local_template(search: Any, file: Path | None) -> Any:
+    """The trial template: the manifest's (``--file``) or the one the engine stored, whose
+    literal env values are redacted and so cannot run."""
+    from pipeline.redaction import REDACTED
+
+    if file is not None:
+        manifest = load_experiment(file, search.name)
+        if manifest.name != search.name:
+            raise UsageError(f"{file} defines experiment {manifest.name!r}, not {search.name!r}")
+        return manifest.experiment.spec.trial_template
+    template = search.experiment.spec.trial_template
+    if REDACTED in json.dumps(template.trial_spec or {}):
+        raise UsageError(f"the stored manifest of {search.name!r} has literal env values, which "
+                         "nasflow does not keep: give the manifest with --file")
+    return template
+
+
+def _finalize_on_katib(args: argparse.Namespace, uri: str) -> Any:
+    from pipeline.cli_cluster import _client
+    from pipeline.finalize import finalize_on_katib
+
+    client = _client(args)
+    with contextlib.redirect_stdout(sys.stderr):
+        return finalize_on_katib(client, args.experiment, uri, args.model or args.experiment,
+                                 schedule_of(args), args.timeout, args.image, log,
+                                 args.mlflow_retry_seconds)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from pipeline.cli_cluster import _cluster_flags
+
+    p = sub.add_parser(
+        "finalize", help="train the best search trials to a final model",
+        description="Final training of a finished search: the top-k trials are retrained with "
+        "the final schedule on the training split (several seeds; the test split is never "
+        "read), the best by validation is trained on training + validation, evaluated once on "
+        "the test split beside the current champion, and logged as an MLflow run with tag "
+        "nasflow.role=final. Locally (the search's --workdir state) as trial processes; on a "
+        "cluster as batch/v1 Jobs rendered from the experiment's trial template.")
+    p.add_argument("experiment")
+    p.add_argument("--source", choices=("auto", "local", "katib"), default="auto",
+                   help="auto: the local run if --workdir has one, else Katib")
+    p.add_argument("--workdir", type=Path, default=Path(".nasflow"))
+    p.add_argument("--file", type=Path, help="the experiment's manifest (local runs: needed "
+                   "when its trial template has literal env values)")
+    p.add_argument("--model", help="registered model whose champion the final model is "
+                   "compared with (default: the experiment name)")
+    p.add_argument("--image", help="trial image of the final Jobs (cluster)")
+    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait per Job")
+    p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI or "
+                   "sqlite:///./mlflow.db)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    mlflow_retry_flag(p)
+    schedule_flags(p)
+    _cluster_flags(p)
+    p.set_defaults(func=cmd_finalize)

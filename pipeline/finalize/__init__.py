@@ -1,0 +1,172 @@
+"""Final training: from a search's best trials to one model worth shipping.
+
+1. **Selection.** The ``top_k`` best trials of the search are trained again from scratch with the
+   final schedule (more epochs, a cosine learning rate, light augmentation), ``seeds`` times each,
+   on the training split. The winner has the best mean objective over its seeds, read from the
+   runs' validation curves under the experiment's metric strategy. The test split is never read:
+   these runs pass ``--skip-test`` and their data loader loads no test images.
+2. **Final training.** The winner is trained once more, on training + validation, with the same
+   schedule; then it is evaluated once on the test split, beside the current champion
+   (``models:/<model>@champion``) on the very same split, so that promotion compares like with
+   like. Its MLflow run has tag ``nasflow.role=final``.
+
+Why the longer runs' validation and not cross-validation: cross-validation would cost ``folds``×
+the selection; the seeds already average out the variance of one training, and the validation
+split is never used to fit. Why retrain from scratch: a search trial's 15 epochs rank candidates;
+they do not train them to the end.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipeline.engine.early_stopping import numbers
+from pipeline.engine.metrics_collector import metric_strategy
+from pipeline.finalize.candidates import PICK, Search, from_katib
+from pipeline.finalize.errors import FinalizeError, NoCandidates
+from pipeline.finalize.plan import FINAL, FinalRun, Schedule, selection_runs
+from pipeline.finalize.runners import ClusterRunner, Outcome, Runner
+from trial_image.tracking import fail_fast_http, retry
+
+TIE_BREAK = "Validation-Loss"
+
+__all__ = ["FinalResult", "FinalizeError", "NoCandidates", "Schedule", "finalize",
+           "finalize_on_katib"]
+
+
+@dataclass
+class FinalResult:
+    experiment: str
+    winner: str  # the search trial whose candidate won
+    final_run: str  # its MLflow run id
+    test_accuracy: float
+    champion_test_accuracy: float | None  # the champion on the same test split, if any
+    best_search_trial: str
+    best_search_test_accuracy: float | None
+    selection: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Runs:
+    """The MLflow runs trials logged, found by their tags."""
+
+    def __init__(self, uri: str, experiment: str, retry_seconds: float) -> None:
+        from mlflow import MlflowClient
+
+        fail_fast_http()
+        self.client = MlflowClient(uri)
+        self.retry_seconds = retry_seconds
+        retry(lambda: self.client.search_experiments(max_results=1),
+              f"connecting to MLflow at {uri}", retry_seconds)
+        self.experiment_id: str | None = None
+        self.name = experiment
+
+    def finished(self, trial: str) -> Any | None:
+        if self.experiment_id is None:  # the runs create it
+            found = retry(lambda: self.client.get_experiment_by_name(self.name),
+                          "reading the experiment", self.retry_seconds)
+            if found is None:
+                return None
+            self.experiment_id = found.experiment_id
+        runs = retry(lambda: self.client.search_runs(
+            [self.experiment_id], f"tags.`katib.experiment` = '{self.name}' and "
+            f"tags.`katib.trial` = '{trial}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.end_time DESC"], max_results=1),
+            "reading a run", self.retry_seconds)
+        return runs[0] if runs else None
+
+    def history(self, run_id: str, metric: str) -> list[str]:
+        points = retry(lambda: self.client.get_metric_history(run_id, metric),
+                       "reading a metric's history", self.retry_seconds)
+        return [repr(p.value) for p in sorted(points, key=lambda p: p.step)]
+
+
+def _execute(runner: Runner, runs: list[FinalRun], tracked: _Runs, log: Callable[[str], None]
+             ) -> list[tuple[Outcome, Any]]:
+    """Each run's outcome and finished MLflow run, in order. A run that finished before (same
+    name: same inputs) is not run again: final training repeated or resumed after a kill
+    redoes only what is missing."""
+    found = {run.name: tracked.finished(run.name) for run in runs}
+    todo = [run for run in runs if found[run.name] is None]
+    if len(todo) < len(runs):
+        log(f"{len(runs) - len(todo)} run(s) finished before with the same inputs: not run again")
+    outcomes = runner.run(todo) if todo else {}
+    return [(outcomes.get(run.name, Outcome(True, "")),
+             found[run.name] or tracked.finished(run.name)) for run in runs]
+
+
+def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
+             schedule: Schedule, log: Callable[[str], None] = lambda line: None,
+             retry_seconds: float = 20.0) -> FinalResult:
+    started = time.monotonic()
+    if search.experiment.spec.algorithm.algorithm_name == "darts":
+        raise NoCandidates(f"experiment {search.name!r} is a DARTS search, whose trial already "
+                           "trains the derived network from scratch (DARTS' own final "
+                           "training); promote it with --metric Test-Accuracy")
+    if not search.candidates:
+        raise NoCandidates(f"experiment {search.name!r} has no trial with an objective value")
+    objective = search.experiment.spec.objective
+    metric = objective.objective_metric_name
+    pick = PICK[metric_strategy(objective, metric)]
+    sign = 1.0 if search.maximize else -1.0
+
+    selection = selection_runs(search.name, search.candidates, schedule, model)
+    log(f"final training of {search.name}: {len({r.candidate.trial for r in selection})} "
+        f"candidate(s) × {schedule.seeds} seed(s), {schedule.epochs} epochs, "
+        f"{schedule.lr_schedule} learning rate, {schedule.augment} augmentation")
+    runs = _Runs(tracking_uri, search.name, retry_seconds)
+    table, scores, losses = [], {}, {}
+    for run, (outcome, logged) in zip(selection, _execute(runner, selection, runs, log),
+                                      strict=True):
+        values = numbers(runs.history(logged.info.run_id, metric)) if logged else []
+        value = pick(values) if outcome.succeeded and values else None
+        table.append({"trial": run.candidate.trial, "seed": run.seed, "run": run.name,
+                      metric: value, "error": None if value is not None else
+                      outcome.message or f"no {metric} in its MLflow run"})
+        if value is not None:
+            scores.setdefault(run.candidate.trial, []).append(value)
+            loss = numbers(runs.history(logged.info.run_id, TIE_BREAK))
+            losses.setdefault(run.candidate.trial, []).append(min(loss, default=math.inf))
+    if not scores:
+        raise FinalizeError("every selection run failed: " + "; ".join(
+            f"{row['run']}: {row['error']}" for row in table))
+    ranked = [c for c in search.candidates if c.trial in scores]
+    # 288 validation images tie often: the lower validation loss breaks a tie
+    winner = max(ranked, key=lambda c: (sign * statistics.fmean(scores[c.trial]),
+                                        -statistics.fmean(losses[c.trial])))
+    log(f"winner: {winner.trial} ({metric} {statistics.fmean(scores[winner.trial]):.4f} over "
+        f"{len(scores[winner.trial])} seed(s)); training it on training + validation")
+
+    final = FinalRun(search.name, winner, FINAL, 0, schedule, model)
+    ((outcome, logged),) = _execute(runner, [final], runs, log)
+    if not outcome.succeeded or logged is None:
+        raise FinalizeError(f"the final run {final.name} failed: {outcome.message or 'no run'}")
+    best = runs.finished(search.candidates[0].trial)
+    result = FinalResult(
+        experiment=search.name, winner=winner.trial, final_run=logged.info.run_id,
+        test_accuracy=logged.data.metrics["Test-Accuracy"],
+        champion_test_accuracy=logged.data.metrics.get("Champion-Test-Accuracy"),
+        best_search_trial=search.candidates[0].trial,
+        best_search_test_accuracy=best.data.metrics.get("Test-Accuracy") if best else None,
+        selection=table, seconds=round(time.monotonic() - started, 1))
+    return result
+
+
+def finalize_on_katib(client: Any, experiment: str, tracking_uri: str, model: str,
+                      schedule: Schedule, timeout: float, image: str | None,
+                      log: Callable[[str], None], retry_seconds: float) -> FinalResult:
+    """Final training of a Katib experiment: its trials from Katib, its runs as Jobs (as many
+    at once as its ``parallelTrialCount``), each waited for up to ``timeout`` s."""
+    search = from_katib(client, experiment)
+    spec = search.experiment.spec
+    runner = ClusterRunner(client, search.experiment, parallel=spec.parallel_trial_count or 3,
+                           timeout=timeout, image=image, log=log)
+    return finalize(search, runner, tracking_uri, model, schedule, log, retry_seconds)

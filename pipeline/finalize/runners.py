@@ -1,0 +1,177 @@
+"""Where final runs execute: as trial processes of the embedded engine, or as Kubernetes Jobs.
+
+Both take the experiment's trial template, substitute a candidate's assignments for the run's
+name, append the final schedule's flags to the primary container's command, run up to
+``parallel`` at a time and report each run's outcome. The trial logs its run, metrics and model to
+MLflow itself, where :mod:`pipeline.finalize` reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.engine.template import TrialCommand, substitute, trial_command
+from pipeline.engine.trial import Collector, TrialProcess, WarmPool
+from pipeline.finalize.errors import FinalizeError
+from pipeline.finalize.plan import FinalRun
+
+FINALIZE_LABEL = "nasflow.dev/finalize"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    succeeded: bool
+    message: str  # why it failed: exit code and last log line, or the Job's condition
+
+
+class Runner(Protocol):
+    def run(self, runs: list[FinalRun]) -> dict[str, Outcome]:
+        """Run every one of ``runs`` (outcomes by name), at most ``parallel`` at once."""
+
+
+def _is_trial_image(argv: list[str]) -> bool:
+    return "trial_image" in argv[:3] and "darts" not in argv[3:4]
+
+
+class LocalRunner:
+    """Trial processes of the embedded engine (warm workers for ``python -m trial_image``), logs
+    in ``<workdir>/<experiment>/final/<run>/metrics.log``."""
+
+    def __init__(self, template: Any, namespace: str, workdir: Path, tracking_uri: str,
+                 parallel: int, pool: WarmPool | None, cwd: Path | None = None,
+                 log: Callable[[str], None] = lambda line: None) -> None:
+        self.template = template
+        self.namespace = namespace
+        self.workdir = workdir
+        self.tracking_uri = tracking_uri
+        self.parallel = max(1, parallel)
+        self.pool = pool  # the caller's: after `nasflow run`, the search's own warm workers
+        self.cwd = cwd or Path.cwd()
+        self.log = log
+
+    def _command(self, run: FinalRun) -> TrialCommand:
+        command = trial_command(self.template, run.name, self.namespace,
+                                run.candidate.assignments)
+        if not _is_trial_image(command.argv):
+            raise FinalizeError("final training needs the trial template to run nasflow's "
+                                f"trial image (`python -m trial_image`), not {command.argv[:3]}")
+        return TrialCommand([*command.argv, *run.flags()], command.env,
+                            command.deadline_seconds)
+
+    def run(self, runs: list[FinalRun]) -> dict[str, Outcome]:
+        commands = {run.name: self._command(run) for run in runs}
+        pool = self.pool
+        if pool is not None:
+            pool.prestart(min(self.parallel, len(runs)))
+        done: queue.Queue[TrialProcess] = queue.Queue()
+        pending, running, outcomes = list(runs), {}, {}
+        try:
+            while pending or running:
+                while pending and len(running) < self.parallel:
+                    run = pending.pop(0)
+                    directory = self.workdir / run.experiment / "final" / run.name
+                    shutil.rmtree(directory, ignore_errors=True)
+                    env = {**os.environ, **commands[run.name].env, "KATIB_TRIAL_NAME": run.name,
+                           "MLFLOW_TRACKING_URI": self.tracking_uri}
+                    env.pop("MLFLOW_PARENT_RUN_ID", None)
+                    self.log(f"{run.role} run {run.name}: {run.candidate.trial}, seed {run.seed}")
+                    proc = TrialProcess(len(outcomes) + len(running), run.name, commands[run.name],
+                                        directory, Collector(), env, self.cwd, done, pool)
+                    running[run.name] = proc
+                try:
+                    proc = done.get(timeout=1.0)
+                except queue.Empty:
+                    for late in running.values():
+                        if late.deadline and time.monotonic() > late.deadline:
+                            late.stop("DeadlineExceeded")
+                    continue
+                running.pop(proc.name)
+                outcomes[proc.name] = self._outcome(proc)
+        finally:
+            for proc in running.values():
+                proc.stop("Interrupted")
+        return outcomes
+
+    @staticmethod
+    def _outcome(proc: TrialProcess) -> Outcome:
+        if proc.returncode == 0 and not proc.killed_reason:
+            return Outcome(True, "")
+        log = proc.trial_dir / "metrics.log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        why = proc.killed_reason or f"exit code {proc.returncode}"
+        return Outcome(False, f"{why}: {tail[0] if tail else ''}"[:1000])
+
+
+class ClusterRunner:
+    """``batch/v1`` Jobs rendered from the template: the trial's image, service account,
+    resources and security context, in the experiment's namespace, followed with a watch. The
+    Experiment owns them, so deleting it (``kubectl delete``, the pipeline's pruning) deletes
+    them, as it deletes its trials."""
+
+    def __init__(self, client: Any, experiment: Any, parallel: int, timeout: float,
+                 image: str | None = None, log: Callable[[str], None] = lambda line: None
+                 ) -> None:
+        self.client = client
+        self.template = experiment.spec.trial_template
+        self.owner = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+                      "name": experiment.metadata.name, "uid": experiment.metadata.uid}
+        self.parallel = max(1, parallel)
+        self.timeout = timeout
+        self.image = image
+        self.log = log
+
+    def job(self, run: FinalRun) -> dict[str, Any]:
+        """The Job of ``run``: the template's Job with the final flags on its primary
+        container and none of Katib's labels (Katib must not take it for a trial)."""
+        spec = substitute(self.template, run.name, self.client.namespace,
+                          run.candidate.assignments)
+        if spec.get("apiVersion") != "batch/v1" or spec.get("kind") != "Job":
+            raise FinalizeError(f"final training runs a batch/v1 Job; the trial template is a "
+                                f"{spec.get('kind')}")
+        primary = self.template.primary_container_name
+        pod = spec["spec"]["template"]["spec"]
+        (container,) = [c for c in pod["containers"] if c.get("name") == primary]
+        argv = [*(container.get("command") or []), *(container.get("args") or [])]
+        if not _is_trial_image(argv):
+            raise FinalizeError("final training needs the trial template to run nasflow's "
+                                f"trial image (`python -m trial_image`), not {argv[:3]}")
+        container["args" if "args" in container else "command"] += run.flags()
+        if self.image:
+            container["image"] = self.image
+        labels = {k: v for k, v in (spec.get("metadata") or {}).get("labels", {}).items()
+                  if not k.startswith("katib.kubeflow.org/")}
+        spec["metadata"] = {"name": run.name, "labels": {
+            **labels, FINALIZE_LABEL: run.experiment, "nasflow.dev/role": run.role},
+            **({"ownerReferences": [self.owner]} if self.owner["uid"] else {})}
+        spec["spec"]["backoffLimit"] = 0  # a failed run is reported, not retried
+        return spec
+
+    def run(self, runs: list[FinalRun]) -> dict[str, Outcome]:
+        jobs = {run.name: self.job(run) for run in runs}
+        outcomes = {}
+        for start in range(0, len(runs), self.parallel):
+            batch = runs[start:start + self.parallel]
+            for run in batch:
+                self.log(f"{run.role} job {run.name}: {run.candidate.trial}, seed {run.seed}")
+                self.client.create_job(jobs[run.name])
+            for run in batch:
+                outcomes[run.name] = _job_outcome(self.client.wait_job(run.name, self.timeout))
+        return outcomes
+
+
+def _job_outcome(job: dict[str, Any]) -> Outcome:
+    """Succeeded when its ``Complete`` condition is True; else the ``Failed`` one's reason."""
+    conditions = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or []
+                  if c.get("status") == "True"}
+    if "Complete" in conditions:
+        return Outcome(True, "")
+    failed = conditions.get("Failed", {})
+    return Outcome(False, f"Job failed: {failed.get('reason', '')}: {failed.get('message', '')}")
+
