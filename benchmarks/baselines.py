@@ -28,7 +28,7 @@ def keras_tuner_search(tmp: Path, trials: int, epochs: int, seed: int = 0) -> An
     from trial_image import data as datasets
     from trial_image.builder import build_model
     from trial_image.frontends import hyperparams
-    from trial_image.spec import Head, Training
+    from trial_image.spec import Frame, Head, Training
     from trial_image.training import compile_model, quiet_keras
 
     quiet_keras()
@@ -40,13 +40,13 @@ def keras_tuner_search(tmp: Path, trials: int, epochs: int, seed: int = 0) -> An
             num_blocks=blocks, filters=[hp.Choice("filters", [16, 32, 64])] * blocks,
             kernel_sizes=[hp.Choice("kernel_size", [3, 5, 7])] * blocks,
             poolings=[hp.Choice("pooling", ["max", "avg", "none"])] * blocks,
-            batch_norm=hp.Boolean("batch_norm"), input_shape=data.input_shape,
-            num_classes=data.num_classes, input_scale=data.scale,
-            head=Head(dense_units=hp.Choice("dense_units", [0, 64, 128]),
-                      dropout=hp.Float("dropout", 0.0, 0.5)),
-            training=Training(optimizer=hp.Choice("optimizer", ["adam", "sgd", "rmsprop"]),
-                              learning_rate=hp.Float("lr", 3e-4, 3e-2, sampling="log"),
-                              batch_size=64, epochs=epochs))
+            batch_norm=hp.Boolean("batch_norm"), frame=Frame(
+                data.input_shape, data.num_classes, data.scale,
+                head=Head(dense_units=hp.Choice("dense_units", [0, 64, 128]),
+                          dropout=hp.Float("dropout", 0.0, 0.5)),
+                training=Training(optimizer=hp.Choice("optimizer", ["adam", "sgd", "rmsprop"]),
+                                  learning_rate=hp.Float("lr", 3e-4, 3e-2, sampling="log"),
+                                  batch_size=64, epochs=epochs)))
         model = build_model(spec)
         compile_model(model, spec.training)
         return model

@@ -38,7 +38,7 @@ MANIFEST = ROOT / "manifests" / "experiments" / "darts-digits.yaml"
 @functools.cache
 def manifest_values() -> dict:
     """Katib's three DARTS values for darts-digits.yaml, as the engine hands them out."""
-    from pipeline.cli import load_experiment
+    from pipeline.cli.common import load_experiment
     from pipeline.suggestion import create
     from pipeline.suggestion.base import SearchContext
 
@@ -108,16 +108,16 @@ def candidate_model(text: str):
     from trial_image.builder import build_model
     from trial_image.darts.settings import parse_num_layers, parse_settings
     from trial_image.frontends.genotype import to_spec
-    from trial_image.spec import Head, Training
+    from trial_image.spec import Frame, Training
 
     values = manifest_values()
     settings = parse_settings(values["algorithm-settings"])
     data = datasets.load("digits")
     spec = to_spec(text, num_layers=parse_num_layers(values["num-layers"]),
                    init_channels=settings.init_channels,
-                   stem_multiplier=settings.stem_multiplier, input_shape=data.input_shape,
-                   num_classes=data.num_classes, input_scale=data.scale,
-                   training=Training(batch_size=settings.batch_size, epochs=1), head=Head())
+                   stem_multiplier=settings.stem_multiplier,
+                   frame=Frame(data.input_shape, data.num_classes, data.scale,
+                               training=Training(batch_size=settings.batch_size, epochs=1)))
     return spec, build_model(spec), data
 
 

@@ -29,7 +29,7 @@ from trial_image import data as datasets
 from trial_image.builder import build_model
 from trial_image.frontends import hyperparams
 from trial_image.katib_metrics import MetricsReporter
-from trial_image.spec import Head, Training
+from trial_image.spec import Frame, Head, Training
 from trial_image.tracking import Tracker
 from trial_image.training import compile_model, quiet_keras, train
 
@@ -72,9 +72,9 @@ def main() -> None:
     data = datasets.load("digits")
     spec = hyperparams.to_spec(
         num_blocks=2, filters=[32, 32], kernel_sizes=[3, 3], poolings=["max", "max"],
-        batch_norm=True, input_shape=data.input_shape, num_classes=data.num_classes,
-        input_scale=data.scale, head=Head(dense_units=64),
-        training=Training(batch_size=64, epochs=args.epochs))
+        batch_norm=True,
+        frame=Frame(data.input_shape, data.num_classes, data.scale, head=Head(dense_units=64),
+                    training=Training(batch_size=64, epochs=args.epochs)))
     with tempfile.TemporaryDirectory() as tmp:
         server = MlflowServer(Path(tmp)).start()
         try:

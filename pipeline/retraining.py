@@ -36,12 +36,12 @@ from typing import Any
 
 import yaml
 
-from pipeline import safe_yaml
 from pipeline.cluster.client import KatibClient, condition, finished
 from pipeline.cluster.reconcile import end_orphaned_runs
 from pipeline.cluster.render import render, slug, unique_name
 from pipeline.finalize import finalize_on_katib
 from pipeline.finalize.plan import Schedule
+from pipeline.katib import safe_yaml
 from pipeline.promotion.gates import Gates
 from pipeline.promotion.optimal_trial import from_katib
 from pipeline.promotion.registry import Registry

@@ -30,8 +30,9 @@ def cli(fake, monkeypatch):
     from pipeline.cluster.client import KatibClient
     from tests.recorded_katib import NS
 
-    monkeypatch.setattr("pipeline.cli_cluster._client",
-                        lambda args: KatibClient(namespace=args.namespace or NS, api=fake.api()))
+    monkeypatch.setattr("pipeline.cluster.client.KatibClient",
+                        lambda namespace=None, kubeconfig=None, context=None:
+                        KatibClient(namespace=namespace or NS, api=fake.api()))
     return fake
 
 

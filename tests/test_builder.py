@@ -32,7 +32,7 @@ def layers_of(model, kind):
 
 
 def test_enas_builder_honours_every_opt_param():
-    spec = enas.to_spec("[[1], [40, 0], [95, 0, 0], [103, 1, 0, 0]]", ALL_OPS_CONFIG, **DIGITS)
+    spec = enas.to_spec("[[1], [40, 0], [95, 0, 0], [103, 1, 0, 0]]", ALL_OPS_CONFIG, frame=DIGITS)
     model = build_model(spec)
     (conv,) = [c for c in layers_of(model, keras.layers.Conv2D)
                if type(c) is keras.layers.Conv2D]
@@ -58,13 +58,14 @@ def test_enas_builder_honours_every_opt_param():
 def test_avg_pooling_reduction():
     config = ALL_OPS_CONFIG.replace("'max_pooling', 'pool_size': 3",
                                     "'avg_pooling', 'pool_size': 2")
-    spec = enas.to_spec("[[103]]", config.replace("'num_layers': 4", "'num_layers': 1"), **DIGITS)
+    spec = enas.to_spec("[[103]]", config.replace("'num_layers': 4", "'num_layers': 1"),
+                        frame=DIGITS)
     (pool,) = layers_of(build_model(spec), keras.layers.AveragePooling2D)
     assert pool.pool_size == (2, 2)
 
 
 def test_katib_wire_example_builds_on_8x8_without_shrinking_below_1x1():
-    spec = enas.to_spec(wire_example("ENAS architecture"), adapted_nn_config(), **DIGITS)
+    spec = enas.to_spec(wire_example("ENAS architecture"), adapted_nn_config(), frame=DIGITS)
     model = build_model(spec)
     # Five stride-2 layers on an 8×8 map: "same" padding stops at 1×1 instead of failing.
     assert model.get_layer("n8_bn").output.shape[1:3] == (1, 1)
@@ -72,13 +73,14 @@ def test_katib_wire_example_builds_on_8x8_without_shrinking_below_1x1():
 
 
 def test_darts_cells_build_and_reduce():
-    spec = genotype.to_spec(DARTS_V2, num_layers=3, init_channels=4, stem_multiplier=3, **DIGITS)
+    spec = genotype.to_spec(DARTS_V2, num_layers=3, init_channels=4, stem_multiplier=3,
+                            frame=DIGITS)
     model = build_model(spec)
     assert model.get_layer("n1_conv").filters == 12  # stem = 3 × 4 channels
     head_input = model.get_layer("head_pool").input
     assert tuple(head_input.shape[1:]) == (2, 2, 4 * 16)  # 2 reductions; 4 nodes × 16 channels
     one_layer = genotype.to_spec(KATIB_GENOTYPE, num_layers=1, init_channels=1,
-                                 stem_multiplier=1, **DIGITS)
+                                 stem_multiplier=1, frame=DIGITS)
     assert build_model(one_layer).get_layer("head_pool").input.shape[1:3] == (8, 8)
 
 

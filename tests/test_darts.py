@@ -192,7 +192,7 @@ def test_supernet_batch_norms_have_no_affine_parameters_but_the_stem(small_searc
 
     from trial_image.builder import build_model
     from trial_image.frontends.genotype import to_spec
-    from trial_image.spec import Head, Training
+    from trial_image.spec import Frame
 
     make, data, _ = small_search
     search = make(False)
@@ -202,8 +202,7 @@ def test_supernet_batch_norms_have_no_affine_parameters_but_the_stem(small_searc
     assert affine == ["stem_bn"] and len(norms) > 20
     genotype = format_genotype(search.genotype())
     derived = build_model(to_spec(genotype, num_layers=2, init_channels=4, stem_multiplier=1,
-                                  input_shape=data.input_shape, num_classes=data.num_classes,
-                                  input_scale=data.scale, training=Training(), head=Head()))
+                                  frame=Frame(data.input_shape, data.num_classes, data.scale)))
     assert all(layer.center and layer.scale for layer in derived.layers
                if isinstance(layer, keras.layers.BatchNormalization))
 

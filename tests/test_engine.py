@@ -15,7 +15,7 @@ import yaml
 
 from pipeline.engine.experiment import EngineError, EngineOptions, ExperimentEngine
 from pipeline.engine.state import StateStore
-from pipeline.manifest import Manifest
+from pipeline.katib.manifest import Manifest
 from pipeline.validation import validate
 from tests.conftest import ROOT
 
@@ -153,7 +153,7 @@ def test_custom_filter_and_latest_strategy(tmp_path):
     _status, engine = run(experiment(max_trials=2, spec=spec), tmp_path)
     t = engine.trials[0]
     assert "loss" not in t.observations  # the custom filter only captures score
-    assert engine.value(t) == pytest.approx(min(map(float, t.observations["score"])))
+    assert engine.scoring.value(t) == pytest.approx(min(map(float, t.observations["score"])))
 
 
 def test_median_stop(tmp_path):

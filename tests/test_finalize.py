@@ -398,7 +398,7 @@ def test_promotion_compares_with_the_champion_on_the_challengers_test_split(mlfl
     assert worse.champion_score == 0.97
     assert worse.reason == "not better than champion version 2 by 0 on the same test split"
 
-    from pipeline.cli_cluster import decision_line
+    from pipeline.cli.promote import decision_line
 
     line = decision_line(worse, registry.final_trial(f"{exp}-c", "default"), "Test-Accuracy")
     assert line.endswith("champion stays version 2 (Test-Accuracy = 0.97 on the same test "

@@ -9,10 +9,9 @@ import pytest
 from tests.conftest import wire_example
 from trial_image.errors import InputError
 from trial_image.frontends import enas, genotype, hyperparams
-from trial_image.spec import CandidateSpec, Head, Training
+from trial_image.spec import CandidateSpec, Frame
 
-DIGITS = {"input_shape": (8, 8, 1), "num_classes": 10, "input_scale": 1 / 16,
-          "training": Training(), "head": Head()}
+DIGITS = Frame(input_shape=(8, 8, 1), num_classes=10, input_scale=1 / 16)
 
 
 def adapted_nn_config(key: str = "ENAS nn_config") -> str:
@@ -23,7 +22,7 @@ def adapted_nn_config(key: str = "ENAS nn_config") -> str:
 @pytest.mark.parametrize("quote", ["", '"'])
 def test_enas_wire_example_parses_with_or_without_outer_quotes(quote):
     spec = enas.to_spec(quote + wire_example("ENAS architecture") + quote,
-                        quote + adapted_nn_config() + quote, **DIGITS)
+                        quote + adapted_nn_config() + quote, frame=DIGITS)
     assert spec.source == "enas"
     assert [n.op for n in spec.nodes] == ["conv"] * 5 + ["sep_conv"] + ["conv"] * 2
     # [22, 1, 0]: layer 3 = op 22, fed by the network input (bit 0) and, implicitly, layer 2.
@@ -37,7 +36,7 @@ def test_enas_wire_example_parses_with_or_without_outer_quotes(quote):
 
 def test_enas_single_reduction_layer_from_enas_cpu():
     spec = enas.to_spec(wire_example("ENAS-cpu architecture"),
-                        adapted_nn_config("ENAS-cpu nn_config"), **DIGITS)
+                        adapted_nn_config("ENAS-cpu nn_config"), frame=DIGITS)
     assert [(n.op, n.params) for n in spec.nodes] == [("pool", {"pool_type": "avg", "size": 3})]
 
 
@@ -65,7 +64,7 @@ def test_enas_single_reduction_layer_from_enas_cpu():
 )
 def test_enas_rejects_malformed_input_with_a_reason(architecture, nn_config, message):
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        enas.to_spec(architecture, nn_config or adapted_nn_config(), **DIGITS)
+        enas.to_spec(architecture, nn_config or adapted_nn_config(), frame=DIGITS)
 
 
 KATIB_GENOTYPE = ("Genotype(normal=[[('max_pooling_3x3',1),('max_pooling_3x3',0)]],"
@@ -84,7 +83,7 @@ def test_genotype_katib_form_parses():
     assert parsed["normal"] == [[("max_pooling_3x3", 1), ("max_pooling_3x3", 0)]]
     assert parsed["normal_concat"] == [2]
     spec = genotype.to_spec(KATIB_GENOTYPE, num_layers=3, init_channels=4, stem_multiplier=1,
-                            **DIGITS)
+                            frame=DIGITS)
     pools = [n for n in spec.nodes if n.op == "pool"]
     # 3 cells × 2 pooling edges; reduction cells (1 and 2) pool their two inputs with stride 2.
     assert [p.params["stride"] for p in pools] == [1, 1, 2, 2, 2, 2]
@@ -95,7 +94,8 @@ def test_genotype_darts_flat_form_and_aliases():
     parsed = genotype.parse_genotype(DARTS_V2)
     assert len(parsed["normal"]) == 4
     assert parsed["normal"][3] == [("skip_connection", 0), ("dilated_convolution_3x3", 2)]
-    spec = genotype.to_spec(DARTS_V2, num_layers=2, init_channels=4, stem_multiplier=2, **DIGITS)
+    spec = genotype.to_spec(DARTS_V2, num_layers=2, init_channels=4, stem_multiplier=2,
+                            frame=DIGITS)
     dilated = [n for n in spec.nodes if n.params.get("dilation") == 2]
     assert len(dilated) == 1  # normal cell 0 only: with 2 layers, cell 1 is a reduction cell
 
@@ -118,23 +118,24 @@ def test_genotype_darts_flat_form_and_aliases():
 )
 def test_genotype_rejects_bad_input(text, message):
     with pytest.raises(InputError, match=message):
-        genotype.to_spec(text, num_layers=1, init_channels=4, stem_multiplier=1, **DIGITS)
+        genotype.to_spec(text, num_layers=1, init_channels=4, stem_multiplier=1, frame=DIGITS)
 
 
 def test_hyperparameter_blocks():
     spec = hyperparams.to_spec(num_blocks=3, filters=[8, 16, 32], kernel_sizes=[3, 5, 7],
-                               poolings=["max", "none", "avg"], batch_norm=False, **DIGITS)
+                               poolings=["max", "none", "avg"], batch_norm=False, frame=DIGITS)
     assert [(n.op, n.params.get("kernel"), n.params.get("pool_type")) for n in spec.nodes] == [
         ("conv", 3, None), ("pool", None, "max"), ("conv", 5, None), ("conv", 7, None),
         ("pool", None, "avg")]
     assert all(n.inputs == (i,) for i, n in enumerate(spec.nodes))
     with pytest.raises(InputError, match="kernel size must be one of"):
         hyperparams.to_spec(num_blocks=1, filters=[8], kernel_sizes=[4], poolings=["max"],
-                            batch_norm=True, **DIGITS)
+                            batch_norm=True, frame=DIGITS)
 
 
 def test_spec_round_trips_through_json():
-    spec = genotype.to_spec(DARTS_V2, num_layers=3, init_channels=4, stem_multiplier=1, **DIGITS)
+    spec = genotype.to_spec(DARTS_V2, num_layers=3, init_channels=4, stem_multiplier=1,
+                            frame=DIGITS)
     again = CandidateSpec.from_dict(json.loads(spec.to_json()))
     assert again == spec
     assert again.candidate_id == spec.candidate_id

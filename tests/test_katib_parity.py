@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from pipeline.engine.metrics_collector import CollectorError, collect
-from pipeline.trial_job import check_job
 from pipeline.validation import validate
+from pipeline.validation.trial_job import check_job
 
 # Katib's newFakeInstance, with an algorithm and early stopping Katib's config really has.
 BASE = yaml.safe_load("""

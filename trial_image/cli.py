@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from trial_image import tags
 from trial_image.errors import InputError, TrialError
 
 PER_BLOCK = re.compile(r"^--(filters|kernel-size|pooling)-(\d+)(?:=(.*))?$", re.S)
@@ -200,25 +201,13 @@ def _per_block(default: Any, overrides: dict[int, str], blocks: int, kind: type,
     return values
 
 
-def training(args: argparse.Namespace) -> Any:
-    from trial_image.spec import Training
-
-    return Training(optimizer=args.optimizer, learning_rate=args.learning_rate,
-                    momentum=args.momentum, batch_size=args.batch_size, epochs=args.epochs,
-                    lr_schedule=args.lr_schedule, augment=args.augment)
-
-
 def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], data: Any):
     from trial_image.frontends import enas, genotype, hyperparams
-    from trial_image.spec import Head
+    from trial_image.spec import Frame, Head, Training
 
-    common = {
-        "input_shape": data.input_shape,
-        "num_classes": data.num_classes,
-        "input_scale": data.scale,
-        "training": training(args),
-        "head": Head(dense_units=args.dense_units, dropout=args.dropout),
-    }
+    frame = Frame(input_shape=data.input_shape, num_classes=data.num_classes,
+                  input_scale=data.scale, training=Training.of(args),
+                  head=Head(dense_units=args.dense_units, dropout=args.dropout))
     hp_flags = [f for f in ("num_blocks", "filters", "kernel_size", "pooling", "batch_norm")
                 if getattr(args, f) is not None] + [f for f, v in per_block.items() if v]
     if args.architecture is not None or args.nn_config is not None:
@@ -227,14 +216,14 @@ def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], da
         if args.genotype is not None or hp_flags:
             raise InputError("--architecture/--nn_config cannot be combined with --genotype or "
                              f"block flags ({', '.join(hp_flags) or 'genotype'})")
-        return enas.to_spec(args.architecture, args.nn_config, **common)
+        return enas.to_spec(args.architecture, args.nn_config, frame=frame)
     if args.genotype is not None:
         if hp_flags:
             raise InputError(f"--genotype cannot be combined with block flags "
                              f"({', '.join(hp_flags)})")
         return genotype.to_spec(args.genotype, num_layers=args.num_layers,
                                 init_channels=args.init_channels,
-                                stem_multiplier=args.stem_multiplier, **common)
+                                stem_multiplier=args.stem_multiplier, frame=frame)
     blocks = 2 if args.num_blocks is None else args.num_blocks
     if blocks < 1:
         raise InputError(f"--num-blocks must be at least 1, got {blocks}")
@@ -245,13 +234,13 @@ def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], da
                                 "kernel-size"),
         poolings=_per_block(args.pooling or "max", per_block["pooling"], blocks, str, "pooling"),
         batch_norm=True if args.batch_norm is None else args.batch_norm,
-        **common,
+        frame=frame,
     )
 
 
 def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
     from trial_image import data as datasets
-    from trial_image.trial_run import TrialRun, prepare_tensorflow
+    from trial_image.trial_run import RunOptions, TrialRun, prepare_tensorflow
 
     if args.skip_test and args.evaluate_model:
         raise InputError("--evaluate-model measures on the test split, which --skip-test leaves "
@@ -265,20 +254,20 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
     from trial_image.builder import build_model
 
     model = build_model(spec)
-    with TrialRun(args, data) as trial:
-        tags = {"nasflow.frontend": spec.source, "nasflow.candidate_id": spec.candidate_id,
-                "nasflow.role": args.role}
+    with TrialRun(RunOptions.of(args), data) as trial:
+        run_tags = {tags.FRONTEND: spec.source, tags.CANDIDATE_ID: spec.candidate_id,
+                    tags.ROLE: args.role}
         if args.search_space:
-            tags["nasflow.search_space"] = args.search_space
+            run_tags[tags.SEARCH_SPACE] = args.search_space
         if args.source_trial:
-            tags["nasflow.source_trial"] = args.source_trial
+            run_tags[tags.SOURCE_TRIAL] = args.source_trial
         raw = {k: v for k, v in vars(args).items() if v is not None and k != "metrics_file"}
         raw.update({f"{flag}_{i}": v for flag, values in per_block.items()
                     for i, v in values.items()})
         params = {**{k: str(v) for k, v in raw.items()}, "candidate_id": spec.candidate_id,
                   "num_nodes": len(spec.nodes), "parameter_count": model.count_params(),
                   "splits": ",".join(data.splits)}
-        trial.start(tags, params, {"candidate_spec.json": spec.to_dict(),
+        trial.start(run_tags, params, {"candidate_spec.json": spec.to_dict(),
                                    "trial_parameters.json": raw})
         trial.train_candidate(spec, model)
     return 0

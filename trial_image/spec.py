@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -58,6 +59,31 @@ class Training:
     epochs: int = 10
     lr_schedule: str = "constant"
     augment: str = "none"
+
+    @classmethod
+    def of(cls, flags: Any) -> Training:
+        """From the trial CLI's flags of the same names (``--learning-rate`` and so on)."""
+        return cls(optimizer=flags.optimizer, learning_rate=flags.learning_rate,
+                   momentum=flags.momentum, batch_size=flags.batch_size, epochs=flags.epochs,
+                   lr_schedule=flags.lr_schedule, augment=flags.augment)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What a candidate takes from its trial, whatever its front end: the data's shape, classes
+    and scaling, the head and the training. Front ends describe only the nodes;
+    :meth:`candidate` is the one place a :class:`CandidateSpec` is put together."""
+
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    input_scale: float = 1.0
+    head: Head = Head()
+    training: Training = Training()
+
+    def candidate(self, source: str, nodes: Sequence[Node]) -> CandidateSpec:
+        return CandidateSpec(input_shape=self.input_shape, num_classes=self.num_classes,
+                             nodes=tuple(nodes), head=self.head, training=self.training,
+                             input_scale=self.input_scale, source=source)
 
 
 @dataclass(frozen=True)

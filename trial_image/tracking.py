@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from trial_image import tags
 from trial_image.errors import TrackingError
 
 T = TypeVar("T")
@@ -288,6 +289,6 @@ class Tracker:
         # end_run still takes the run off MLflow's stack before it calls the server, so MLflow's
         # exit handler can never mark a failed run FINISHED.
         with contextlib.suppress(Exception):
-            self.mlflow.set_tag("nasflow.failure_reason", reason[:5000])
+            self.mlflow.set_tag(tags.FAILURE_REASON, reason[:5000])
         with contextlib.suppress(Exception):
             self.mlflow.end_run(status)

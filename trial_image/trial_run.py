@@ -13,12 +13,37 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from trial_image import tags
 from trial_image.errors import TrialError
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a trial's run takes from the trial CLI's flags (same names, same defaults)."""
+
+    experiment_name: str | None = None
+    trial_name: str | None = None  # default $KATIB_TRIAL_NAME
+    namespace: str | None = None  # default the pod's service-account namespace
+    algorithm: str | None = None
+    role: str = "trial"  # trial | selection | final
+    metrics_file: Path | None = None
+    metrics_format: str = "text"
+    mlflow_retry_seconds: float = 120.0
+    seed: int = 0
+    patience: int = 5
+    time_budget: float | None = None
+    evaluate_model: str | None = None  # a registered model to measure on the same test split
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> RunOptions:
+        """The options among ``args`` (a subcommand without a flag keeps its default)."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
 
 
 class Terminated(TrialError):
@@ -44,7 +69,7 @@ def end_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _namespace(args: argparse.Namespace) -> str:
+def _namespace(args: RunOptions) -> str:
     if args.namespace:
         return args.namespace
     if SERVICE_ACCOUNT_NAMESPACE.is_file():
@@ -68,7 +93,7 @@ class TrialRun:
     """Use as a context manager around the work: a failure ends the MLflow run FAILED (KILLED on
     SIGTERM) with its reason and propagates; nothing is left RUNNING."""
 
-    def __init__(self, args: argparse.Namespace, data: Any) -> None:
+    def __init__(self, args: RunOptions, data: Any) -> None:
         from trial_image.katib_metrics import MetricsReporter
         from trial_image.tracking import Tracker, default_tracking_uri
 
@@ -81,14 +106,14 @@ class TrialRun:
         self.tracker = Tracker(default_tracking_uri(), self.experiment, args.mlflow_retry_seconds)
         self.reporter = MetricsReporter(args.metrics_file, args.metrics_format)
 
-    def start(self, tags: dict[str, str], params: dict[str, Any],
+    def start(self, run_tags: dict[str, str], params: dict[str, Any],
               artifacts: dict[str, Any]) -> None:
-        base = {"katib.experiment": self.experiment, "katib.trial": self.trial,
-                "katib.namespace": _namespace(self.args), "nasflow.dataset": self.data.name}
+        base = {tags.EXPERIMENT: self.experiment, tags.TRIAL: self.trial,
+                tags.NAMESPACE: _namespace(self.args), tags.DATASET: self.data.name}
         if self.args.algorithm:
-            base["nasflow.algorithm"] = self.args.algorithm
+            base[tags.ALGORITHM] = self.args.algorithm
         self.tracker.start(self.trial, os.environ.get("MLFLOW_PARENT_RUN_ID") or None,
-                           {**base, **tags}, params, artifacts)
+                           {**base, **run_tags}, params, artifacts)
         signal.signal(signal.SIGTERM, _raise_terminated)
 
     def __enter__(self) -> TrialRun:
@@ -159,7 +184,7 @@ class TrialRun:
         if self.args.evaluate_model:
             accuracy, compared = self.tracker.registered_accuracy(
                 self.args.evaluate_model, data.x_test, data.y_test)
-            self.tracker.set_tags({"nasflow.compared_with": compared})
+            self.tracker.set_tags({tags.COMPARED_WITH: compared})
             if accuracy is not None:
                 metrics["Champion-Test-Accuracy"] = accuracy
         if self.args.role == "final":

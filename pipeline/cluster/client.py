@@ -14,7 +14,8 @@ from typing import Any
 from kubeflow_katib_api.models import V1beta1Experiment, V1beta1Suggestion, V1beta1Trial
 
 from pipeline.cluster.errors import ClusterError, explain
-from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
+from pipeline.katib.status import ENDED
+from trial_image.contract import SERVICE_ACCOUNT_NAMESPACE
 
 GROUP, VERSION = "kubeflow.org", "v1beta1"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
@@ -35,7 +36,7 @@ def condition(obj: V1beta1Experiment | V1beta1Trial | V1beta1Suggestion) -> str:
 
 
 def finished(experiment: V1beta1Experiment) -> bool:
-    return condition(experiment) in ("Succeeded", "Failed")
+    return condition(experiment) in ENDED
 
 
 def _default_namespace(kubeconfig: str | None, context: str | None) -> str:

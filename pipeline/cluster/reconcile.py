@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.cluster.client import condition, current_condition
-from trial_image.tracking import fail_fast_http, retry
+from pipeline.katib.status import TrialStatus
+from trial_image.contract import fail_fast_http, retry, tags
 
-RUN_STATUS = {"Killed": "KILLED", "EarlyStopped": "KILLED", "Failed": "FAILED"}
+RUN_STATUS = {TrialStatus.KILLED: "KILLED", TrialStatus.EARLY_STOPPED: "KILLED",
+              TrialStatus.FAILED: "FAILED"}
 
 
 def end_orphaned_runs(experiment: str, namespace: str, trials: Sequence[Any], tracking_uri: str,
@@ -36,12 +38,12 @@ def end_orphaned_runs(experiment: str, namespace: str, trials: Sequence[Any], tr
         "attributes.status = 'RUNNING'"), "finding runs left running", retry_seconds)
     names = []
     for run in runs:
-        trial = ended.get(run.data.tags.get("katib.trial"))
-        if trial is None or run.data.tags.get("katib.namespace", namespace) != namespace:
+        trial = ended.get(run.data.tags.get(tags.TRIAL))
+        if trial is None or run.data.tags.get(tags.NAMESPACE, namespace) != namespace:
             continue
         last = current_condition(trial)
         reason = f"Katib trial {condition(trial)}: {last.reason or ''} {last.message or ''}"
-        retry(lambda r=run, why=reason: client.set_tag(r.info.run_id, "nasflow.failure_reason",
+        retry(lambda r=run, why=reason: client.set_tag(r.info.run_id, tags.FAILURE_REASON,
                                                        why.strip()[:5000]),
               "tagging a run", retry_seconds)
         retry(lambda r=run, t=trial: client.set_terminated(r.info.run_id,

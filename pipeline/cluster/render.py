@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.cluster.client import EXPERIMENT_LABEL
-from pipeline.validation import NAME_RE
+from pipeline.validation.experiment import NAME_RE
 
 MAX_NAME = 40  # Katib's webhook limit
 

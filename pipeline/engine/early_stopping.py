@@ -9,26 +9,14 @@ far is worse than the rule (``less`` for maximize, ``greater`` for minimize).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
 from pipeline.engine.state import TrialRecord
-
-
-def numbers(values: Sequence[str]) -> list[float]:
-    """The finite numbers among ``values`` (strings as collected)."""
-    out = []
-    for v in values:
-        try:
-            number = float(v)
-        except ValueError:
-            continue
-        if math.isfinite(number):
-            out.append(number)
-    return out
+from pipeline.katib.objective import numbers
+from pipeline.katib.status import TrialStatus
 
 
 @dataclass(frozen=True)
@@ -47,7 +35,7 @@ class MedianStop:
     def rule(self, trials: Sequence[TrialRecord], objective: str, maximize: bool
              ) -> dict[str, Any] | None:
         firsts = [numbers(t.observations.get(objective, []))[:self.start_step]
-                  for t in trials if t.status == "Succeeded"]
+                  for t in trials if t.status == TrialStatus.SUCCEEDED]
         firsts = [f for f in firsts if f]
         if len(firsts) < self.min_trials_required:
             return None

@@ -14,7 +14,6 @@ randomness seeded by (seed, k) the search is the same whatever order trials fini
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import shutil
@@ -29,21 +28,29 @@ from typing import Any
 
 import yaml
 
-from pipeline import search_space
-from pipeline.engine.early_stopping import MedianStop, numbers, should_stop
+from pipeline.engine.early_stopping import MedianStop, should_stop
 from pipeline.engine.lock import ExperimentLock, Locked
-from pipeline.engine.metrics_collector import CollectorError, metric_strategy, now_rfc3339
-from pipeline.engine.state import CREATED, FAILED, RUNNING, StateError, StateStore, TrialRecord
+from pipeline.engine.metrics_collector import CollectorError
+from pipeline.engine.state import StateError, StateStore, TrialRecord, check_resumable
+from pipeline.engine.status import Conditions, Objective, katib_status, progress
 from pipeline.engine.template import TemplateError, trial_command
-from pipeline.engine.trial import Collector, TrialProcess, WarmPool, kill_group, orphan_of
-from pipeline.manifest import Manifest
-from pipeline.redaction import redact
+from pipeline.engine.trial import (
+    INTERRUPTED,
+    Collector,
+    TrialProcess,
+    WarmPool,
+    kill_group,
+    orphan_of,
+    outcome,
+)
+from pipeline.katib.manifest import Manifest
+from pipeline.katib.redaction import redact
+from pipeline.katib.status import SCORED
+from pipeline.katib.status import ExperimentCondition as Condition
+from pipeline.katib.status import TrialStatus as Status
 from pipeline.suggestion import create
 from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
-from trial_image.errors import TrackingError
-
-BUDGET_FIELDS = ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")
-INTERRUPTED = "EngineInterrupted"  # a trial stopped by the engine's own stop: it runs again
+from trial_image.contract import TrackingError
 
 
 class EngineError(Exception):
@@ -75,12 +82,8 @@ class ExperimentEngine:
         self.parallel = spec.parallel_trial_count or 3
         self.max_trials = spec.max_trial_count
         self.max_failed = spec.max_failed_trial_count
-        objective = spec.objective
-        self.objective = objective.objective_metric_name
-        self.maximize = objective.type == "maximize"
-        self.goal = objective.goal
-        self.metric_names = [self.objective, *(objective.additional_metric_names or [])]
-        self.strategies = {n: metric_strategy(objective, n) for n in self.metric_names}
+        self.scoring = Objective(spec.objective)
+        self.objective, self.maximize = self.scoring.name, self.scoring.maximize
         self.collector = Collector.of(spec)
         self.early_stopping = MedianStop.of(spec)
         self.dir = options.workdir / self.name
@@ -90,7 +93,7 @@ class ExperimentEngine:
         self.exhausted = False
         self.interrupted = False
         self.started = time.time()
-        self.conditions: list[dict[str, str]] = []
+        self.conditions = Conditions(on_change=self._save)
         self.data: dict[str, Any] = {}
         self.tracking = None
         self.pool = options.pool or (WarmPool() if options.warm_trials else None)
@@ -113,30 +116,14 @@ class ExperimentEngine:
             raise EngineError(f"experiment {self.name!r} already has state in {self.dir}; "
                               "use --resume to continue it or --restart to start over")
         if saved is not None:
-            self._check_unchanged(yaml.safe_load(saved[0]))
-            self.conditions = saved[1].get("conditions", [])
+            try:
+                check_resumable(self.name, yaml.safe_load(saved[0]), self.manifest.raw)
+            except StateError as exc:
+                raise EngineError(str(exc)) from None
+            self.conditions.items = saved[1].get("conditions", [])
             self.data = saved[2]
             self.trials = store.trials()
         return store
-
-    def _check_unchanged(self, before: dict[str, Any]) -> None:
-        now = json.loads(json.dumps(redact(self.manifest.raw)))  # what was stored
-        for doc in (before, now):
-            for key in BUDGET_FIELDS:
-                doc.get("spec", {}).pop(key, None)
-        if before.get("spec") != now.get("spec"):
-            raise EngineError(f"the manifest of {self.name!r} changed since the run started; only "
-                              f"{', '.join(BUDGET_FIELDS)} may change on --resume (as in Katib)")
-
-    def _warm_trials(self) -> bool:
-        """Do this experiment's trials run in warm workers (``python -m trial_image``)?"""
-        template = self.experiment.spec.trial_template
-        probe = {p.reference or p.name: "0" for p in template.trial_parameters or []}
-        try:
-            argv = trial_command(template, "probe", self.namespace, probe).argv
-        except TemplateError:
-            return False
-        return WarmPool.serves(argv)
 
     def _recover_interrupted(self) -> list[str]:
         """Trials the engine's own stop interrupted (Ctrl-C, or left Running by ``kill -9``) run
@@ -148,7 +135,7 @@ class ExperimentEngine:
                 continue
             if t.pid and orphan_of(t.pid, t.name):
                 kill_group(t.pid, signal.SIGKILL)
-            t.status, t.reason, t.message = CREATED, "TrialRestarted", \
+            t.status, t.reason, t.message = Status.CREATED, "TrialRestarted", \
                 "the engine stopped while this trial was running; it runs again"
             t.observations, t.finished, t.pid = {}, 0.0, 0
             self.store.save_trial(t)
@@ -157,18 +144,10 @@ class ExperimentEngine:
 
     # ---- trial values ------------------------------------------------------------------------
 
-    def value(self, t: TrialRecord, metric: str | None = None) -> float | None:
-        """The trial's numeric value of a metric under its strategy (None if unavailable)."""
-        metric = metric or self.objective
-        values = numbers(t.observations.get(metric, []))
-        if not values:
-            return None
-        strategy = self.strategies[metric]  # the objective or an additional metric
-        return {"min": min, "max": max, "latest": lambda v: v[-1]}[strategy](values)
-
     def _result(self, t: TrialRecord) -> TrialResult:
-        scored = t.status in ("Succeeded", "EarlyStopped")
-        return TrialResult(t.index, t.assignments, t.status, self.value(t) if scored else None)
+        scored = t.status in SCORED
+        value = self.scoring.value(t) if scored else None
+        return TrialResult(t.index, t.assignments, t.status, value)
 
     def _history(self, index: int, full: bool) -> list[TrialResult] | None:
         """Finished trials the algorithm may use for trial ``index`` (None: not yet)."""
@@ -212,7 +191,8 @@ class ExperimentEngine:
         try:
             fresh = not self.dir.exists() or self.options.restart
             self.store = self._open_state()
-            if self.pool and self._warm_trials():
+            if self.pool and self.pool.serves_template(self.experiment.spec.trial_template,
+                                                       self.namespace):
                 left = (self.max_trials or self.parallel) - sum(t.done for t in self.trials)
                 self.pool.prestart(max(0, min(self.parallel, left)))
             try:
@@ -235,29 +215,21 @@ class ExperimentEngine:
         seed = int(settings.get("random_state", self.options.seed))
         self.suggestion = create(SearchContext(self.experiment, settings, seed))
         if self.options.tracking_uri:  # before anything changes: MLflow may be unreachable
-            from pipeline.engine.tracking import ExperimentTracking
+            from pipeline.engine.tracking import open_tracking
 
-            size, how = search_space.size(self.experiment)
-            self.tracking = ExperimentTracking(
-                self.options.tracking_uri, self.name, self.data.get("parent_run_id"),
-                yaml.safe_dump(redact(self.manifest.raw), sort_keys=False),
-                {"algorithm": self.experiment.spec.algorithm.algorithm_name,
-                 "search_space_size": size, "search_space": how,
-                 "objective": f"{self.experiment.spec.objective.type} {self.objective}",
-                 "max_trial_count": self.max_trials, "parallel_trial_count": self.parallel,
-                 "seed": self.options.seed}, self.options.mlflow_retry_seconds,
-                None if self.experiment.spec.algorithm.algorithm_name == "darts"
-                else search_space.Space.of(self.experiment.spec))
+            self.tracking = open_tracking(self.options.tracking_uri, self.manifest,
+                                          self.data.get("parent_run_id"), self.options.seed,
+                                          self.options.mlflow_retry_seconds)
             self.data["parent_run_id"] = self.tracking.run_id
         interrupted = self._recover_interrupted()
         if self.tracking:
             self.tracking.kill_trial_runs(interrupted)
         self._replay()
-        if self._completed_condition() is not None and not self._budget_left():
+        if self._completed() is not None and not self._budget_left():
             self._end_tracking()  # reopened above: a finished search's run ends as it was
             return self._status()
-        self._restarting()
-        self._set_condition("Running", "ExperimentRunning", "Experiment is running")
+        self.conditions.restart()
+        self.conditions.set(Condition.RUNNING, "ExperimentRunning", "Experiment is running")
         previous = {s: signal.signal(s, self._interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             reason = self._loop()
@@ -269,20 +241,20 @@ class ExperimentEngine:
         while self.running:
             self._finish(self.done.get())
         if reason is None:  # interrupted: resumable
-            self._set_condition("Running", "ExperimentInterrupted",
+            self.conditions.set(Condition.RUNNING, "ExperimentInterrupted",
                                 "Interrupted; continue with --resume")
         else:
             status, why, message = reason
-            self._set_condition(status, why, message)
+            self.conditions.set(status, why, message)
         self._end_tracking()
         self._save()
         return self._status()
 
     def _end_tracking(self) -> None:
         if self.tracking:
-            self.tracking.finish(self.trials, self._values(), self.maximize, {
-                "Succeeded": "FINISHED", "Failed": "FAILED"}.get(self.conditions[-1]["type"],
-                                                                 "KILLED"))
+            run_status = {Condition.SUCCEEDED: "FINISHED", Condition.FAILED: "FAILED"}.get(
+                self.conditions.last["type"], "KILLED")
+            self.tracking.finish(self.trials, self._values(), self.maximize, run_status)
 
     def _interrupt(self, signum: int, frame: Any) -> None:
         self.interrupted = True
@@ -305,14 +277,14 @@ class ExperimentEngine:
             if time.monotonic() - last_check > 0.5:
                 last_check = time.monotonic()
                 self._watch_running()
-            reason = self._completed_condition()
+            reason = self._completed()
             if reason is not None:
                 return reason
             self._launch()
 
     def _launch(self) -> None:
         for record in self.trials:  # interrupted trials first, as they were
-            if record.status == CREATED and len(self.running) < self.parallel:
+            if record.status == Status.CREATED and len(self.running) < self.parallel:
                 self._spawn(record)
         while (len(self.running) < self.parallel and not self.exhausted
                and self._budget_left()):
@@ -343,14 +315,15 @@ class ExperimentEngine:
     def _spawn(self, record: TrialRecord) -> None:
         """Start ``record``'s process (again, after an interruption: a clean trial directory)."""
         index, name, assignments = record.index, record.name, record.assignments
-        record.status, record.reason, record.message = RUNNING, "", ""
+        record.status, record.reason, record.message = Status.RUNNING, "", ""
         record.started = time.time()
         shutil.rmtree(self.dir / "trials" / name, ignore_errors=True)
         try:
             command = trial_command(self.experiment.spec.trial_template, name, self.namespace,
                                     assignments)
         except TemplateError as exc:
-            record.status, record.reason, record.message = "Failed", "TrialTemplateError", str(exc)
+            record.status, record.reason = Status.FAILED, "TrialTemplateError"
+            record.message = str(exc)
             record.finished = time.time()
             self.store.save_trial(record)
             return
@@ -382,7 +355,7 @@ class ExperimentEngine:
                 except CollectorError:  # nothing written yet
                     continue
                 if should_stop(rule, observed.get(self.objective, [])):
-                    proc.stop("EarlyStopped", early_stopped=True)
+                    proc.stop(Status.EARLY_STOPPED, early_stopped=True)
 
     def _finish(self, proc: TrialProcess) -> None:
         self.running.pop(proc.index, None)
@@ -390,34 +363,11 @@ class ExperimentEngine:
         t.finished = time.time()
         try:
             t.observations = self.collector.collect(proc.trial_dir,
-                                                    [*self.metric_names, "Parameter-Count"])
+                                                    [*self.scoring.metric_names, "Parameter-Count"])
             unreadable = None
         except CollectorError as exc:
             t.observations, unreadable = {}, str(exc)
-        log = proc.trial_dir / "metrics.log"
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-        if proc.early_stopped:
-            t.status, t.reason = "EarlyStopped", "TrialEarlyStopped"
-            t.message = f"stopped by medianstop rule {t.rule}"
-        elif proc.killed_reason == "DeadlineExceeded":
-            t.status, t.reason = "Failed", "DeadlineExceeded"
-            t.message = "activeDeadlineSeconds passed"
-        elif proc.killed_reason == INTERRUPTED:
-            t.status, t.reason = "Killed", INTERRUPTED
-            t.message = "the engine was interrupted; --resume runs this trial again"
-        elif proc.killed_reason:
-            t.status, t.reason, t.message = "Killed", proc.killed_reason, "stopped by the engine"
-        elif proc.returncode != 0:
-            t.status, t.reason = "Failed", "TrialFailed"
-            t.message = f"exit code {proc.returncode}: {tail[0] if tail else ''}"[:1000]
-        elif unreadable:
-            t.status, t.reason = "Failed", "MetricsCollectorFailed"
-            t.message = f"the metrics collector failed: {unreadable}"
-        elif not t.observations.get(self.objective):
-            t.status, t.reason = "MetricsUnavailable", "MetricsUnavailable"
-            t.message = f"the objective {self.objective} was never reported"
-        else:
-            t.status, t.reason, t.message = "Succeeded", "TrialSucceeded", ""
+        t.status, t.reason, t.message = outcome(proc, t, self.objective, unreadable)
         self.store.save_trial(t)
         self._save()
         if self.tracking:
@@ -427,99 +377,15 @@ class ExperimentEngine:
     # ---- conditions and status ---------------------------------------------------------------
 
     def _values(self) -> dict[int, float | None]:
-        return {t.index: self.value(t) for t in self.trials if t.done}
+        return {t.index: self.scoring.value(t) for t in self.trials if t.done}
 
-    def _best(self) -> TrialRecord | None:
-        scored = [t for t in self.trials if t.status in ("Succeeded", "EarlyStopped")]
-        numeric = [t for t in scored if self.value(t) is not None]
-        if numeric:
-            pick = max if self.maximize else min
-            return pick(numeric, key=lambda t: self.value(t))
-        # string objectives (a DARTS genotype): Katib takes the latest trial as optimal
-        with_values = [t for t in scored if t.observations.get(self.objective)]
-        return max(with_values, key=lambda t: t.finished) if with_values else None
-
-    def _completed_condition(self) -> tuple[str, str, str] | None:
-        finished = [t for t in self.trials if t.done]
-        best = self._best()
-        best_value = self.value(best) if best else None
-        if self.goal is not None and best_value is not None and (
-                best_value >= self.goal if self.maximize else best_value <= self.goal):
-            return ("Succeeded", "ExperimentGoalReached",
-                    f"{best.name} reached {self.objective}={best_value} (goal {self.goal})")
-        failed = sum(t.status in FAILED for t in finished)
-        if self.max_failed is not None and failed > self.max_failed:
-            return ("Failed", "ExperimentMaxFailedTrialsReached",
-                    f"{failed} trials failed (maxFailedTrialCount {self.max_failed})")
-        if self.max_trials is not None and len(finished) >= self.max_trials:
-            return ("Succeeded", "ExperimentMaxTrialsReached",
-                    f"{len(finished)} trials completed")
-        if self.exhausted and not self.running and not any(t.status == CREATED
-                                                            for t in self.trials):
-            return ("Succeeded", "ExperimentSuggestionEndReached",
-                    "the algorithm has no more suggestions")
-        return None
-
-    def _set_condition(self, kind: str, reason: str, message: str, status: str = "True") -> None:
-        """Katib's rule: one condition per type; a change moves it to the end; the transition
-        time stays while the status does; Succeeded and Failed turn Running False."""
-        current = next((c for c in self.conditions if c["type"] == kind), None)
-        if kind in ("Succeeded", "Failed"):
-            running = next((c for c in self.conditions if c["type"] == "Running"), None)
-            if running is not None:
-                self._set_condition("Running", running["reason"], running["message"], "False")
-        if current is not None and (current["status"], current["reason"]) == (status, reason):
-            return
-        now = now_rfc3339()
-        self.conditions = [c for c in self.conditions if c["type"] != kind] + [
-            {"type": kind, "status": status, "reason": reason, "message": message,
-             "lastUpdateTime": now,
-             "lastTransitionTime": current["lastTransitionTime"]
-             if current is not None and current["status"] == status else now}]
-        self._save()
-
-    def _restarting(self) -> None:
-        """Conditions of a run that starts (again): Created, or Restarting after it ended."""
-        ended = [c for c in self.conditions if c["type"] in ("Succeeded", "Failed")]
-        if not self.conditions:
-            self._set_condition("Created", "ExperimentCreated", "Experiment is created")
-        elif ended:
-            self.conditions = [c for c in self.conditions if c not in ended]
-            self._set_condition("Restarting", "ExperimentRestarting", "Experiment is restarting")
-
-    def _optimal(self) -> dict[str, Any] | None:
-        best = self._best()
-        if best is None:
-            return None
-        metrics = []
-        for name in self.metric_names:
-            raw = best.observations.get(name, [])
-            values = numbers(raw)
-            metrics.append({"name": name,
-                            "min": str(min(values)) if values else "unavailable",
-                            "max": str(max(values)) if values else "unavailable",
-                            "latest": raw[-1] if raw else "unavailable"})
-        return {"bestTrialName": best.name,
-                "parameterAssignments": [{"name": k, "value": v}
-                                         for k, v in best.assignments.items()],
-                "observation": {"metrics": metrics}}
+    def _completed(self) -> tuple[str, str, str] | None:
+        return self.scoring.completed(self.trials, self.max_trials, self.max_failed,
+                                      self.exhausted, len(self.running))
 
     def _status(self) -> dict[str, Any]:
-        counts = {s: sum(t.status == s for t in self.trials) for s in
-                  ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")}
-        return {
-            "name": self.name,
-            "conditions": self.conditions,
-            "trials": len(self.trials),
-            "trialsSucceeded": counts["Succeeded"],
-            "trialsFailed": counts["Failed"],
-            "trialsKilled": counts["Killed"],
-            "trialsEarlyStopped": counts["EarlyStopped"],
-            "trialMetricsUnavailable": counts["MetricsUnavailable"],
-            "trialsRunning": len(self.running),
-            "currentOptimalTrial": self._optimal(),
-            "mlflowParentRunId": self.data.get("parent_run_id"),
-        }
+        return katib_status(self.name, self.conditions.items, self.trials, len(self.running),
+                            self.scoring.optimal(self.trials), self.data.get("parent_run_id"))
 
     def _save(self) -> None:
         # The whole Katib-style status: `nasflow promote` reads currentOptimalTrial from it.
@@ -527,14 +393,6 @@ class ExperimentEngine:
                                    self._status(), self.data)
 
     def _progress(self) -> None:
-        if self.options.on_progress is None:
-            return
-        finished = [t for t in self.trials if t.done]
-        best = self._best()
-        elapsed = time.time() - self.started
-        total = self.max_trials or 0
-        eta = (elapsed / len(finished) * (total - len(finished))) if finished and total else None
-        self.options.on_progress({
-            "done": len(finished), "running": len(self.running), "total": total,
-            "failed": sum(t.status in FAILED for t in finished),
-            "best": self.value(best) if best else None, "elapsed": elapsed, "eta": eta})
+        if self.options.on_progress is not None:
+            self.options.on_progress(progress(self.trials, len(self.running), self.max_trials,
+                                              self.scoring, self.started))

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline import search_space
-from pipeline.search_space import Space
+from pipeline.katib import search_space
+from pipeline.katib.search_space import Space
 
 MIN_TRIALS = 4
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 UNSET_TIME = "0001-01-01T00:00:00Z"
@@ -34,21 +33,6 @@ _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-
 
 class CollectorError(Exception):
     """Katib's collector gives up on the trial's metrics (the trial fails)."""
-
-
-def now_rfc3339() -> str:
-    """Now, in the timestamp format Katib (and Kubernetes) write and this collector reads."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def metric_strategy(objective: Any, metric: str) -> str:
-    """Which of a metric's min/max/latest is its value (Katib's experiment defaults): the
-    objective's ``metricStrategies`` entry, else max for a maximize objective and min for a
-    minimize one; Katib gives additional metrics the objective's default too."""
-    for strategy in objective.metric_strategies or []:
-        if strategy.name == metric:
-            return strategy.value
-    return "max" if objective.type == "maximize" else "min"
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CREATED, RUNNING = "Created", "Running"  # Created: waiting to run (again, after an interruption)
-FINISHED = {"Succeeded", "Failed", "Killed", "MetricsUnavailable", "EarlyStopped"}
-FAILED = {"Failed", "MetricsUnavailable"}  # count towards maxFailedTrialCount
+from pipeline.katib.status import FINISHED, TrialStatus
+
+# what may change on --resume, as in Katib
+BUDGET_FIELDS = ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiment (
     id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT, manifest TEXT, status TEXT, data TEXT);
@@ -30,7 +31,7 @@ class TrialRecord:
     index: int
     name: str
     assignments: dict[str, str]
-    status: str = CREATED
+    status: str = TrialStatus.CREATED
     reason: str = ""
     message: str = ""
     # metric name -> values in the order reported (strings, as collected)
@@ -138,3 +139,17 @@ def read_state(workdir: Path, name: str) -> tuple[tuple[str, dict[str, Any], dic
     if saved is None:
         raise StateError(f"{path} holds no experiment")
     return saved, trials
+
+
+def check_resumable(name: str, before: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """StateError unless ``manifest`` differs from the stored one (``before``, redacted) only
+    in :data:`BUDGET_FIELDS`."""
+    from pipeline.katib.redaction import redact
+
+    now = json.loads(json.dumps(redact(manifest)))  # as it would be stored
+    for doc in (before, now):
+        for key in BUDGET_FIELDS:
+            doc.get("spec", {}).pop(key, None)
+    if before.get("spec") != now.get("spec"):
+        raise StateError(f"the manifest of {name!r} changed since the run started; only "
+                         f"{', '.join(BUDGET_FIELDS)} may change on --resume (as in Katib)")

@@ -16,12 +16,32 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pipeline.engine.state import TrialRecord
-from pipeline.search_space import Space
-from trial_image.errors import TrackingError
-from trial_image.tracking import open_experiment, retry
+from pipeline.katib import search_space
+from pipeline.katib.manifest import Manifest
+from pipeline.katib.redaction import redact
+from pipeline.katib.search_space import Space
+from trial_image.contract import TrackingError, open_experiment, retry, tags
 
 PARAMETER_COUNT = "Parameter-Count"
+
+
+def open_tracking(uri: str, manifest: Manifest, run_id: str | None, seed: int,
+                  retry_seconds: float) -> ExperimentTracking:
+    """The experiment's parent run (``run_id``: reopened on resume), with the manifest and the
+    search's size, algorithm, objective, budget and seed as parameters."""
+    spec = manifest.experiment.spec
+    algorithm = spec.algorithm.algorithm_name
+    size, how = search_space.size(manifest.experiment)
+    params = {"algorithm": algorithm, "search_space_size": size, "search_space": how,
+              "objective": f"{spec.objective.type} {spec.objective.objective_metric_name}",
+              "max_trial_count": spec.max_trial_count,
+              "parallel_trial_count": spec.parallel_trial_count or 3, "seed": seed}
+    return ExperimentTracking(uri, manifest.name, run_id,
+                              yaml.safe_dump(redact(manifest.raw), sort_keys=False), params,
+                              retry_seconds, None if algorithm == "darts" else Space.of(spec))
 
 
 class ExperimentTracking:
@@ -51,7 +71,7 @@ class ExperimentTracking:
             return
         run = self._retry(lambda: self.client.create_run(
             self.experiment_id, run_name=name,
-            tags={"katib.experiment": name, "nasflow.role": "experiment"}),
+            tags={tags.EXPERIMENT: name, tags.ROLE: "experiment"}),
             "creating the experiment's run")
         self.run_id = run.info.run_id
         self._retry(lambda: self.client.log_text(self.run_id, manifest, "experiment.yaml"),

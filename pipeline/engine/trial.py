@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine import metrics_collector
-from pipeline.engine.template import TrialCommand
+from pipeline.engine.template import TemplateError, TrialCommand, trial_command
+from pipeline.katib.status import TrialStatus
 
 KILL_GRACE_SECONDS = 10.0
 DEFAULT_FILE_PATH = "/var/log/katib/metrics.log"  # Katib's default for a File collector
+INTERRUPTED = "EngineInterrupted"  # a trial stopped by the engine's own stop: it runs again
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,16 @@ class WarmPool:
     @staticmethod
     def serves(argv: list[str]) -> bool:
         return argv[:3] == [sys.executable, "-m", "trial_image"]
+
+    @classmethod
+    def serves_template(cls, template: Any, namespace: str) -> bool:
+        """Do this trial template's trials run in warm workers (``python -m trial_image``)?"""
+        probe = {p.reference or p.name: "0" for p in template.trial_parameters or []}
+        try:
+            argv = trial_command(template, "probe", namespace, probe).argv
+        except TemplateError:
+            return False
+        return cls.serves(argv)
 
     def prestart(self, count: int) -> None:
         """Start workers now, so that their imports overlap the engine's own set-up."""
@@ -223,3 +235,31 @@ def orphan_of(pid: int, trial_name: str) -> bool:
     except OSError:
         return False
     return f"KATIB_TRIAL_NAME={trial_name}".encode() in environ.split(b"\0")
+
+
+def outcome(proc: TrialProcess, record: Any, objective: str, unreadable: str | None
+            ) -> tuple[TrialStatus, str, str]:
+    """How Katib's trial controller names a finished trial's end: (status, reason, message).
+    ``unreadable``: why the collector could not read the metrics (None: it could)."""
+    log = proc.trial_dir / "metrics.log"
+    tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+    if proc.early_stopped:
+        return (TrialStatus.EARLY_STOPPED, "TrialEarlyStopped",
+                f"stopped by medianstop rule {record.rule}")
+    if proc.killed_reason == "DeadlineExceeded":
+        return TrialStatus.FAILED, "DeadlineExceeded", "activeDeadlineSeconds passed"
+    if proc.killed_reason == INTERRUPTED:
+        return (TrialStatus.KILLED, INTERRUPTED,
+                "the engine was interrupted; --resume runs this trial again")
+    if proc.killed_reason:
+        return TrialStatus.KILLED, proc.killed_reason, "stopped by the engine"
+    if proc.returncode != 0:
+        return (TrialStatus.FAILED, "TrialFailed",
+                f"exit code {proc.returncode}: {tail[0] if tail else ''}"[:1000])
+    if unreadable:
+        return (TrialStatus.FAILED, "MetricsCollectorFailed",
+                f"the metrics collector failed: {unreadable}")
+    if not record.observations.get(objective):
+        return (TrialStatus.METRICS_UNAVAILABLE, "MetricsUnavailable",
+                f"the objective {objective} was never reported")
+    return TrialStatus.SUCCEEDED, "TrialSucceeded", ""

@@ -25,13 +25,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.engine.early_stopping import numbers
-from pipeline.engine.metrics_collector import metric_strategy
-from pipeline.finalize.candidates import PICK, Search, from_katib
+from pipeline.finalize.candidates import Search, from_katib
 from pipeline.finalize.errors import FinalizeError, NoCandidates
 from pipeline.finalize.plan import FINAL, FinalRun, Schedule, selection_runs
 from pipeline.finalize.runners import ClusterRunner, Outcome, Runner
-from trial_image.tracking import fail_fast_http, retry
+from pipeline.katib.objective import PICK, metric_strategy, numbers
+from trial_image.contract import fail_fast_http, retry
 
 TIE_BREAK = "Validation-Loss"
 

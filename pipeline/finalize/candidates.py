@@ -15,13 +15,10 @@ from typing import Any
 import yaml
 from kubeflow_katib_api.models import V1beta1Experiment
 
-from pipeline.engine.early_stopping import numbers
-from pipeline.engine.metrics_collector import metric_strategy
 from pipeline.engine.state import StateError, read_state
 from pipeline.finalize.errors import NoCandidates
-
-SCORED = ("Succeeded", "EarlyStopped")
-PICK = {"min": min, "max": max, "latest": lambda values: values[-1]}
+from pipeline.katib.objective import PICK, metric_strategy, numbers
+from pipeline.katib.status import SCORED
 
 
 @dataclass(frozen=True)

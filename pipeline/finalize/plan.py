@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from pipeline.finalize.candidates import Candidate
-from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES
+from trial_image.contract import AUGMENTATIONS, LR_SCHEDULES
 
 SELECTION, FINAL = "selection", "final"
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from kubeflow_katib_api.models import V1beta1Experiment
 
-from pipeline.engine.metrics_collector import metric_strategy
+from pipeline.katib.objective import metric_strategy
 
 
 class NoOptimalTrial(Exception):

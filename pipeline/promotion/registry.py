@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pipeline.engine.metrics_collector import now_rfc3339
+from pipeline.katib.status import now_rfc3339
 from pipeline.promotion.gates import Gates
 from pipeline.promotion.optimal_trial import OptimalTrial
-from trial_image.tracking import fail_fast_http, retry
+from trial_image.contract import fail_fast_http, retry, tags
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "nasflow."
@@ -95,7 +95,7 @@ class Registry:
                  f"tags.`katib.trial` = '{optimal.trial}' and attributes.status = 'FINISHED'")
         runs = self.client.search_runs(experiments, query, order_by=["attributes.end_time DESC"],
                                        max_results=5) if experiments else []
-        runs = [r for r in runs if r.data.tags.get("katib.namespace", optimal.namespace)
+        runs = [r for r in runs if r.data.tags.get(tags.NAMESPACE, optimal.namespace)
                 == optimal.namespace]
         if not runs:
             raise PromotionError(
@@ -119,12 +119,12 @@ class Registry:
             if not runs:
                 return None
             run = runs[0]
-        tags = run.data.tags
-        return OptimalTrial(experiment, tags.get("katib.namespace", namespace),
-                            tags["katib.trial"], "Test-Accuracy", True,
+        logged = run.data.tags
+        return OptimalTrial(experiment, logged.get(tags.NAMESPACE, namespace),
+                            logged[tags.TRIAL], "Test-Accuracy", True,
                             run.data.metrics.get("Test-Accuracy"),
-                            tags.get("nasflow.algorithm", ""),
-                            {"source_trial": tags.get("nasflow.source_trial", "")})
+                            logged.get(tags.ALGORITHM, ""),
+                            {"source_trial": logged.get(tags.SOURCE_TRIAL, "")})
 
     # ---- registering -------------------------------------------------------------------------
 
@@ -134,18 +134,18 @@ class Registry:
         existing = self._versions_of_run(run.info.run_id)
         if existing:
             return existing[0], False
-        tags = {
+        version_tags = {
             f"{TAG}experiment": optimal.experiment, f"{TAG}namespace": optimal.namespace,
             f"{TAG}trial": optimal.trial, f"{TAG}algorithm": optimal.algorithm,
             METRIC: metric, GOAL: "maximize" if maximize else "minimize", VALUE: repr(score),
-            f"{TAG}dataset": run.data.tags.get("nasflow.dataset", ""),
-            f"{TAG}architecture": run.data.tags.get("nasflow.candidate_id", ""),
-            f"{TAG}frontend": run.data.tags.get("nasflow.frontend", ""),
+            f"{TAG}dataset": run.data.tags.get(tags.DATASET, ""),
+            f"{TAG}architecture": run.data.tags.get(tags.CANDIDATE_ID, ""),
+            f"{TAG}frontend": run.data.tags.get(tags.FRONTEND, ""),
         }
         self.mlflow.set_tracking_uri(self.uri)
         self.mlflow.set_registry_uri(self.uri)
         version = _racing(lambda: self.mlflow.register_model(
-            self._model_uri(run), self.model, tags=tags))
+            self._model_uri(run), self.model, tags=version_tags))
         assignments = "\n".join(f"- `{k}` = `{v[:300]}`" for k, v in optimal.assignments.items())
         self.client.update_model_version(
             self.model, version.version,

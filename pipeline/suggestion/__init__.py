@@ -1,22 +1,16 @@
-"""Suggestion algorithms (Katib's Suggestion services), one module each, one interface."""
+"""Suggestion algorithms (Katib's Suggestion services): one interface (``base``), one module per
+algorithm family, each declaring what it serves (``registry``)."""
 
 from __future__ import annotations
 
 from pipeline.suggestion.base import SearchContext, Suggestion
-
-
-def algorithms() -> dict[str, type[Suggestion]]:
-    """Every algorithm the embedded engine runs, by Katib's ``algorithmName``."""
-    from pipeline.suggestion.darts import Darts
-    from pipeline.suggestion.enas import Enas
-    from pipeline.suggestion.evolution import Evolution
-    from pipeline.suggestion.hyperband import Hyperband
-    from pipeline.suggestion.optuna_samplers import OPTUNA_ALGORITHMS, OptunaSuggestion
-
-    return {**dict.fromkeys(OPTUNA_ALGORITHMS, OptunaSuggestion),
-            **{cls.name: cls for cls in (Darts, Enas, Evolution, Hyperband)}}
+from pipeline.suggestion.registry import algorithms
 
 
 def create(context: SearchContext) -> Suggestion:
     """The algorithm named by the experiment's ``spec.algorithm.algorithmName``."""
-    return algorithms()[context.experiment.spec.algorithm.algorithm_name](context)
+    declared = algorithms()[context.experiment.spec.algorithm.algorithm_name]
+    if declared.suggestion is None:
+        raise ValueError(f"the embedded engine cannot run {declared.name}: "
+                         f"{declared.local_limit}")
+    return declared.suggestion(context)

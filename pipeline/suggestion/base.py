@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.search_space import Space, key
+from pipeline.katib.search_space import Space, key
 
 WAIT = "WAIT"
 MAX_DRAWS = 100
@@ -66,7 +66,6 @@ class TrialResult:
 
 
 class Suggestion(ABC):
-    name: ClassVar[str]
     # False: suggestions ignore results (random, grid...): the engine never waits for history.
     uses_history: ClassVar[bool] = True
 

@@ -17,19 +17,34 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from pipeline import search_space
+from pipeline.katib import search_space
+from pipeline.katib.manifest import Problem
 from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
+from pipeline.suggestion.registry import Algorithm, Setting
 
-DEFAULTS = {"controller_hidden_size": 64, "controller_temperature": 5.0,
-            "controller_tanh_const": 2.25, "controller_entropy_weight": 1e-5,
-            "controller_baseline_decay": 0.999, "controller_learning_rate": 5e-5,
-            "controller_skip_target": 0.4, "controller_skip_weight": 0.8,
-            "controller_train_steps": 50}
+_POSITIVE_OR_NONE = Setting("float", low=0, low_open=True, none_ok=True)
+# Katib's settings and defaults (docs/katib.md §1.4)
+SETTINGS = {
+    "controller_hidden_size": Setting("int", low=1, default="64"),
+    "controller_temperature": replace(_POSITIVE_OR_NONE, default="5.0"),
+    "controller_tanh_const": replace(_POSITIVE_OR_NONE, default="2.25"),
+    "controller_entropy_weight": replace(_POSITIVE_OR_NONE, default="1e-05"),
+    "controller_baseline_decay": Setting("float", low=0, high=1, low_open=True,
+                                         default="0.999"),
+    "controller_learning_rate": Setting("float", low=0, high=1, low_open=True,
+                                        default="5e-05"),
+    "controller_skip_target": Setting("float", low=0, high=1, low_open=True, default="0.4"),
+    "controller_skip_weight": replace(_POSITIVE_OR_NONE, default="0.8"),
+    "controller_train_steps": Setting("int", low=1, default="50"),
+    "controller_log_every_steps": Setting("int", low=1, honoured=None),
+}
+DEFAULTS = {name: float(s.default) for name, s in SETTINGS.items() if s.default}
 
 
 def tensorflow() -> Any:
@@ -145,7 +160,6 @@ def _normalised(p: np.ndarray) -> np.ndarray:
 
 
 class Enas(Suggestion):
-    name = "enas"
 
     def __init__(self, context: SearchContext) -> None:
         super().__init__(context)
@@ -196,3 +210,20 @@ class Enas(Suggestion):
         self._train(history)
         arc, *_ = self.controller.run(self.graph.num_layers, self.settings, self.rng(index))
         return search_space.enas_assignments(arc, self.operations, self.graph)
+
+
+def _graph_sizes(spec: Any, settings: Mapping[str, str]) -> list[Problem]:
+    """Katib's enas service reads the input and output sizes of the graph it builds."""
+    graph = spec.nas_config.graph_config if spec.nas_config else None
+    if graph is None:
+        return []
+    return [Problem(f"spec.nasConfig.graphConfig.{field}", "required for enas")
+            for field, value in (("inputSizes", graph.input_sizes),
+                                 ("outputSizes", graph.output_sizes)) if not value]
+
+
+ALGORITHMS = (Algorithm(
+    "enas", "An LSTM controller trained with REINFORCE on the rewards of the architectures it "
+    "sampled; Katib's exact ENAS wire format, so the same trial command runs on Katib", SETTINGS,
+    Enas, space="nas", outputs=frozenset({"architecture", "nn_config"}),
+    checks=(_graph_sizes,), ignored_note="nasflow's controller logs no training steps"),)

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline import search_space
+from pipeline.katib import search_space
 from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
+from pipeline.suggestion.registry import Algorithm, Setting
 
 
 class Evolution(Suggestion):
-    name = "evolution"
 
     def __init__(self, context: SearchContext) -> None:
         super().__init__(context)
@@ -65,3 +65,12 @@ class Evolution(Suggestion):
         picks = rng.integers(len(population), size=self.sample_size)
         parent = max((population[i] for i in picks), key=lambda r: r.score(maximize))
         return self._mutate(parent.assignments, rng)
+
+
+ALGORITHMS = (Algorithm(
+    "evolution", "Regularized (aging) evolution, Real et al. 2019: tournament of `sample_size`, "
+    "age-based removal; mutates one op or skip bit (NAS) or one value (HP)", {
+        "population_size": Setting("int", low=2, default="10"),
+        "sample_size": Setting("int", low=1, default="3"),
+        "random_state": Setting("int", low=0)},
+    Evolution, space="either", katib=False),)

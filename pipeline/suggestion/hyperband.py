@@ -11,13 +11,15 @@ the bracket's smallest resource; each later rung re-runs the best
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from pipeline.katib.manifest import Problem
 from pipeline.suggestion.base import WAIT, SearchContext, Suggestion, TrialResult
+from pipeline.suggestion.registry import Algorithm, Setting
 
 
 class Hyperband(Suggestion):
-    name = "hyperband"
 
     def __init__(self, context: SearchContext) -> None:
         super().__init__(context)
@@ -76,3 +78,33 @@ class Hyperband(Suggestion):
             values = dict(ranked[index - first].assignments)
         values[self.resource] = self._resource_value(resource)
         return values
+
+
+def _resource_and_parallelism(spec: Any, settings: Mapping[str, str]) -> list[Problem]:
+    """Katib's hyperband service: the resource is a parameter, and a bracket's first rung runs
+    in parallel, so parallelTrialCount must hold it."""
+    if "resource_name" not in settings:
+        return []
+    out = []
+    if settings["resource_name"] not in {p.name for p in spec.parameters or []}:
+        out.append(Problem("spec.algorithm.algorithmSettings",
+                           f"resource_name {settings['resource_name']!r} is not a parameter"))
+    try:
+        eta, r_l = float(settings.get("eta", 3)), float(settings["r_l"])
+        needed = math.ceil(eta ** math.floor(math.log(r_l) / math.log(eta)))
+    except (ValueError, ZeroDivisionError):
+        needed = 0
+    if (spec.parallel_trial_count or 3) < needed:
+        out.append(Problem("spec.parallelTrialCount",
+                           f"hyperband with eta={settings.get('eta', 3)}, r_l={settings['r_l']}"
+                           f" needs at least {needed} parallel trials"))
+    return out
+
+
+ALGORITHMS = (Algorithm(
+    "hyperband", "Li et al.'s brackets over `resource_name` up to `r_l` with `eta`; promotions "
+    "wait for their rung", {
+        "r_l": Setting("float", low=0, low_open=True, required=True),
+        "resource_name": Setting("text", required=True),
+        "eta": Setting("float", low=1, low_open=True, default="3")},
+    Hyperband, checks=(_resource_and_parallelism,)),)

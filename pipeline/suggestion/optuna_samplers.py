@@ -19,16 +19,17 @@ bayesianoptimization        GPSampler(n_initial_points) - a Gaussian process wit
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from pipeline.search_space import key
+from pipeline.katib.manifest import Problem
+from pipeline.katib.search_space import Space, key
 from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
+from pipeline.suggestion.registry import Algorithm, Setting
 
-OPTUNA_ALGORITHMS = ("random", "grid", "tpe", "multivariate-tpe", "cmaes", "sobol",
-                     "bayesianoptimization")
 HISTORY_FREE = ("random", "grid", "sobol")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -60,7 +61,6 @@ def _sampler(name: str, settings: dict[str, str], seed: int, grid: dict[str, lis
 
 
 class OptunaSuggestion(Suggestion):
-    name = "optuna"
 
     def __init__(self, context: SearchContext) -> None:
         super().__init__(context)
@@ -120,3 +120,57 @@ class OptunaSuggestion(Suggestion):
         self.study.enqueue_trial({p.name: p.from_katib(assignments[p.name])
                                   for p in self.parameters})
         self.asked[index] = self.study.ask(self.distributions).number
+
+
+def _cmaes_space(spec: Any, settings: Mapping[str, str]) -> list[Problem]:
+    if sum(p.parameter_type in ("int", "double") for p in spec.parameters or []) < 2:
+        return [Problem("spec.parameters", "cmaes needs at least 2 int or double parameters")]
+    return []
+
+
+def _finite_grid(spec: Any, settings: Mapping[str, str]) -> list[Problem]:
+    if not spec.parameters or not spec.max_trial_count:
+        return []
+    total = Space.of(spec).size
+    if math.isinf(total):
+        return [Problem("spec.parameters", "grid needs a finite space: give double parameters "
+                        "a step")]
+    if spec.max_trial_count > total:
+        return [Problem("spec.maxTrialCount", f"grid has only {total:.0f} combinations")]
+    return []
+
+
+SEED = Setting("int", low=0)
+_OPTUNA = "Optuna's {}, with Katib's `algorithmSettings` names"
+ALGORITHMS = (
+    Algorithm("random", _OPTUNA.format("RandomSampler"), {"random_state": SEED},
+              OptunaSuggestion),
+    Algorithm("tpe", _OPTUNA.format("TPESampler") + " (hyperopt's `gamma` fraction)", {
+        "gamma": Setting("float", low=0, high=1, low_open=True, high_open=True),
+        "prior_weight": Setting("float", low=0, low_open=True),
+        "n_EI_candidates": Setting("int", low=1, default="24"), "random_state": SEED},
+        OptunaSuggestion),
+    Algorithm("grid", _OPTUNA.format("GridSampler") + "; double parameters need a step",
+              {"random_state": SEED}, OptunaSuggestion, checks=(_finite_grid,)),
+    Algorithm("multivariate-tpe", _OPTUNA.format("TPESampler(multivariate=True)"), {
+        "n_startup_trials": Setting("int", low=0, default="10"),
+        "n_ei_candidates": Setting("int", low=0, default="24"), "random_state": SEED},
+        OptunaSuggestion),
+    Algorithm("bayesianoptimization", _OPTUNA.format("GPSampler") + " (a Gaussian process with "
+              "expected improvement; skopt's other estimators and acquisitions are ignored)", {
+        "base_estimator": Setting("choice", choices=("GP", "RF", "ET", "GBRT"), honoured="GP"),
+        "n_initial_points": Setting("int", low=0, default="10"),
+        "acq_func": Setting("choice", choices=("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
+                            honoured="EI"),
+        "acq_optimizer": Setting("choice", choices=("auto", "sampling", "lbfgs"), honoured=None),
+        "random_state": SEED}, OptunaSuggestion,
+        ignored_note="the engine's bayesianoptimization is Optuna's GPSampler: a Gaussian "
+        "process with expected improvement, optimised by its own multi-start search"),
+    Algorithm("cmaes", _OPTUNA.format("CmaEsSampler"), {
+        "random_state": SEED, "sigma": Setting("float", low=0, low_open=True),
+        "restart_strategy": Setting("choice", choices=("ipop", "bipop", "none"),
+                                    honoured="none")},
+        OptunaSuggestion, checks=(_cmaes_space,),
+        ignored_note="Optuna's CmaEsSampler (>= 4.4) has no restarts"),
+    Algorithm("sobol", _OPTUNA.format("QMCSampler(sobol, scrambled)"), {}, OptunaSuggestion),
+)

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from trial_image import data as datasets
+from trial_image import tags
 from trial_image.darts.settings import parse_num_layers, parse_search_space, parse_settings
-from trial_image.trial_run import TrialRun, prepare_tensorflow
+from trial_image.trial_run import RunOptions, TrialRun, prepare_tensorflow
 
 
 def halves(data: Any, batch_size: int, seed: int) -> tuple[Any, Any, int]:
@@ -48,9 +49,8 @@ def halves(data: Any, batch_size: int, seed: int) -> tuple[Any, Any, int]:
 
 
 def run_darts(args: argparse.Namespace) -> int:
-    from trial_image.cli import training
     from trial_image.frontends import genotype as genotypes
-    from trial_image.spec import Head
+    from trial_image.spec import Frame, Training
 
     settings = parse_settings(args.algorithm_settings)
     primitives = parse_search_space(args.search_space)
@@ -76,9 +76,9 @@ def run_darts(args: argparse.Namespace) -> int:
     if batch < settings.batch_size:
         log(f"batch_size {settings.batch_size} > half of the training split: using {batch}")
     raw = {k: v for k, v in vars(args).items() if v is not None and k != "metrics_file"}
-    with TrialRun(args, data) as trial:
+    with TrialRun(RunOptions.of(args), data) as trial:
         trial.start(
-            {"nasflow.frontend": "darts", "nasflow.search_space": ",".join(primitives)},
+            {tags.FRONTEND: "darts", tags.SEARCH_SPACE: ",".join(primitives)},
             {**{k: str(v) for k, v in dataclasses.asdict(settings).items()},
              "num_layers": num_layers, "supernet_parameter_count": supernet.count_params(),
              "dataset": args.dataset, "seed": args.seed, "epochs": args.epochs},
@@ -122,12 +122,11 @@ def run_darts(args: argparse.Namespace) -> int:
             f"{best_text}")
         spec = genotypes.to_spec(
             best_text, num_layers=num_layers, init_channels=settings.init_channels,
-            stem_multiplier=settings.stem_multiplier, input_shape=data.input_shape,
-            num_classes=data.num_classes, input_scale=data.scale,
-            training=training(args),
-            head=Head())
-        trial.tracker.set_tags({"nasflow.candidate_id": spec.candidate_id,
-                                "nasflow.genotype": best_text[:5000]})
+            stem_multiplier=settings.stem_multiplier,
+            frame=Frame(input_shape=data.input_shape, num_classes=data.num_classes,
+                        input_scale=data.scale, training=Training.of(args)))
+        trial.tracker.set_tags({tags.CANDIDATE_ID: spec.candidate_id,
+                                tags.GENOTYPE: best_text[:5000]})
         trial.tracker.log_artifacts({"darts/best_genotype.txt": best_text,
                                      "candidate_spec.json": json.dumps(spec.to_dict())}, {})
         # not from wherever the search left the random state: as a fresh --genotype trial

@@ -11,7 +11,7 @@ from typing import Any
 
 from trial_image.errors import InputError
 from trial_image.frontends.wire import parse_literal, to_int
-from trial_image.spec import CandidateSpec, Head, Node, Training
+from trial_image.spec import CandidateSpec, Frame, Node
 
 # Katib op type -> (our op, {katib param: our param}, Katib's default for each param).
 _OP_TYPES: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
@@ -105,11 +105,7 @@ def to_spec(
     architecture: str,
     nn_config: str,
     *,
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    input_scale: float,
-    training: Training,
-    head: Head,
+    frame: Frame,
 ) -> CandidateSpec:
     arch = parse_architecture(architecture)
     config = parse_nn_config(nn_config)
@@ -119,28 +115,20 @@ def to_spec(
             f"{len(arch)} layers"
         )
     declared_input = [to_int(v, "--nn_config input_sizes") for v in config["input_sizes"]]
-    if tuple(declared_input) != tuple(input_shape):
+    if tuple(declared_input) != tuple(frame.input_shape):
         raise InputError(
             f"--nn_config: input_sizes {declared_input} do not match the dataset's images "
-            f"{list(input_shape)}; set graphConfig.inputSizes to the dataset's shape"
+            f"{list(frame.input_shape)}; set graphConfig.inputSizes to the dataset's shape"
         )
     declared_output = [to_int(v, "--nn_config output_sizes") for v in config["output_sizes"]]
-    if declared_output[-1:] != [num_classes]:
+    if declared_output[-1:] != [frame.num_classes]:
         raise InputError(
             f"--nn_config: output_sizes {declared_output} do not match the dataset's "
-            f"{num_classes} classes"
+            f"{frame.num_classes} classes"
         )
     nodes = []
     for layer, row in enumerate(arch, start=1):
         node = _operation(config["embedding"], row[0], layer)
         skips = tuple(k for k, bit in enumerate(row[1:]) if bit == 1)
         nodes.append(Node(node.op, (*skips, layer - 1), node.params))
-    return CandidateSpec(
-        input_shape=input_shape,
-        num_classes=num_classes,
-        nodes=tuple(nodes),
-        head=head,
-        training=training,
-        input_scale=input_scale,
-        source="enas",
-    )
+    return frame.candidate("enas", tuple(nodes))

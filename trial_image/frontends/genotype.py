@@ -18,7 +18,7 @@ from typing import Any
 
 from trial_image.errors import InputError
 from trial_image.frontends.wire import strip_outer_quotes
-from trial_image.spec import CandidateSpec, Head, Node, Training
+from trial_image.spec import CandidateSpec, Frame, Node
 
 _ALIASES = {
     "sep_conv_3x3": "separable_convolution_3x3",
@@ -152,11 +152,7 @@ def to_spec(
     num_layers: int,
     init_channels: int,
     stem_multiplier: int,
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    input_scale: float,
-    training: Training,
-    head: Head,
+    frame: Frame,
 ) -> CandidateSpec:
     parsed = parse_genotype(genotype)
     if num_layers < 1 or init_channels < 1 or stem_multiplier < 1:
@@ -181,12 +177,4 @@ def to_spec(
             states.append(graph.add("identity", edges, merge="add"))
         out = graph.add("identity", tuple(states[i] for i in parsed[f"{kind}_concat"]))
         s0, s1, reduction_prev = s1, out, reduction
-    return CandidateSpec(
-        input_shape=input_shape,
-        num_classes=num_classes,
-        nodes=tuple(graph.nodes),
-        head=head,
-        training=training,
-        input_scale=input_scale,
-        source="genotype",
-    )
+    return frame.candidate("genotype", tuple(graph.nodes))

@@ -8,7 +8,7 @@ value for all blocks (``--filters``, ``--kernel-size``, ``--pooling``).
 from __future__ import annotations
 
 from trial_image.errors import InputError
-from trial_image.spec import CandidateSpec, Head, Node, Training
+from trial_image.spec import CandidateSpec, Frame, Node
 
 POOLINGS = ("max", "avg", "none")
 KERNEL_SIZES = (3, 5, 7)
@@ -21,11 +21,7 @@ def to_spec(
     kernel_sizes: list[int],
     poolings: list[str],
     batch_norm: bool,
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    input_scale: float,
-    training: Training,
-    head: Head,
+    frame: Frame,
 ) -> CandidateSpec:
     if num_blocks < 1:
         raise InputError(f"--num-blocks must be at least 1, got {num_blocks}")
@@ -42,12 +38,4 @@ def to_spec(
                                                   "batch_norm": batch_norm}))
         if poolings[block] != "none":
             nodes.append(Node("pool", (len(nodes),), {"pool_type": poolings[block], "size": 2}))
-    return CandidateSpec(
-        input_shape=input_shape,
-        num_classes=num_classes,
-        nodes=tuple(nodes),
-        head=head,
-        training=training,
-        input_scale=input_scale,
-        source="hyperparameters",
-    )
+    return frame.candidate("hyperparameters", tuple(nodes))

@@ -14,7 +14,7 @@ import difflib
 import re
 from typing import Any
 
-from pipeline.manifest import Problem
+from pipeline.katib.manifest import Problem
 
 _LIST = re.compile(r"^List\[(.+)\]$")
 _DICT = re.compile(r"^Dict\[str, (.+)\]$")

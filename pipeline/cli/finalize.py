@@ -10,18 +10,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli import (
+from pipeline.cli.common import (
     UsageError,
+    cluster_flags,
+    katib_client,
     load_experiment,
+    local_run,
     mlflow_command,
     mlflow_retry_flag,
     review_command,
 )
+from pipeline.cli.promote import decision_line, gates_of
 
 
 def schedule_flags(p: argparse.ArgumentParser) -> None:
     from pipeline.finalize import Schedule
-    from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES
+    from trial_image.contract import AUGMENTATIONS, LR_SCHEDULES
 
     d = Schedule()
     g = p.add_argument_group("final training")
@@ -81,7 +85,6 @@ def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict
                  pool: Any) -> int:
     """``nasflow run --finalize --promote``: the whole story on the laptop, ending with the
     champion's URI and the commands to review and serve it."""
-    from pipeline.cli_cluster import decision_line, gates_of
     from pipeline.finalize.candidates import from_state
     from pipeline.promotion.optimal_trial import from_engine_state
     from pipeline.promotion.registry import Registry
@@ -116,10 +119,9 @@ def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:
-    from pipeline.cli_cluster import local_run
     from pipeline.engine.trial import WarmPool
     from pipeline.finalize.candidates import from_state
-    from trial_image.tracking import default_tracking_uri
+    from trial_image.contract import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
     search = local_run(args, from_state)
@@ -136,7 +138,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
 def _local_template(search: Any, file: Path | None) -> Any:
     """The trial template: the manifest's (``--file``) or the one the engine stored, whose
     literal env values are redacted and so cannot run."""
-    from pipeline.redaction import REDACTED
+    from pipeline.katib.redaction import REDACTED
 
     if file is not None:
         manifest = load_experiment(file, search.name)
@@ -151,10 +153,9 @@ def _local_template(search: Any, file: Path | None) -> Any:
 
 
 def _finalize_on_katib(args: argparse.Namespace, uri: str) -> Any:
-    from pipeline.cli_cluster import _client
     from pipeline.finalize import finalize_on_katib
 
-    client = _client(args)
+    client = katib_client(args)
     with contextlib.redirect_stdout(sys.stderr):
         return finalize_on_katib(client, args.experiment, uri, args.model or args.experiment,
                                  schedule_of(args), args.timeout, args.image, log,
@@ -162,7 +163,6 @@ def _finalize_on_katib(args: argparse.Namespace, uri: str) -> Any:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli_cluster import _cluster_flags
 
     p = sub.add_parser(
         "finalize", help="train the best search trials to a final model",
@@ -187,5 +187,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", choices=("text", "json"), default="text")
     mlflow_retry_flag(p)
     schedule_flags(p)
-    _cluster_flags(p)
+    cluster_flags(p)
     p.set_defaults(func=cmd_finalize)

@@ -13,7 +13,7 @@ import copy
 import re
 from typing import Any
 
-from pipeline.manifest import Problem
+from pipeline.katib.manifest import Problem
 
 REDACTED = "<redacted>"
 SECRET_LIKE = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|API_?KEY|ACCESS_?KEY|"

@@ -21,7 +21,7 @@ from kubeflow_katib_api.models import (
     V1beta1Experiment,
 )
 
-from pipeline import safe_yaml
+from pipeline.katib import safe_yaml
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Manifest:
 
 def load_documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """Every Experiment document of a YAML file, labelled for messages (read within
-    :mod:`pipeline.safe_yaml`'s limits)."""
+    :mod:`pipeline.katib.safe_yaml`'s limits)."""
     try:
         documents = [d for d in safe_yaml.load_all(path.read_bytes()) if d is not None]
     except OSError as exc:

@@ -1,11 +1,4 @@
-"""``nasflow``: validate Katib Experiments, run them on the embedded engine, size their space.
-
-Exit codes: 0 success; 1 the experiment Failed (e.g. too many failed trials), or the cluster or
-the registry refused (one line says why); 2 bad input (a malformed manifest, reported with its
-field path, before anything starts), or the experiment is being run by another engine; 4 MLflow
-unreachable or refusing (one line, after ``--mlflow-retry-seconds``; ``run`` started no trial);
-130 interrupted (resumable with ``--resume``).
-"""
+"""``nasflow validate``, ``run`` and ``space``: the commands that need no cluster."""
 
 from __future__ import annotations
 
@@ -13,46 +6,26 @@ import argparse
 import contextlib
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MANIFEST = ROOT / "manifests" / "experiments" / "enas-digits.yaml"
-
-
-class UsageError(Exception):
-    """Bad input: printed, exit code 2."""
-
-
-def load_experiment(path: Path, name: str | None = None):
-    """The one valid Experiment of ``path`` (``name`` picks among several)."""
-    from pipeline.manifest import Manifest, ManifestError, load_documents
-    from pipeline.validation import validate
-
-    try:
-        documents = load_documents(path)
-    except ManifestError as exc:
-        raise UsageError(str(exc)) from None
-    if name:
-        documents = [d for d in documents if isinstance(d[1].get("metadata"), dict)
-                     and d[1]["metadata"].get("name") == name]
-    if len(documents) != 1:
-        raise UsageError(f"{path}: {len(documents)} Experiments match; pick one with --name")
-    source, raw = documents[0]
-    experiment, problems = validate(source, raw)
-    if problems:
-        raise UsageError("\n".join(f"{source}: {p}" for p in problems))
-    return Manifest(source, raw, experiment)
+from pipeline.cli.common import (
+    DEFAULT_MANIFEST,
+    Progress,
+    UsageError,
+    load_experiment,
+    mlflow_retry_flag,
+    review_command,
+)
+from pipeline.cli.finalize import after_search, schedule_flags
+from pipeline.cli.promote import decision_flags
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipeline.manifest import ManifestError, load_documents
-    from pipeline.redaction import secret_warnings
+    from pipeline.katib.manifest import ManifestError, load_documents
+    from pipeline.katib.redaction import secret_warnings
     from pipeline.validation import cluster_support, engine_support, ignored_settings, validate
 
     worst = 0
@@ -99,7 +72,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_space(args: argparse.Namespace) -> int:
-    from pipeline import search_space
+    from pipeline.katib import search_space
+    from pipeline.suggestion.registry import algorithms
 
     manifest = load_experiment(args.file, args.name)
     size, how = search_space.size(manifest.experiment)
@@ -118,13 +92,8 @@ def cmd_space(args: argparse.Namespace) -> int:
         # Measured with benchmarks/engine_overhead.py on digits, 2 CPU cores: ~4 s once per warm
         # worker (TensorFlow import), then ~1 s per trial (MLflow, model build) + ~0.15 s/epoch.
         per_trial = 1 + 0.15 * (epochs or 10)
-        if spec.algorithm.algorithm_name == "darts":
-            # A darts-digits.yaml trial takes 60-85 s: ~16 s to trace the super-net's steps,
-            # ~2.5 s per search epoch with its MLflow artifacts (Katib's default: 50 epochs).
-            from trial_image.darts.settings import KATIB_DEFAULTS
-
-            settings = {a.name: a.value for a in spec.algorithm.algorithm_settings or []}
-            per_trial += 16 + 2.5 * int(settings.get("num_epochs", KATIB_DEFAULTS["num_epochs"]))
+        settings = {a.name: str(a.value) for a in spec.algorithm.algorithm_settings or []}
+        per_trial += algorithms()[spec.algorithm.algorithm_name].trial_overhead(settings)
         waves = math.ceil(trials / parallel)
         print(f"estimated cost on this machine (digits, CPU): ~{(4 + waves * per_trial) / 60:.1f}"
               f" min wall, {(4 * parallel + trials * per_trial) / 60:.1f} CPU-min")
@@ -143,43 +112,12 @@ def _epochs(raw: dict[str, Any]) -> int | None:
     return None
 
 
-class Progress:
-    """One live line on a terminal; one line per change in a log."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = ""
-        self.last_done = -1
-
-    def __call__(self, p: dict[str, Any]) -> None:
-        total = p["total"] or "?"
-        width = 24
-        filled = int(width * p["done"] / p["total"]) if p["total"] else 0
-        best = "-" if p["best"] is None else f"{p['best']:.4f}"
-        eta = "-" if p["eta"] is None else _clock(p["eta"])
-        line = (f"[{'#' * filled}{'.' * (width - filled)}] {p['done']}/{total} done, "
-                f"{p['running']} running, {p['failed']} failed | best {best} | "
-                f"{_clock(p['elapsed'])} elapsed, ETA {eta}")
-        if line == self.last or (not self.tty and p["done"] == self.last_done):
-            return
-        self.last, self.last_done = line, p["done"]
-        if self.tty:
-            sys.stderr.write("\r" + line.ljust(100))
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60:02d}:{seconds % 60:02d}"
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.engine.experiment import EngineError, EngineOptions, ExperimentEngine
     from pipeline.engine.trial import WarmPool
+    from pipeline.katib.status import ExperimentCondition
     from pipeline.validation import engine_support, ignored_settings
-    from trial_image.tracking import default_tracking_uri
+    from trial_image.contract import default_tracking_uri
 
     manifest = load_experiment(args.file, args.name)
     unsupported = engine_support(manifest.experiment)
@@ -209,18 +147,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
         status["elapsedSeconds"] = round(time.time() - started, 1)
         condition = status["conditions"][-1]
-        after = (args.finalize or args.promote) and condition["type"] == "Succeeded"
+        succeeded = condition["type"] == ExperimentCondition.SUCCEEDED
+        after = (args.finalize or args.promote) and succeeded
         if args.output == "json" and not after:
             print(json.dumps(status, indent=2))
         elif not args.quiet and args.output == "text":
             _summary(manifest, status, uri, review=not after)
         if condition["reason"] == "ExperimentInterrupted":
             return 130
-        if condition["type"] != "Succeeded":
+        if not succeeded:
             return 1
         if after:
-            from pipeline.cli_finalize import after_search
-
             return after_search(args, manifest, uri, status, pool)
     return 0
 
@@ -250,21 +187,6 @@ def _summary(manifest: Any, status: dict[str, Any], uri: str | None, review: boo
             print(f"review it: {review_command(uri)}")
 
 
-def mlflow_command(args: str) -> str:
-    """``mlflow ARGS`` as the user can type it: ``make run`` does not activate the virtual
-    environment, so its ``bin`` (``mlflow``, and the ``uvicorn`` a model server runs) is put on
-    PATH when it is not there."""
-    bin_dir = Path(sys.executable).parent
-    found = shutil.which("mlflow")
-    prefix = "" if found and Path(found).parent == bin_dir else f"PATH={bin_dir}:$PATH "
-    return f"{prefix}mlflow {args}"
-
-
-def review_command(uri: str) -> str:
-    return (mlflow_command(f"ui --backend-store-uri {uri}") if uri.startswith("sqlite")
-            else f"the MLflow UI at {uri}")
-
-
 def _test_accuracy(uri: str, trial: str) -> float | None:
     from mlflow import MlflowClient
 
@@ -277,14 +199,7 @@ def _test_accuracy(uri: str, trial: str) -> float | None:
     return runs[0].data.metrics.get("Test-Accuracy") if runs else None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nasflow",
-        description="Neural architecture search with Katib Experiment manifests: validate them, "
-        "run them on the embedded engine, or (with a cluster) submit them to Katib.",
-        epilog="Exit codes: 0 ok, 1 experiment failed or cluster/registry error, 2 bad input, "
-        "4 MLflow unreachable, 130 interrupted.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check manifests as Katib's webhook would",
                        description="Validate Katib Experiment manifests; every problem names its "
                        "field path. Exit 2 if any is invalid.")
@@ -319,9 +234,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--promote", action="store_true",
                    help="then promote the final model, or the optimal trial without "
                    "--finalize (as `nasflow promote`)")
-    from pipeline.cli_cluster import decision_flags
-    from pipeline.cli_finalize import schedule_flags
-
     decision_flags(p)
     schedule_flags(p)
     p.set_defaults(func=cmd_run)
@@ -332,82 +244,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--name")
     p.set_defaults(func=cmd_space)
-
-    from pipeline.cli_cluster import add_parsers
-    from pipeline.cli_finalize import add_parser
-
-    add_parsers(sub)
-    add_parser(sub)
-    return parser
-
-
-def quiet_libraries() -> None:
-    """TensorFlow's C++ start-up lines and MLflow's INFO lines would land between the progress
-    lines; trial logs keep theirs. A user's own TF_CPP_MIN_LOG_LEVEL or MLFLOW_LOGGING_LEVEL
-    wins."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-
-
-def mlflow_retry_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mlflow-retry-seconds", type=float, default=20.0, metavar="SECONDS",
-                   help="how long to wait for an unreachable MLflow server before giving up "
-                   "with exit code 4 (default 20)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    quiet_libraries()
-    from pipeline.cluster.errors import ClusterError
-    from pipeline.finalize.errors import FinalizeError, NoCandidates
-    from pipeline.promotion.optimal_trial import NoOptimalTrial
-    from pipeline.promotion.registry import PromotionError
-    from trial_image.errors import TrackingError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except UsageError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except NoCandidates as exc:
-        print(f"nasflow {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except (ClusterError, PromotionError, NoOptimalTrial, FinalizeError) as exc:
-        print(f"nasflow {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except TrackingError as exc:
-        print(f"nasflow {args.command}: MLflow: {exc}", file=sys.stderr)
-        return 4
-    except KeyboardInterrupt:
-        print(f"nasflow {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the last resort: one line, the trace in a file
-        return last_resort(args, exc)
-
-
-def last_resort(args: argparse.Namespace, exc: Exception) -> int:
-    """No user sees a traceback: one line says what failed and where the full trace is (the
-    run's workdir, else ./.nasflow); an MLflow outage is exit 4 like any other."""
-    import traceback
-
-    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    if type(exc).__module__.startswith(("mlflow", "requests", "urllib3")):
-        from trial_image.tracking import is_outage
-
-        if is_outage(exc):
-            print(f"nasflow {args.command}: MLflow unreachable: {first}", file=sys.stderr)
-            return 4
-    workdir = getattr(args, "workdir", None) or Path(".nasflow")
-    trace = "".join(traceback.format_exception(exc))
-    for log in (Path(workdir) / "nasflow.log", Path(tempfile.gettempdir()) / "nasflow.log"):
-        try:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with log.open("a") as f:
-                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} nasflow "
-                        f"{' '.join(sys.argv[1:])}\n{trace}")
-            break
-        except OSError:
-            continue
-    print(f"nasflow {args.command}: internal error: {type(exc).__name__}: {first} (the full "
-          f"trace is in {log})", file=sys.stderr)
-    return 1

@@ -1,0 +1,49 @@
+"""What each engine can run of a valid manifest, and the settings the embedded engine ignores."""
+
+from __future__ import annotations
+
+from kubeflow_katib_api.models import V1beta1Experiment
+
+from pipeline.suggestion.registry import algorithms
+
+
+def engine_support(experiment: V1beta1Experiment) -> list[str]:
+    """Why the embedded engine cannot run a valid manifest (empty = it can)."""
+    spec = experiment.spec
+    template = spec.trial_template
+    reasons = []
+    if template.config_map is not None:
+        reasons.append("trial template from a ConfigMap (needs the cluster's ConfigMap)")
+    kind = (template.trial_spec or {}).get("kind")
+    if template.trial_spec is not None and (kind, (template.trial_spec or {}).get(
+            "apiVersion")) != ("Job", "batch/v1"):
+        reasons.append(f"trial kind {kind} (the embedded engine runs a batch/v1 Job's primary "
+                       "container)")
+    collector = (spec.metrics_collector_spec.collector.kind
+                 if spec.metrics_collector_spec and spec.metrics_collector_spec.collector
+                 else "StdOut") or "StdOut"
+    if collector not in ("StdOut", "File"):
+        reasons.append(f"metrics collector {collector} (StdOut and File are supported)")
+    declared = algorithms()[spec.algorithm.algorithm_name]
+    if declared.suggestion is None:
+        reasons.append(declared.local_limit)
+    return reasons
+
+
+def ignored_settings(experiment: V1beta1Experiment) -> list[str]:
+    """Settings of a valid manifest that the embedded engine accepts for Katib and ignores."""
+    algorithm = experiment.spec.algorithm
+    declared = algorithms()[algorithm.algorithm_name]
+    ignored = declared.ignored({s.name: str(s.value) for s in algorithm.algorithm_settings or []})
+    if not ignored:
+        return []
+    return [f"{algorithm.algorithm_name} setting(s) {', '.join(ignored)} (accepted for Katib, "
+            f"ignored by nasflow run: {declared.ignored_note})"]
+
+
+def cluster_support(experiment: V1beta1Experiment) -> list[str]:
+    """Why Katib cannot run it (empty = it can)."""
+    name = experiment.spec.algorithm.algorithm_name
+    if not algorithms()[name].katib:
+        return [f"algorithm {name} is nasflow's own and runs only on the embedded engine"]
+    return []

@@ -1,0 +1,19 @@
+"""The MLflow tag names a trial writes and the pipeline reads (see :mod:`trial_image.contract`)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+EXPERIMENT: Final = "katib.experiment"
+TRIAL: Final = "katib.trial"
+NAMESPACE: Final = "katib.namespace"
+ROLE: Final = "nasflow.role"  # trial | final | experiment | pipeline
+ALGORITHM: Final = "nasflow.algorithm"
+CANDIDATE_ID: Final = "nasflow.candidate_id"
+FRONTEND: Final = "nasflow.frontend"
+DATASET: Final = "nasflow.dataset"
+SEARCH_SPACE: Final = "nasflow.search_space"
+SOURCE_TRIAL: Final = "nasflow.source_trial"
+COMPARED_WITH: Final = "nasflow.compared_with"
+GENOTYPE: Final = "nasflow.genotype"
+FAILURE_REASON: Final = "nasflow.failure_reason"
