@@ -3,6 +3,7 @@
 #   docker build --target trial     -t nasflow-trial .      one Keras candidate per Katib trial
 #   docker build --target trial-gpu -t nasflow-trial-gpu .  the same on NVIDIA GPUs
 #   docker build --target pipeline  -t nasflow-pipeline .   `nasflow pipeline` for the CronJob
+#   docker build --target suggestion -t nasflow-suggestion . nasflow's algorithms served to Katib
 #   docker build --target mlflow    -t nasflow-mlflow .     the reference MLflow server
 
 # The source and an empty venv; each build stage installs one extra into it.
@@ -26,6 +27,9 @@ RUN version="$(pip show tensorflow-cpu | sed -n 's/^Version: //p')" \
 
 FROM source AS build-pipeline
 RUN pip install --no-cache-dir -c constraints.txt ".[cluster]"
+
+FROM source AS build-suggestion
+RUN pip install --no-cache-dir -c constraints.txt ".[suggestion]"
 
 FROM python:3.11-slim AS build-mlflow
 RUN python -m venv /opt/venv
@@ -80,6 +84,17 @@ USER 10001
 # A CronJob's batch process; it serves nothing to probe.
 HEALTHCHECK NONE
 ENTRYPOINT ["nasflow"]
+
+FROM runtime AS suggestion
+LABEL org.opencontainers.image.title="nasflow-suggestion" \
+      org.opencontainers.image.description="Katib Suggestion service for nasflow's algorithms"
+COPY --from=build-suggestion /opt/venv /opt/venv
+USER 10001
+EXPOSE 6789
+# Katib's controller gives the suggestion pod gRPC readiness and liveness probes on the
+# standard health service the server runs.
+HEALTHCHECK NONE
+ENTRYPOINT ["python", "-m", "pipeline.service"]
 
 FROM runtime AS mlflow
 LABEL org.opencontainers.image.title="nasflow-mlflow"

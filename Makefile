@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # The trial image's dependency install, byte for byte the Dockerfile's (a test checks this):
 TRIAL_INSTALL := pip install --no-cache-dir -c constraints.txt ".[trial]"
 CHECKOV_VERSION := checkov==3.3.30
+# Katib's own generated gRPC code, for the suggestion service's wire check (it pins protobuf<5)
+KATIB_SDK_VERSION := kubeflow-katib==0.19.0
 
 .PHONY: install test lint run bench clean
 
@@ -16,6 +18,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# checkov (manifest and Dockerfile checks) pins versions that clash with MLflow's: own venv
 	$(PYTHON) -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/pip install -q $(CHECKOV_VERSION)
+	$(PYTHON) -m venv $(VENV)/katib
+	$(VENV)/katib/bin/pip install -q $(KATIB_SDK_VERSION)
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,15 +31,19 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 # The embedded default, offline: ENAS on the 8x8 digits -> final training of the best trials ->
-# promotion in the local registry (sqlite:///mlflow.db), ending with the champion's URI.
+# promotion in the local registry (sqlite:///mlflow.db) -> the champion's compressed variants,
+# ending with the champion's URI. Without --compress: no compression stage.
 run: install
-	$(BIN)/nasflow run --resume --finalize --promote
+	$(BIN)/nasflow run --resume --finalize --promote --compress
 
 bench: install
 	$(BIN)/python benchmarks/trial_overhead.py
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/search_quality.py
 	$(BIN)/python benchmarks/darts_supernet.py
+	$(BIN)/python benchmarks/latency_spread.py
+	$(BIN)/python benchmarks/pareto_search.py
+	$(BIN)/python benchmarks/compression.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow

@@ -2,8 +2,9 @@
 
 One run: render the experiment under a unique name -> submit it to Katib -> wait for it ->
 final training of its best trials as Jobs (:mod:`pipeline.finalize`) -> promote the final model
-if it passes the gates and beats the champion on the same test split -> delete this pipeline's
-older finished experiments beyond ``retention``. The config file (YAML)::
+if it passes the gates and beats the champion on the same test split -> compress a new champion
+as a Job (:mod:`pipeline.compression`) -> delete this pipeline's older finished experiments
+beyond ``retention``. The config file (YAML)::
 
     experiment: random-digits.yaml   # the Experiment manifest; relative: to the config file
     name: random-digits        # prefix of the unique names and the pipeline label (optional)
@@ -24,6 +25,9 @@ older finished experiments beyond ``retention``. The config file (YAML)::
       minAccuracy: 0.98
       maxLatencyMs: 25
       maxParameters: 500000
+    compress:                  # variants of a new champion, as a Job (default: on, all of
+      variants: float32,int8-full,pruned-50   #   them); false: off
+      maxAccuracyDrop: 0.5     # points; a variant further below is logged, not registered
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import yaml
 from pipeline.cluster.client import KatibClient, condition, finished
 from pipeline.cluster.reconcile import end_orphaned_runs
 from pipeline.cluster.render import render, slug, unique_name
+from pipeline.compression import CompressionPlan, compress_model, run_on_cluster
 from pipeline.finalize import finalize_on_katib
 from pipeline.finalize.plan import Schedule
 from pipeline.katib import safe_yaml
@@ -48,11 +53,12 @@ from pipeline.promotion.registry import Registry
 
 PIPELINE_LABEL = "nasflow.dev/pipeline"
 FIELDS = {"experiment", "name", "namespace", "trialImage", "model", "minImprovement", "metric",
-          "timeoutSeconds", "retention", "finalize", "gates"}
+          "timeoutSeconds", "retention", "finalize", "gates", "compress"}
 SCHEDULE_FIELDS = {"topK": "top_k", "seeds": "seeds", "epochs": "epochs",
                    "lrSchedule": "lr_schedule", "augment": "augment"}
 GATE_FIELDS = {"minAccuracy": "min_accuracy", "maxLatencyMs": "max_latency_ms",
                "maxParameters": "max_parameters"}
+COMPRESS_FIELDS = {"variants": "variants", "maxAccuracyDrop": "max_accuracy_drop"}
 
 
 class ConfigError(ValueError):
@@ -72,6 +78,7 @@ class PipelineConfig:
     retention: int = 5
     schedule: Schedule | None = field(default_factory=Schedule)  # None: no final training
     gates: Gates = field(default_factory=Gates)
+    compress: CompressionPlan | None = field(default_factory=CompressionPlan)  # None: off
 
     @property
     def label(self) -> str:
@@ -108,7 +115,8 @@ class PipelineConfig:
                 timeout=float(raw.get("timeoutSeconds", 7200)),
                 retention=int(raw.get("retention", 5)),
                 schedule=_section(path, raw, "finalize", SCHEDULE_FIELDS, Schedule),
-                gates=_section(path, raw, "gates", GATE_FIELDS, Gates) or Gates())
+                gates=_section(path, raw, "gates", GATE_FIELDS, Gates) or Gates(),
+                compress=_section(path, raw, "compress", COMPRESS_FIELDS, CompressionPlan))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
         if config.retention < 1:
@@ -187,7 +195,7 @@ def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClien
                                              experiment.status.conditions or []]}
     optimal = experiment.status.current_optimal_trial
     registry = Registry(tracking_uri, config.model, retry_seconds)
-    result["final"] = None
+    result["final"] = result["compression"] = None
     if optimal is None or not optimal.best_trial_name:
         log(f"experiment {name} has no optimal trial; nothing to promote")
         result["promotion"] = None
@@ -206,6 +214,14 @@ def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClien
             f"(champion is version {decision.champion})"
             + (f": {decision.reason}" if decision.reason else ""))
         result["promotion"] = decision.to_dict()
+        if config.compress is not None and decision.decision == "champion":
+            def on_cluster(flags: list[str], source: Any) -> None:
+                run_on_cluster(client, name, flags, config.timeout, config.trial_image, log)
+
+            variants = compress_model(
+                registry, f"models:/{config.model}/{decision.version}", config.compress.names,
+                config.compress.max_accuracy_drop, on_cluster, log, retry_seconds)
+            result["compression"] = [v.to_dict() for v in variants]
     result["deleted"] = prune(client, config, keep=name)
     if result["deleted"]:
         log(f"deleted {len(result['deleted'])} older experiment(s): "

@@ -63,7 +63,10 @@ def wire_example(key: str) -> str:
 
 # ---- no server process outlives the suite ------------------------------------------------------
 
-SERVER_WORDS = (b"mlflow", b"huey")
+# what a server's command line holds: `mlflow server`, its uvicorn/gunicorn workers
+# (mlflow.server...), huey consumers, `mlflow models serve` and its scoring server; not a user's
+# `nasflow run --no-mlflow` running beside the suite
+SERVER_WORDS = (b"mlflow server", b"mlflow.server", b"huey", b"models serve", b"scoring_server")
 
 
 def _server_processes() -> dict[int, str]:
@@ -73,11 +76,11 @@ def _server_processes() -> dict[int, str]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
         if any(word in cmdline for word in SERVER_WORDS):
-            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")[:200]
+            found[int(entry.name)] = cmdline.decode(errors="replace")[:200]
     return found
 
 

@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.rest import RESTResponse
 from urllib3.exceptions import ProtocolError
 
-PATH = re.compile(r"/apis/(?P<group>[^/]+)/[^/]+/namespaces/(?P<namespace>[^/]+)/"
+PATH = re.compile(r"/(?:apis/(?P<group>[^/]+)|api)/[^/]+/namespaces/(?P<namespace>[^/]+)/"
                   r"(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
 DROP = "drop the connection"
 
@@ -99,6 +99,7 @@ class FakeKubeApi:
         if match is None:
             raise AssertionError(f"unexpected path {parsed.path}")
         group, namespace, plural, name = match.group("group", "namespace", "plural", "name")
+        group = group or "core"
         if method == "POST":
             return self._create(namespace, plural, group, json.loads(body)
                                 if isinstance(body, str) else body)

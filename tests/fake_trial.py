@@ -3,7 +3,8 @@
     python tests/fake_trial.py --x=0.3 --y=2 [--epochs=4] [--fail] [--sleep=0.1] [--no-metric]
     [--nan] [--file=PATH --format=TEXT|JSON] [--echo-args=PATH]
 
-Objective ``score`` = 1 - (x - 0.5)^2 - 0.01 * y, rising over epochs to that value.
+Objective ``score`` = 1 - (x - 0.5)^2 - 0.01 * y, rising over epochs to that value; ``cost`` =
+10 * x + y (a second objective for Pareto searches).
 """
 
 import argparse
@@ -38,7 +39,7 @@ for epoch in range(1, args.epochs + 1):
         print(f"epoch {epoch}")
         continue
     score = float("nan") if args.nan else final * epoch / args.epochs
-    line = f"score={score:.6f} loss={1 - score:.6f}"
+    line = f"score={score:.6f} loss={1 - score:.6f} cost={10 * args.x + args.y:.6f}"
     if args.file:
         with open(args.file, "a") as f:
             if args.format == "JSON":

@@ -12,8 +12,9 @@ from tests.conftest import ROOT
 
 # Lowest first: a module may import its own layer and the layers before it.
 LAYERS = ("trial_image", "pipeline.katib", "pipeline.suggestion", "pipeline.validation",
-          "pipeline.engine", "pipeline.cluster", "pipeline.promotion", "pipeline.finalize",
-          "pipeline.retraining", "pipeline.cli", "pipeline.__main__")
+          "pipeline.service", "pipeline.engine", "pipeline.cluster", "pipeline.promotion",
+          "pipeline.finalize", "pipeline.compression", "pipeline.retraining", "pipeline.cli",
+          "pipeline.__main__")
 # The one module of the trial image the pipeline may import, and the one exception: the warm
 # worker runs the trial CLI in its own process.
 CONTRACT = "trial_image.contract"

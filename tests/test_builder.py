@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import wire_example
 from tests.test_frontends import DARTS_V2, DIGITS, KATIB_GENOTYPE, adapted_nn_config
-from trial_image.builder import build_model
+from trial_image.builder import build_model, merge_inputs
 from trial_image.errors import InputError
 from trial_image.frontends import enas, genotype
 from trial_image.spec import CandidateSpec, Node
@@ -44,9 +44,12 @@ def test_enas_builder_honours_every_opt_param():
     assert (dw.kernel_size, dw.strides, dw.depth_multiplier) == ((3, 3), (2, 2), 2)
     (pool,) = layers_of(model, keras.layers.MaxPooling2D)
     assert (pool.pool_size, pool.strides) == ((3, 3), (3, 3))
-    # Layer 4 also reads the network input (skip bit 0): 8×8 input resized to layer 3's 2×2.
-    (resize,) = layers_of(model, keras.layers.Resizing)
-    assert (resize.height, resize.width, resize.antialias) == (2, 2, True)
+    # Layer 4 also reads the network input (skip bit 0): the 8×8 input shrunk to layer 3's 2×2
+    # by a 4×4 average (a LiteRT builtin; sizes that do not divide are resized bilinearly).
+    (shrink,) = [p for p in layers_of(model, keras.layers.AveragePooling2D)
+                 if p.name.endswith("_resize0")]
+    assert shrink.pool_size == (4, 4) and shrink.output.shape[1:3] == (2, 2)
+    assert layers_of(model, keras.layers.Resizing) == []
     # Pre-activation ReLU-Conv-BN, except that nothing clips the raw network input; the head
     # rectifies before it pools.
     assert [r.name for r in layers_of(model, keras.layers.ReLU)] == ["n2_relu", "n3_relu",
@@ -92,3 +95,12 @@ def test_add_merge_of_different_shapes_is_rejected():
     ))
     with pytest.raises(InputError, match="cannot add inputs of different shapes"):
         build_model(spec)
+
+
+def test_sizes_that_do_not_divide_are_resized_bilinearly():
+    x = keras.Input((7, 7, 2))
+    merged = merge_inputs([x, keras.layers.MaxPooling2D(2, padding="same")(x)], "concat", "m")
+    (resize,) = [layer for layer in keras.Model(x, merged).layers
+                 if isinstance(layer, keras.layers.Resizing)]
+    assert (resize.height, resize.width, resize.interpolation) == (4, 4, "bilinear")
+    assert merged.shape[1:] == (4, 4, 4)

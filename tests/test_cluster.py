@@ -18,6 +18,7 @@ from pipeline.cli import main
 from pipeline.cluster.client import KatibClient, condition
 from pipeline.cluster.errors import ClusterError
 from pipeline.promotion.optimal_trial import from_katib
+from tests.conftest import ROOT
 from tests.fake_kube import DROP, event, gone, status_body
 from tests.recorded_katib import MANIFEST, MANIFEST_PATH, NS, RECORDED, experiment
 
@@ -196,9 +197,16 @@ def test_submit_renames_and_refuses_local_only_algorithms(cli, capsys, tmp_path)
     local["spec"]["algorithm"] = {"algorithmName": "evolution"}
     path = tmp_path / "evolution.yaml"
     path.write_text(yaml.safe_dump(local))
-    before = len(cli.requests)
-    assert main(["submit", str(path)]) == 2
-    assert "cannot run on Katib" in capsys.readouterr().err and len(cli.requests) == before
+    assert main(["submit", str(path)]) == 2  # katib-config unreadable here (404): refused
+    err = capsys.readouterr().err
+    assert "cannot run on Katib" in err and "katib-config could not be read" in err
+    assert ("experiments", NS, "evolution-digits") not in cli.objects
+    config = yaml.safe_load((ROOT / "manifests/suggestion/katib-config.yaml").read_text())
+    cli.add("configmaps", config)  # nasflow's suggestion service registered: submitted
+    local["metadata"]["name"] = "evolution-digits"
+    path.write_text(yaml.safe_dump(local))
+    assert main(["submit", str(path)]) == 0
+    assert ("experiments", NS, "evolution-digits") in cli.objects
     assert main(["submit", str(MANIFEST_PATH), "--name-suffix", "x" * 40]) == 2
     assert main(["submit", str(MANIFEST_PATH)]) == 1  # exists already: one line, exit 1
     assert "already exists in namespace 'nasflow'" in capsys.readouterr().err
@@ -240,7 +248,7 @@ def test_pipeline_submits_waits_promotes_and_prunes(cli, mlflow_server, tmp_path
     config.write_text(yaml.safe_dump({
         "experiment": str(MANIFEST_PATH), "namespace": NS, "model": model, "retention": 3,
         "trialImage": "registry.test/nasflow-trial:2.0", "timeoutSeconds": 60,
-        "finalize": False}))  # promotes the search's optimal trial (test_finalize: the Jobs)
+        "finalize": False, "compress": False}))  # the optimal trial itself (Jobs: test_finalize)
     code = main(["pipeline", "--config", str(config), "--tracking-uri", mlflow_server.uri,
                  "--output", "json"])
     assert code == 0, capsys.readouterr().err

@@ -226,7 +226,7 @@ def pipeline_config(tmp_path, model: str, **extra) -> str:
     config.write_text(yaml.safe_dump({
         "experiment": str(MANIFEST_PATH), "namespace": NS, "model": model,
         "trialImage": "registry.test/nasflow-trial:2.0", "timeoutSeconds": 300,
-        "finalize": {"topK": 2, "seeds": 1, "epochs": 2}, **extra}))
+        "finalize": {"topK": 2, "seeds": 1, "epochs": 2}, "compress": False, **extra}))
     return str(config)
 
 
@@ -234,19 +234,25 @@ def pipeline_config(tmp_path, model: str, **extra) -> str:
 def test_pipeline_trains_the_final_model_as_jobs_and_promotes_it(cli, mlflow_server, tmp_path,
                                                                   capsys):
     kubelet = Kubelet(cli, mlflow_server.uri, tmp_path)
-    cli.watch_script = [searched(cli, mlflow_server)] + [kubelet.watch] * 3
+    cli.watch_script = [searched(cli, mlflow_server)] + [kubelet.watch] * 4
     model = f"final-{uuid.uuid4().hex[:6]}"
     code = main(["pipeline", "--config", pipeline_config(tmp_path, model, gates={
-        "minAccuracy": 0.3, "maxParameters": 10_000_000}), "--tracking-uri", mlflow_server.uri,
+        "minAccuracy": 0.3, "maxParameters": 10_000_000}, compress={
+        "variants": "int8-full", "maxAccuracyDrop": 100}), "--tracking-uri", mlflow_server.uri,
         "--output", "json"])
     err = capsys.readouterr()
     assert code == 0, err.err[-3000:]
     result = json.loads(err.out)
     name = result["experiment"]
 
-    # two selection Jobs (the two best succeeded trials), then one final Job
+    # two selection Jobs (the two best succeeded trials), one final Job, then the new
+    # champion's compression Job
     jobs = {n: obj for (plural, _, n), obj in cli.objects.items() if plural == "jobs"}
-    assert list(jobs) == kubelet.started and len(jobs) == 3
+    assert sorted(jobs) == sorted(kubelet.started) and len(jobs) == 4
+    compress = jobs.pop(kubelet.started.pop())
+    assert compress["metadata"]["labels"]["nasflow.dev/compress"] == name
+    assert compress["spec"]["template"]["spec"]["containers"][0]["command"][:4] == [
+        "python", "-m", "trial_image", "compress"]
     roles = [jobs[n]["metadata"]["labels"]["nasflow.dev/role"] for n in kubelet.started]
     assert roles == ["selection", "selection", "final"]
     sources = [next(a for a in jobs[n]["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -260,7 +266,8 @@ def test_pipeline_trains_the_final_model_as_jobs_and_promotes_it(cli, mlflow_ser
     # each Job was followed with a watch on that Job
     watched = [q["fieldSelector"][0] for m, path, q in cli.requests
                if m == "GET" and q.get("watch") == ["true"] and path.endswith("/jobs")]
-    assert watched == [f"metadata.name={n}" for n in kubelet.started]
+    assert watched == [f"metadata.name={n}" for n in [*kubelet.started,
+                                                        compress["metadata"]["name"]]]
 
     final = result["final"]
     assert final["winner"] in (f"{name}-f9n3c7lv", f"{name}-x7k2m9qp")
@@ -275,6 +282,11 @@ def test_pipeline_trains_the_final_model_as_jobs_and_promotes_it(cli, mlflow_ser
     assert promotion["decision"] == "champion" and promotion["score"] == final["test_accuracy"]
     version = client.get_model_version(model, promotion["version"])
     assert version.run_id == final["final_run"] and version.tags["nasflow.gates"] == "passed"
+    (variant,) = result["compression"]
+    assert variant["variant"] == "int8-full" and variant["version"] is not None
+    aliases = client.get_registered_model(model).aliases
+    assert aliases["champion"] == promotion["version"] and aliases["int8-full"] == \
+        variant["version"]
     assert allowed_by_the_pipeline_role(cli.requests)
 
 

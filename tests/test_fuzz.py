@@ -27,8 +27,10 @@ SEED = 20261128
 PER_BASE = 70
 BASES = {
     "fake": yaml.safe_dump(experiment(max_trials=4)),
-    **{p.name: p.read_text() for p in sorted((ROOT / "manifests" / "experiments").glob("*.yaml"))
-       if p.name != "kustomization.yaml"},
+    **{f"{p.name}#{i + 1}": yaml.safe_dump(doc, sort_keys=False)
+       for p in sorted((ROOT / "manifests" / "experiments").glob("*.yaml"))
+       if p.name != "kustomization.yaml"
+       for i, doc in enumerate(yaml.safe_load_all(p.read_text()))},
 }
 ODD = [None, True, -1, 0, 2**40, 10**30, 1.5e308, float("nan"), "", "x" * 300, "${trialSpec.X}",
        "ü\u202e\u0000", [], {}, [1, [2, [3]]], {"a": {"b": None}}, "[", "- -", "*alias"]

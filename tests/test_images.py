@@ -116,6 +116,8 @@ def test_install_lines_are_the_dockerfiles():
     assert install_lines("trial") == ['pip install --no-cache-dir -c constraints.txt ".[trial]"']
     assert install_lines("pipeline") == [
         'pip install --no-cache-dir -c constraints.txt ".[cluster]"']
+    assert install_lines("suggestion") == [
+        'pip install --no-cache-dir -c constraints.txt ".[suggestion]"']
     assert install_lines("mlflow") == [
         'pip install --no-cache-dir -c constraints.txt mlflow "psycopg2-binary>=2.9"']
     assert image_env("trial", Path("/pod"))["MLFLOW_TRACKING_URI"] == "file:///pod/mlruns"
@@ -181,11 +183,13 @@ def test_trial_image_default_tracking_uri(tmp_path, monkeypatch):
 def test_pipeline_image_validates_and_promotes(mlflow_server, tmp_path):
     from tests.test_engine_e2e import small
 
-    experiments = sorted(str(p) for p in (ROOT / "manifests" / "experiments").rglob("*.yaml")
-                         if yaml.safe_load(p.read_text()).get("kind") == "Experiment")
+    documents = {str(p): [d for d in yaml.safe_load_all(p.read_text()) if d]
+                 for p in (ROOT / "manifests" / "experiments").rglob("*.yaml")}
+    experiments = sorted(p for p, docs in documents.items()
+                         if any(d.get("kind") == "Experiment" for d in docs))
     validated = run_in_image("pipeline", ["-m", "pipeline", "validate", *experiments], tmp_path)
     assert validated.returncode == 0, validated.stdout + validated.stderr
-    assert validated.stdout.count(": valid") == len(experiments)
+    assert validated.stdout.count(": valid") == sum(len(documents[p]) for p in experiments)
 
     # a local search (the laptop's venv) whose best model the pipeline image promotes
     path = small("random-digits.yaml", "image-promote", trials=2, epochs=1, tmp_path=tmp_path)
@@ -232,3 +236,39 @@ def test_mlflow_image_serves_health(tmp_path):
                 time.sleep(0.5)
     finally:
         stop_process_group(server)
+
+
+def test_suggestion_image_serves_nasflows_algorithms_without_tensorflow(tmp_path):
+    """`python -m pipeline.service` in the suggestion image's dependency set: healthy, and
+    suggests for Katib (a gRPC client from this venv); no TensorFlow or Kubernetes client."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from pipeline.service.api import api_pb2_grpc
+    from tests.test_service import CASES, FakeController, with_parallel
+
+    port = free_port()
+    venv = image_venv("suggestion")
+    pod_tmp = tmp_path / "pod-tmp"
+    pod_tmp.mkdir()
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+           **image_env("suggestion", pod_tmp)}
+    server = subprocess.Popen([str(venv / "bin" / "python"), "-m", "pipeline.service",
+                               "--host", "127.0.0.1", "--port", str(port)], cwd=pod_tmp,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=120)
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="manager.v1beta1.Suggestion"), timeout=30)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        controller = FakeController(with_parallel(CASES["pareto-evolution-nas"]), port)
+        controller.stub = api_pb2_grpc.SuggestionStub(channel)
+        assert len(controller.search(6)) == 6
+    finally:
+        stop_process_group(server)
+    available = imports("suggestion", ["tensorflow", "keras", "kubernetes", "grpc", "optuna"],
+                        tmp_path)
+    assert available == {"tensorflow": False, "keras": False, "kubernetes": False,
+                         "grpc": True, "optuna": True}

@@ -5,6 +5,7 @@ every pod is locked down, and checkov finds nothing (skips are justified inline)
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -72,6 +73,9 @@ def test_servers_run_outside_katibs_pod_webhook(directory):
         if doc["kind"] == "Namespace":
             continue
         namespace = doc["metadata"].get("namespace")
+        if (doc["kind"], doc["metadata"]["name"]) == ("ConfigMap", "katib-config"):
+            assert namespace == "kubeflow"  # manifests/suggestion: Katib's own config
+            continue
         assert namespace in namespaces, doc["metadata"]["name"]
         if doc["kind"] == "Experiment":
             assert namespace == "nasflow"
@@ -104,8 +108,13 @@ def test_core_kinds_match_the_kubernetes_schema(path, doc):
                                          if d["kind"] == "Experiment"}),
                          ids=lambda p: p.name)
 def test_every_experiment_passes_nasflow_validate(path, capsys):
+    """Valid, runnable on both engines; only nasflow's own algorithms are local-only."""
     assert main(["validate", str(path)]) == 0, capsys.readouterr().out
-    assert capsys.readouterr().out.strip() == f"{path}: valid"
+    for line in capsys.readouterr().out.strip().splitlines():
+        assert re.fullmatch(re.escape(str(path)) + r"(#\d+)?: valid( \(not supported by Katib: "
+                            r"algorithm \S+ is nasflow's own: Katib runs it only once nasflow's "
+                            r"suggestion service is registered \(kubectl apply -k "
+                            r"manifests/suggestion\)\))?", line), line
 
 
 def test_trial_templates_are_batch_jobs_that_validate():

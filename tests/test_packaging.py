@@ -15,8 +15,9 @@ import yaml
 from trial_image.cli import build_darts_parser, build_parser, normalise_argv
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = sorted(p for p in (ROOT / "manifests" / "experiments").rglob("*.yaml")
-                     if yaml.safe_load(p.read_text()).get("kind") == "Experiment")
+EXPERIMENTS = sorted((p, i) for p in (ROOT / "manifests" / "experiments").rglob("*.yaml")
+                     for i, d in enumerate(yaml.safe_load_all(p.read_text()))
+                     if d and d.get("kind") == "Experiment")
 
 
 def test_dockerfile_installs_exactly_what_make_installs():
@@ -29,9 +30,10 @@ def test_dockerfile_installs_exactly_what_make_installs():
 
 
 def test_make_run_tells_the_whole_story():
-    """`make run` is what test_story.py runs: search, final training, promotion; resumable."""
+    """`make run` is what test_story.py runs: search, final training, promotion, compression;
+    resumable."""
     (command,) = re.findall(r"^run: install\n\t(.*)$", (ROOT / "Makefile").read_text(), re.M)
-    assert command == "$(BIN)/nasflow run --resume --finalize --promote"
+    assert command == "$(BIN)/nasflow run --resume --finalize --promote --compress"
 
 
 def _stages(dockerfile: str) -> dict[str, str]:
@@ -39,7 +41,7 @@ def _stages(dockerfile: str) -> dict[str, str]:
     return {part.split("\n", 1)[0].split(" AS ")[1]: part for part in parts}
 
 
-@pytest.mark.parametrize("target", ["trial", "trial-gpu", "pipeline", "mlflow"])
+@pytest.mark.parametrize("target", ["trial", "trial-gpu", "pipeline", "suggestion", "mlflow"])
 def test_every_image_runs_unprivileged_on_a_read_only_root(target):
     stages = _stages((ROOT / "Dockerfile").read_text())
     runtime, final = stages["runtime"], stages[target]
@@ -97,10 +99,11 @@ def test_trial_extra_has_no_kubernetes_client():
     assert not [d for d in trial if "kubernetes" in d or "katib" in d]
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
-def test_experiment_trial_command_parses(path):
+@pytest.mark.parametrize(("path", "document"), EXPERIMENTS,
+                         ids=[f"{p.name}#{i + 1}" for p, i in EXPERIMENTS])
+def test_experiment_trial_command_parses(path, document):
     """Substitute sample values into the trial template; the trial CLI must accept the argv."""
-    experiment = yaml.safe_load(path.read_text())
+    experiment = list(yaml.safe_load_all(path.read_text()))[document]
     template = experiment["spec"]["trialTemplate"]
     (container,) = template["trialSpec"]["spec"]["template"]["spec"]["containers"]
     command = container["command"]

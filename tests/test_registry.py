@@ -49,7 +49,8 @@ def test_a_toy_algorithm_is_one_declaration_registered_in_one_place(toy, monkeyp
     assert problems == []
     assert engine_support(experiment) == []
     assert cluster_support(experiment) == [
-        "algorithm toy is nasflow's own and runs only on the embedded engine"]
+        "algorithm toy is nasflow's own: Katib runs it only once nasflow's suggestion service "
+        "is registered (kubectl apply -k manifests/suggestion)"]
     assert isinstance(create(test_suggestions.context(toy)), Toy)
 
     bad = copy.deepcopy(toy)
@@ -78,8 +79,8 @@ def test_unknown_algorithms_are_listed_in_registry_order():
     _, problems = validate("x.yaml", doc)
     assert str(problems[0]) == (
         "spec.algorithm.algorithmName: unknown algorithm 'annealing'; known: random, tpe, grid, "
-        "multivariate-tpe, bayesianoptimization, cmaes, sobol, hyperband, pbt, enas, darts, "
-        "evolution")
+        "multivariate-tpe, bayesianoptimization, cmaes, sobol, nsga2, hyperband, pbt, enas, "
+        "darts, evolution, pareto-evolution")
 
 
 @pytest.mark.parametrize(("setting", "value", "error"), [

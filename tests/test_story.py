@@ -1,5 +1,6 @@
-"""The whole local story, as `make run` tells it: `nasflow run --finalize --promote` (search ->
-final training -> promotion), the champion loaded back and served by `mlflow models serve`.
+"""The whole local story, as `make run` tells it: `nasflow run --finalize --promote --compress`
+(search -> final training -> promotion -> compression), the champion loaded back and served by
+`mlflow models serve`.
 
 Real trials on digits, a real MLflow server (SQLite) on 127.0.0.1, the real registry.
 """
@@ -34,13 +35,15 @@ def nasflow(*args: str, cwd) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def story(mlflow_server, tmp_path_factory):
-    """`nasflow run --finalize --promote` of a small random search: 4 trials, then the 2 best
-    retrained for 3 epochs, the better one trained on train + validation and promoted."""
+    """`nasflow run --finalize --promote --compress` of a small random search: 4 trials, then the
+    2 best retrained for 3 epochs, the better one trained on train + validation, promoted, and
+    compressed to int8 (one variant, to keep it short)."""
     tmp = tmp_path_factory.mktemp("story")
     path = small("random-digits.yaml", "story", trials=4, epochs=2, tmp_path=tmp)
     flags = ["--tracking-uri", mlflow_server.uri, "--workdir", str(tmp / ".nasflow"),
              "--seed", "3", "--top-k", "2", "--final-epochs", "3", "--model", "story-digits"]
-    run = nasflow("run", path, "--finalize", "--promote", *flags, cwd=tmp)
+    run = nasflow("run", path, "--finalize", "--promote", "--compress", "--variants",
+                  "int8-full", "--max-accuracy-drop", "100", *flags, cwd=tmp)
     assert run.returncode == 0, run.stderr[-3000:]
     mlflow.set_tracking_uri(mlflow_server.uri)
     return {"tmp": tmp, "path": path, "flags": flags, "out": run.stdout, "err": run.stderr,
@@ -125,6 +128,19 @@ def test_make_run_ends_with_a_loadable_champion(story):
     assert float(np.mean(predicted == data.y_test)) == pytest.approx(accuracy, abs=1e-6)
 
 
+def test_the_story_ends_with_the_champions_int8_variant(story):
+    client = story["client"]
+    (variant,) = runs(story, "variant")
+    accuracy = variant.data.metrics["Test-Accuracy"]
+    assert f"int8-full     test accuracy {accuracy:.4f}" in story["out"]
+    assert "-m models:/story-digits@int8-full)" in story["out"]
+    int8 = client.get_model_version_by_alias("story-digits", "int8-full")
+    assert int8.run_id == variant.info.run_id
+    champion = client.get_model_version_by_alias("story-digits", "champion")
+    assert champion.version == "1" and int8.version == "2"
+    assert variant.data.tags["mlflow.parentRunId"] == champion.run_id
+
+
 def test_the_champion_is_served_over_http(story):
     """`mlflow models serve` for the champion; raw test images posted to /invocations as the
     documented ``{"inputs": ...}`` tensor input; the answers score the logged test accuracy."""
@@ -177,7 +193,8 @@ def test_retraining_measures_the_champion_on_its_own_test_split(story):
     promote = nasflow("promote", "story", "--model", "story-digits", "--tracking-uri",
                       story["uri"], "--output", "json", cwd=story["tmp"])
     decision = json.loads(promote.stdout)
-    assert decision["same_data"] is True and decision["version"] == "2"
+    # version 2 is the champion's int8 variant; variants are never compared for champion
+    assert decision["same_data"] is True and decision["version"] == "3"
     assert decision["champion_score"] == pytest.approx(first.data.metrics["Test-Accuracy"])
     better = second.data.metrics["Test-Accuracy"] > first.data.metrics["Test-Accuracy"]
     assert decision["decision"] == ("champion" if better else "challenger")

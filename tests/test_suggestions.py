@@ -70,11 +70,21 @@ def hp_doc(algorithm: str, settings: list | None = None) -> dict:
     return doc
 
 
-def nas_doc(algorithm: str) -> dict:
+def nas_doc(algorithm: str, settings: list | None = None) -> dict:
     doc = copy.deepcopy(ENAS)
-    if algorithm == "evolution":
-        doc["spec"]["algorithm"] = {"algorithmName": "evolution", "algorithmSettings": [
-            {"name": "population_size", "value": "4"}, {"name": "sample_size", "value": "2"}]}
+    if algorithm != "enas":
+        doc["spec"]["algorithm"] = {"algorithmName": algorithm, "algorithmSettings": [
+            {"name": "population_size", "value": "4"}, {"name": "sample_size", "value": "2"},
+            *(settings or [])]}
+    return doc
+
+
+def multi_objective(doc: dict, objectives: str) -> dict:
+    doc["spec"]["algorithm"]["algorithmSettings"].append({"name": "objectives",
+                                                          "value": objectives})
+    doc["spec"]["objective"].setdefault("additionalMetricNames", [])
+    if "cost" in objectives:
+        doc["spec"]["objective"]["additionalMetricNames"].append("cost")
     return doc
 
 
@@ -92,6 +102,13 @@ CASES = {
                                       {"name": "resource_name", "value": "epochs"}]),
     "evolution-hp": hp_doc("evolution", [{"name": "population_size", "value": "4"}]),
     "evolution-nas": nas_doc("evolution"),
+    "nsga2": multi_objective(hp_doc("nsga2", [{"name": "population_size", "value": "4"}]),
+                             "score:max,cost:min"),
+    "pareto-evolution-hp": multi_objective(
+        hp_doc("pareto-evolution", [{"name": "population_size", "value": "4"}]),
+        "score:max,cost:min"),
+    "pareto-evolution-nas": multi_objective(nas_doc("pareto-evolution"),
+                                            "Validation-Accuracy:max,Parameter-Count:min"),
     "enas": nas_doc("enas"),
     "darts": DARTS,
 }
@@ -112,11 +129,20 @@ def objective(assignments: dict[str, str]) -> float:
     return int(digest[:6], 16) / 0xFFFFFF
 
 
+def cost(assignments: dict[str, str]) -> float:
+    """A deterministic pseudo-cost, for the multi-objective algorithms."""
+    return int(hashlib.sha1(str(sorted(assignments.items())).encode()).hexdigest()[6:12], 16)
+
+
 def result(index: int, assignments: dict[str, str]) -> TrialResult:
-    """Every 5th trial fails (no value), the others score :func:`objective`."""
+    """Every 5th trial fails (no value), the others score :func:`objective` and cost
+    :func:`cost` (under the metric names of the HP and the NAS cases)."""
     if index % 5 == 4:
         return TrialResult(index, assignments, "Failed", None)
-    return TrialResult(index, assignments, "Succeeded", objective(assignments))
+    score, price = objective(assignments), cost(assignments)
+    return TrialResult(index, assignments, "Succeeded", score,
+                       {"score": score, "cost": price, "Validation-Accuracy": score,
+                        "Parameter-Count": price})
 
 
 def visible(history: list[TrialResult], index: int, parallel: int) -> list[TrialResult]:

@@ -5,9 +5,11 @@ Shape rules, so that any architecture a front end can express is buildable:
 * every convolution and pooling uses ``padding="same"``: a map shrinks to ``ceil(n / stride)``
   and never below 1×1, so stride-2 or pooling layers on a 1×1 map act as identity (Katib's ENAS
   library makes reductions on 1×1 maps the identity too);
-* inputs merged by ``concat`` that differ in height/width are resized to the smallest one
-  (anti-aliased bilinear, i.e. an area average when shrinking, and differentiable)
-  (Katib's example zero-pads the smaller ones instead, which feeds zeros to later layers);
+* inputs merged by ``concat`` that differ in height/width are shrunk to the smallest one: an
+  average pooling when the sizes divide (the area average an anti-aliased resize computes),
+  bilinear resizing otherwise; both are LiteRT builtins, so every candidate converts to
+  ``.tflite`` (Katib's example zero-pads the smaller ones instead, which feeds zeros to later
+  layers);
 * inputs merged by ``add`` must have identical shapes; otherwise the candidate is rejected;
 * a convolution reading only the network input gets no leading ReLU (data may be negative);
 * Keras cannot stride and dilate in one convolution, so a strided dilated convolution runs at
@@ -46,6 +48,26 @@ def build_model(spec: CandidateSpec) -> keras.Model:
     return keras.Model(image, probabilities, name=f"candidate_{spec.candidate_id}")
 
 
+def multiply_adds(model: keras.Model) -> int:
+    """Multiply-adds of one forward pass of one image (MnasNet's FLOPS proxy): convolutions and
+    dense layers, counted from their weight shapes and output sizes; pooling, batch norms and
+    additions are not counted. Deterministic, unlike a latency measurement."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Dense):
+            total += layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)):
+            height, width = layer.output.shape[1:3]
+            if isinstance(layer, layers.SeparableConv2D):
+                # the depthwise kernel runs at the output's stride, then a 1x1 mixes channels
+                per_pixel = layer.depthwise_kernel.shape.num_elements() + \
+                    layer.pointwise_kernel.shape.num_elements()
+            else:  # a Conv2D's or DepthwiseConv2D's kernel: every weight once per output pixel
+                per_pixel = layer.kernel.shape.num_elements()
+            total += height * width * per_pixel
+    return int(total)
+
+
 def merge_inputs(tensors: list, how: str, name: str):
     if len(tensors) == 1:
         return tensors[0]
@@ -56,13 +78,17 @@ def merge_inputs(tensors: list, how: str, name: str):
         return layers.Add(name=f"{name}_add")(tensors)
     height = min(t.shape[1] for t in tensors)
     width = min(t.shape[2] for t in tensors)
-    same_size = [
-        t if (t.shape[1], t.shape[2]) == (height, width)
-        else layers.Resizing(height, width, interpolation="bilinear", antialias=True,
-                             name=f"{name}_resize{k}")(t)
-        for k, t in enumerate(tensors)
-    ]
+    same_size = [_shrink(t, height, width, f"{name}_resize{k}") for k, t in enumerate(tensors)]
     return layers.Concatenate(axis=-1, name=f"{name}_concat")(same_size)
+
+
+def _shrink(tensor, height: int, width: int, name: str):
+    if (tensor.shape[1], tensor.shape[2]) == (height, width):
+        return tensor
+    if tensor.shape[1] % height == 0 and tensor.shape[2] % width == 0:
+        factors = (tensor.shape[1] // height, tensor.shape[2] // width)
+        return layers.AveragePooling2D(factors, name=name)(tensor)
+    return layers.Resizing(height, width, interpolation="bilinear", name=name)(tensor)
 
 
 def apply_node(node: Node, x, name: str, *, affine: bool = True):

@@ -96,6 +96,21 @@ def _reporting_flags(p: argparse.ArgumentParser, search_space_tag: bool) -> None
                    help="how long to retry an unreachable MLflow server (default 120)")
 
 
+def _reward_flags(p: argparse.ArgumentParser) -> None:
+    from trial_image.reward import COSTS
+
+    g = p.add_argument_group("MnasNet reward (Reward = accuracy x (cost/target)^w, every epoch)")
+    g.add_argument("--reward-target", type=float, default=None, metavar="T",
+                   help="report Reward against this target cost (default: no Reward)")
+    g.add_argument("--reward-cost", choices=COSTS, default="madds",
+                   help="the cost: madds (multiply-adds, deterministic; default), parameters, "
+                   "size (bytes of weights) or latency (batch-1 CPU ms, noisy on small models)")
+    g.add_argument("--reward-alpha", type=float, default=-0.07,
+                   help="w when cost <= target (MnasNet soft: -0.07, hard: 0)")
+    g.add_argument("--reward-beta", type=float, default=-0.07,
+                   help="w when cost > target (MnasNet soft: -0.07, hard: -1)")
+
+
 def _evaluation_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("final training (nasflow finalize)")
     g.add_argument("--role", choices=("trial", "selection", "final"), default="trial",
@@ -146,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--init-channels", type=int, default=16)
     g.add_argument("--stem-multiplier", type=int, default=3)
     _reporting_flags(p, search_space_tag=True)
+    _reward_flags(p)
     _evaluation_flags(p)
     return p
 
@@ -279,6 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     end_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compress"]:
+        from trial_image.compress.run import main as compress
+
+        try:
+            return compress(argv[1:])
+        except TrialError as exc:
+            print(f"compress failed: {exc}", file=sys.stderr)
+            return exc.exit_code
     darts = bool(argv) and argv[0] == "darts"
     flags, per_block = normalise_argv(argv[1:] if darts else argv)
     try:

@@ -2,29 +2,32 @@
 
 The pipeline runs trials as processes (locally) or containers (on Katib) and talks to them only
 through their flags, their metrics output and MLflow; what it must agree with them on is here:
-the flag values it passes (schedules, augmentations), DARTS' primitives and Katib's DARTS
-defaults (the engine's ``darts`` suggestion emits them), the MLflow tag names, the tracking
-defaults and helpers both sides use against the same server, and where a pod reads its
-namespace. ``tests/test_architecture.py`` checks that nothing else in ``pipeline/`` imports
-``trial_image`` (except the warm worker, which runs the trial CLI in-process by design).
+the flag values it passes (schedules, augmentations, compression variants), DARTS' primitives
+and Katib's DARTS defaults (the engine's ``darts`` suggestion emits them), the MLflow tag names,
+the tracking defaults and helpers both sides use against the same server (and how a model URI
+reads), and where a pod reads its namespace. ``tests/test_architecture.py`` checks that nothing
+else in ``pipeline/`` imports ``trial_image`` (except the warm worker, which runs the trial CLI
+in-process by design).
 """
 
 from __future__ import annotations
 
 from trial_image import tags
+from trial_image.compress.run import DEFAULT_VARIANTS as COMPRESSION_VARIANTS
 from trial_image.darts.settings import KATIB_DEFAULTS as DARTS_DEFAULTS
 from trial_image.errors import TrackingError
 from trial_image.frontends.genotype import PRIMITIVES as DARTS_PRIMITIVES
 from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES
 from trial_image.tracking import (
-           default_tracking_uri,
-           fail_fast_http,
-           is_outage,
-           open_experiment,
-           retry,
+    default_tracking_uri,
+    fail_fast_http,
+    is_outage,
+    open_experiment,
+    parse_model_uri,
+    retry,
 )
 from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
 
-__all__ = ["AUGMENTATIONS", "DARTS_DEFAULTS", "DARTS_PRIMITIVES", "LR_SCHEDULES",
-           "SERVICE_ACCOUNT_NAMESPACE", "TrackingError", "default_tracking_uri", "fail_fast_http",
-           "is_outage", "open_experiment", "retry", "tags"]
+__all__ = ["AUGMENTATIONS", "COMPRESSION_VARIANTS", "DARTS_DEFAULTS", "DARTS_PRIMITIVES",
+           "LR_SCHEDULES", "SERVICE_ACCOUNT_NAMESPACE", "TrackingError", "default_tracking_uri",
+           "fail_fast_http", "is_outage", "open_experiment", "parse_model_uri", "retry", "tags"]

@@ -100,3 +100,21 @@ def architecture_figure(spec: CandidateSpec, title: str) -> Any:
             color="#c0392b" if skip else "#555555"))
     axis.set_title(title, fontsize=8)
     return figure
+
+
+def size_figure(rows: list[dict[str, Any]], title: str) -> Any:
+    """Test accuracy against file size, one point per variant (log size: int8 is ~4× smaller)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axis = figure.subplots()
+    for row in rows:
+        size = row.get("Compressed-Size-Bytes") or row["File-Size-Bytes"]  # the source: raw
+        axis.scatter([size], [row["Test-Accuracy"]])
+        axis.annotate(row["variant"], (size, row["Test-Accuracy"]), fontsize=7,
+                      xytext=(4, 4), textcoords="offset points")
+    axis.set_xscale("log")
+    axis.set_xlabel("bytes, gzip-compressed (what pruning saves)")
+    axis.set_ylabel("Test-Accuracy (measured with the variant)")
+    axis.set_title(f"{title}: compressed variants", fontsize=9)
+    return figure

@@ -17,3 +17,5 @@ SOURCE_TRIAL: Final = "nasflow.source_trial"
 COMPARED_WITH: Final = "nasflow.compared_with"
 GENOTYPE: Final = "nasflow.genotype"
 FAILURE_REASON: Final = "nasflow.failure_reason"
+VARIANT: Final = "nasflow.variant"  # float32 | float16 | int8-dynamic | int8-full | pruned-P | ...
+SOURCE_MODEL: Final = "nasflow.source_model"  # models:/NAME/VERSION a variant was made from

@@ -157,6 +157,13 @@ def open_experiment(uri: str, name: str, retry_seconds: float) -> tuple[Any, Any
     return client, experiment
 
 
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None] | None:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` → (name, alias, version); None if it
+    is neither."""
+    match = re.fullmatch(r"models:/([^/@]+)(?:@(.+)|/(\d+))", uri)
+    return match.groups() if match else None  # type: ignore[return-value]
+
 class Tracker:
     def __init__(self, uri: str, experiment: str, retry_seconds: float) -> None:
         import mlflow
@@ -253,16 +260,14 @@ class Tracker:
         """Accuracy of the registered model ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``)
         on ``x, y`` (the champion on this run's test split), and which version that was;
         (None, why) when there is none yet."""
-        import re as regex
-
         import numpy as np
         from mlflow.exceptions import MlflowException
 
-        match = regex.fullmatch(r"models:/([^/@]+)(?:@(.+)|/(\d+))", uri)
-        if not match:
+        parsed = parse_model_uri(uri)
+        if parsed is None:
             raise TrackingError(f"--evaluate-model: expected models:/NAME@ALIAS or "
                                 f"models:/NAME/VERSION, got {uri!r}")
-        name, alias, number = match.groups()
+        name, alias, number = parsed
 
         def find() -> Any:
             try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from trial_image import tags
 from trial_image.errors import TrialError
+from trial_image.reward import Reward
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -39,11 +40,16 @@ class RunOptions:
     patience: int = 5
     time_budget: float | None = None
     evaluate_model: str | None = None  # a registered model to measure on the same test split
+    reward: Reward | None = None  # MnasNet's reward, reported every epoch
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> RunOptions:
         """The options among ``args`` (a subcommand without a flag keeps its default)."""
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+        options = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        if getattr(args, "reward_target", None) is not None:
+            options["reward"] = Reward(args.reward_target, args.reward_cost, args.reward_alpha,
+                                       args.reward_beta)
+        return cls(**options)
 
 
 class Terminated(TrialError):
@@ -136,7 +142,7 @@ class TrialRun:
                         extra_metrics: dict[str, float] | None = None) -> None:
         """Train and evaluate ``spec`` (its ``model`` if built already); log final metrics and
         the model, end the run FINISHED."""
-        from trial_image.builder import build_model
+        from trial_image.builder import build_model, multiply_adds
         from trial_image.training import (
             compile_model,
             evaluate_accuracy,
@@ -146,12 +152,23 @@ class TrialRun:
 
         args, data = self.args, self.data
         model = model or build_model(spec)
+        # the costs first: fixed by the architecture, and the reward needs them every epoch
+        costs = {"Parameter-Count": float(model.count_params()),
+                 "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
+                 "Multiply-Adds": float(multiply_adds(model)),
+                 "Inference-Latency-Ms": inference_latency_ms(model, data.x_train[:1])}
+        report = self.report
+        if args.reward is not None and data.has_validation:  # final training has none
+            reward, cost = args.reward, costs[args.reward.metric]
+
+            def report(epoch: int, metrics: dict[str, float]) -> None:
+                rewarded = reward(metrics["Validation-Accuracy"], cost)
+                self.report(epoch, {**metrics, "Reward": rewarded})
+
         compile_model(model, spec.training, math.ceil(len(data.x_train) / spec.training.batch_size))
         result = train(model, data, spec.training, seed=args.seed, patience=args.patience,
-                       time_budget=args.time_budget, on_epoch=self.report)
-        final = {"Parameter-Count": float(model.count_params()),
-                 "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
-                 "Inference-Latency-Ms": inference_latency_ms(model, data.x_train[:1])}
+                       time_budget=args.time_budget, on_epoch=report)
+        final = dict(costs)
         summary = {"Epochs-Run": float(len(result.history)),
                    "Train-Samples-Per-Second": result.samples_per_second}
         if data.has_validation:

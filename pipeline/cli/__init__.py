@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.cli import cluster, finalize, local, promote, retraining
+from pipeline.cli import cluster, compress, finalize, local, promote, retraining
 from pipeline.cli.common import UsageError
 
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_parser(sub)
     retraining.add_parser(sub)
     finalize.add_parser(sub)
+    compress.add_parser(sub)
     return parser
 
 
@@ -48,6 +49,7 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     from pipeline.cluster.errors import ClusterError
+    from pipeline.compression import CompressionError
     from pipeline.finalize.errors import FinalizeError, NoCandidates
     from pipeline.promotion.optimal_trial import NoOptimalTrial
     from pipeline.promotion.registry import PromotionError
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     except NoCandidates as exc:
         print(f"nasflow {args.command}: {exc}", file=sys.stderr)
         return 2
-    except (ClusterError, PromotionError, NoOptimalTrial, FinalizeError) as exc:
+    except (ClusterError, PromotionError, NoOptimalTrial, FinalizeError,
+            CompressionError) as exc:
         print(f"nasflow {args.command}: {exc}", file=sys.stderr)
         return 1
     except TrackingError as exc:

@@ -14,6 +14,7 @@ from pipeline.cli.common import (
     Progress,
     UsageError,
     cluster_flags,
+    custom_algorithms_flag,
     for_cluster,
     katib_client,
     load_experiment,
@@ -81,8 +82,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from pipeline.promotion.optimal_trial import from_katib
 
     manifest = load_experiment(args.file, args.name)
-    for_cluster(manifest)
     client = katib_client(args)
+    for_cluster(manifest, client, args.allow_custom_algorithms)
     try:
         name = f"{manifest.name}-{args.name_suffix}" if args.name_suffix else None
         body = render(manifest.raw, name=name, image=args.image)
@@ -186,6 +187,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait")
     p.add_argument("--promote", action="store_true", help="wait, then promote the best model")
     p.add_argument("--output", choices=("text", "json"), default="text")
+    custom_algorithms_flag(p)
     cluster_flags(p)
     promotion_flags(p)
     p.set_defaults(func=cmd_submit)

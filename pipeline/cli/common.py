@@ -117,13 +117,23 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
-def for_cluster(manifest: Any) -> None:
+def for_cluster(manifest: Any, client: Any, allow_custom: bool) -> None:
+    """UsageError unless Katib can run the manifest's algorithm: one of its own, or nasflow's
+    when the cluster's katib-config registers it (or ``--allow-custom-algorithms`` says so)."""
     from pipeline.validation import cluster_support
 
     unsupported = cluster_support(manifest.experiment)
-    if unsupported:
-        raise UsageError(f"{manifest.source}: cannot run on Katib: " + "; ".join(unsupported)
-                         + " (run it locally with `nasflow run`)")
+    if not unsupported or allow_custom:
+        return
+    name = manifest.experiment.spec.algorithm.algorithm_name
+    listed = client.katib_algorithms()
+    if listed is not None and name in listed:
+        return
+    seen = "the cluster's katib-config does not list it" if listed is not None else \
+        "the cluster's katib-config could not be read"
+    raise UsageError(f"{manifest.source}: cannot run on Katib: {'; '.join(unsupported)}; {seen} "
+                     "(pass --allow-custom-algorithms if it is registered, or run it locally "
+                     "with `nasflow run`)")
 
 
 def local_run(args: argparse.Namespace, read: Callable[[Path, str], T]) -> T | None:
@@ -135,6 +145,12 @@ def local_run(args: argparse.Namespace, read: Callable[[Path, str], T]) -> T | N
         if args.source == "local":
             raise UsageError(f"no local run of {args.experiment!r} in {args.workdir}")
     return None
+
+
+def custom_algorithms_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-custom-algorithms", action="store_true",
+                   help="submit nasflow's own algorithms (evolution, pareto-evolution, nsga2) "
+                   "without reading katib-config: the cluster serves them (manifests/suggestion)")
 
 
 def cluster_flags(p: argparse.ArgumentParser) -> None:

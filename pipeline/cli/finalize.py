@@ -20,6 +20,7 @@ from pipeline.cli.common import (
     mlflow_retry_flag,
     review_command,
 )
+from pipeline.cli.compress import compress, print_results
 from pipeline.cli.promote import decision_line, gates_of
 
 
@@ -103,18 +104,30 @@ def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict
         with contextlib.redirect_stdout(sys.stderr):
             decision = registry.promote(optimal, args.min_improvement, metric=args.metric,
                                         maximize=not args.minimize_metric, gates=gates_of(args))
+    variants = None
+    if args.compress and decision is not None:  # the champion's variants (made once each)
+        variants = compress(args, uri, f"models:/{model}@champion", log)
     if args.output == "json":
         print(json.dumps({"search": status, "final": result.to_dict() if result else None,
-                          "promotion": decision.to_dict() if decision else None}, indent=2))
+                          "promotion": decision.to_dict() if decision else None,
+                          "compression": [v.to_dict() for v in variants]
+                          if variants is not None else None}, indent=2))
         return 0
     if result:
         print_result(result, "text")
     if decision:
         print(decision_line(decision, optimal, args.metric or optimal.metric))
+    if variants:
+        print_results(variants, model, "text")
+    if decision:
+        smallest = min((v for v in variants or [] if v.version), key=lambda v: v.size,
+                       default=None)
         print(f"champion: models:/{model}@champion (version {decision.champion})\n"
               f"  review it: {review_command(uri)}\n"
               f"  serve it:  MLFLOW_TRACKING_URI={uri} " + mlflow_command(
-                  f"models serve -m models:/{model}@champion --env-manager local -p 5001"))
+                  f"models serve -m models:/{model}@champion --env-manager local -p 5001")
+              + (f"\n  (or its {smallest.variant} variant: -m models:/{model}@{smallest.variant})"
+                 if smallest else ""))
     return 0
 
 
@@ -163,7 +176,6 @@ def _finalize_on_katib(args: argparse.Namespace, uri: str) -> Any:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-
     p = sub.add_parser(
         "finalize", help="train the best search trials to a final model",
         description="Final training of a finished search: the top-k trials are retrained with "

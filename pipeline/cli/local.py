@@ -19,6 +19,7 @@ from pipeline.cli.common import (
     mlflow_retry_flag,
     review_command,
 )
+from pipeline.cli.compress import variant_flags
 from pipeline.cli.finalize import after_search, schedule_flags
 from pipeline.cli.promote import decision_flags
 
@@ -129,6 +130,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     uri = None if args.no_mlflow else (args.tracking_uri or default_tracking_uri())
     if uri is None and (args.finalize or args.promote):
         raise UsageError("--finalize and --promote need MLflow: drop --no-mlflow")
+    if args.compress and not args.promote:
+        raise UsageError("--compress compresses the champion: add --promote")
     # --finalize reuses the search's warm workers (TensorFlow already imported)
     with contextlib.nullcontext() if args.cold_trials else WarmPool() as pool:
         options = EngineOptions(workdir=args.workdir, tracking_uri=uri, seed=args.seed,
@@ -148,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         status["elapsedSeconds"] = round(time.time() - started, 1)
         condition = status["conditions"][-1]
         succeeded = condition["type"] == ExperimentCondition.SUCCEEDED
-        after = (args.finalize or args.promote) and succeeded
+        after = (args.finalize or args.promote or args.compress) and succeeded
         if args.output == "json" and not after:
             print(json.dumps(status, indent=2))
         elif not args.quiet and args.output == "text":
@@ -179,12 +182,17 @@ def _summary(manifest: Any, status: dict[str, Any], uri: str | None, review: boo
               f"latest {metric['latest']}")
     for a in optimal["parameterAssignments"]:
         print(f"  {a['name']} = {a['value']}")
-    if uri:
-        test = _test_accuracy(uri, optimal["bestTrialName"])
-        if test is not None:
-            print(f"  Test-Accuracy (held-out, evaluated once): {test:.4f}")
-        if review:
-            print(f"review it: {review_command(uri)}")
+    test = _test_accuracy(uri, optimal["bestTrialName"]) if uri else None
+    if test is not None:
+        print(f"  Test-Accuracy (held-out, evaluated once): {test:.4f}")
+    front = status.get("paretoFront")
+    if front:
+        print(f"Pareto front: {len(front)} trial(s) no other trial beats on every objective")
+        for row in front:
+            print(f"  {row['trialName']}: " + ", ".join(
+                f"{metric} {value:.6g}" for metric, value in row["values"].items()))
+    if uri and review:
+        print(f"review it: {review_command(uri)}")
 
 
 def _test_accuracy(uri: str, trial: str) -> float | None:
@@ -234,8 +242,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--promote", action="store_true",
                    help="then promote the final model, or the optimal trial without "
                    "--finalize (as `nasflow promote`)")
+    p.add_argument("--compress", action="store_true",
+                   help="then compress the champion (as `nasflow compress`: LiteRT, pruned, "
+                   "distilled variants, each registered under its alias)")
     decision_flags(p)
     schedule_flags(p)
+    variant_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("space", help="size of the search space and cost estimate",

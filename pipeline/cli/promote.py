@@ -74,6 +74,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return 0
     if not args.experiment:
         raise UsageError("promote: give an EXPERIMENT, or --rollback MODEL")
+    if args.constraint:
+        return _promote_within_budget(args)
     if args.stage in ("auto", "final"):  # the final model of `nasflow finalize`, if there is one
         registry = Registry(tracking_uri(args), args.model or args.experiment,
                             args.mlflow_retry_seconds)
@@ -86,6 +88,21 @@ def cmd_promote(args: argparse.Namespace) -> int:
     optimal = local_run(args, from_engine_state) or from_katib(
         katib_client(args).get_experiment(args.experiment))
     return promote_trial(args, optimal)
+
+
+def _promote_within_budget(args: argparse.Namespace) -> int:
+    from pipeline.promotion.constraints import Constraint, within_budget
+    from pipeline.promotion.registry import Registry
+
+    try:
+        constraints = [Constraint.parse(text) for text in args.constraint]
+    except ValueError as exc:
+        raise UsageError(f"nasflow promote: {exc}") from None
+    registry = Registry(tracking_uri(args), args.model or args.experiment,
+                        args.mlflow_retry_seconds)
+    optimal = within_budget(registry, args.experiment, args.namespace or "default", constraints,
+                            args.stage, args.metric)
+    return promote_trial(args, optimal, registry)
 
 
 def promotion_flags(p: argparse.ArgumentParser) -> None:
@@ -126,6 +143,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto: the final model of `nasflow finalize` if there is one (compared "
                    "on Test-Accuracy, the champion measured on the same test split), else the "
                    "search's optimal trial")
+    p.add_argument("--constraint", action="append", metavar="METRIC<=N",
+                   help="promote the most accurate model whose MLflow run meets this (repeat "
+                   "for several), e.g. Inference-Latency-Ms<=2 or Parameter-Count<=20000: a "
+                   "final model first (Test-Accuracy), else the search trials "
+                   "(Best-Validation-Accuracy, or --metric); none meets them: exit 1 with the "
+                   "closest")
     p.add_argument("--workdir", type=Path, default=Path(".nasflow"))
     p.add_argument("--output", choices=("text", "json"), default="text")
     cluster_flags(p)

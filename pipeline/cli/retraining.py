@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline.cli.common import (
     UsageError,
     cluster_flags,
+    custom_algorithms_flag,
     for_cluster,
     katib_client,
     load_experiment,
@@ -27,9 +28,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     manifest = load_experiment(config.experiment, None)
-    for_cluster(manifest)
     args.namespace = config.namespace or args.namespace
     client = katib_client(args)
+    for_cluster(manifest, client, args.allow_custom_algorithms)
     with contextlib.redirect_stdout(sys.stderr):
         result = run_pipeline(config, manifest.raw, client, tracking_uri(args),
                               log=lambda line: print(line, file=sys.stderr),
@@ -50,5 +51,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri")
     mlflow_retry_flag(p)
     p.add_argument("--output", choices=("text", "json"), default="text")
+    custom_algorithms_flag(p)
     cluster_flags(p)
     p.set_defaults(func=cmd_pipeline)

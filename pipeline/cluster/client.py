@@ -53,6 +53,9 @@ def _default_namespace(kubeconfig: str | None, context: str | None) -> str:
         return "default"
 
 
+KATIB_CONFIG = ("kubeflow", "katib-config")  # Katib's ConfigMap: namespace, name
+
+
 class KatibClient:
     """Create, read, watch and delete Katib objects in one namespace.
 
@@ -126,6 +129,25 @@ class KatibClient:
         raw = self._call("get", f"suggestion {name!r}", self.api.get_namespaced_custom_object,
                          "suggestions", name)
         return V1beta1Suggestion.from_dict(raw)
+
+    # ---- Katib's configuration ----------------------------------------------------------------
+
+    def katib_algorithms(self) -> set[str] | None:
+        """The ``algorithmName``s the cluster's katib-config gives a suggestion image (Katib's
+        own and any registered service, such as nasflow's: ``manifests/suggestion``); None when
+        it cannot be read (no permission, Katib installed elsewhere)."""
+        import json
+
+        import yaml
+        from kubernetes import client
+
+        try:
+            raw = client.CoreV1Api(self.api.api_client).read_namespaced_config_map(
+                KATIB_CONFIG[1], KATIB_CONFIG[0], _preload_content=False)
+            config = yaml.safe_load(json.loads(raw.data)["data"]["katib-config.yaml"])
+            return {s["algorithmName"] for s in config["runtime"]["suggestions"]}
+        except Exception:  # noqa: BLE001 - unreadable: the caller says what to do instead
+            return None
 
     # ---- Jobs (final training) ----------------------------------------------------------------
 

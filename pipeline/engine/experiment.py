@@ -31,6 +31,7 @@ import yaml
 from pipeline.engine.early_stopping import MedianStop, should_stop
 from pipeline.engine.lock import ExperimentLock, Locked
 from pipeline.engine.metrics_collector import CollectorError
+from pipeline.engine.pareto_front import pareto_front
 from pipeline.engine.state import StateError, StateStore, TrialRecord, check_resumable
 from pipeline.engine.status import Conditions, Objective, katib_status, progress
 from pipeline.engine.template import TemplateError, trial_command
@@ -39,9 +40,8 @@ from pipeline.engine.trial import (
     Collector,
     TrialProcess,
     WarmPool,
-    kill_group,
-    orphan_of,
     outcome,
+    requeue_interrupted,
 )
 from pipeline.katib.manifest import Manifest
 from pipeline.katib.redaction import redact
@@ -50,6 +50,7 @@ from pipeline.katib.status import ExperimentCondition as Condition
 from pipeline.katib.status import TrialStatus as Status
 from pipeline.suggestion import create
 from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
+from pipeline.suggestion.pareto import parse_objectives
 from trial_image.contract import TrackingError
 
 
@@ -96,6 +97,7 @@ class ExperimentEngine:
         self.conditions = Conditions(on_change=self._save)
         self.data: dict[str, Any] = {}
         self.tracking = None
+        self.objectives: list[tuple[str, bool]] = []
         self.pool = options.pool or (WarmPool() if options.warm_trials else None)
 
     # ---- set-up and resume -------------------------------------------------------------------
@@ -125,29 +127,13 @@ class ExperimentEngine:
             self.trials = store.trials()
         return store
 
-    def _recover_interrupted(self) -> list[str]:
-        """Trials the engine's own stop interrupted (Ctrl-C, or left Running by ``kill -9``) run
-        again, with the same name and assignments, as if the engine had never stopped: they go
-        back to Created (leftover processes are killed first). Returns their names."""
-        names = []
-        for t in self.trials:
-            if t.done and t.reason != INTERRUPTED:
-                continue
-            if t.pid and orphan_of(t.pid, t.name):
-                kill_group(t.pid, signal.SIGKILL)
-            t.status, t.reason, t.message = Status.CREATED, "TrialRestarted", \
-                "the engine stopped while this trial was running; it runs again"
-            t.observations, t.finished, t.pid = {}, 0.0, 0
-            self.store.save_trial(t)
-            names.append(t.name)
-        return names
-
     # ---- trial values ------------------------------------------------------------------------
 
     def _result(self, t: TrialRecord) -> TrialResult:
-        scored = t.status in SCORED
-        value = self.scoring.value(t) if scored else None
-        return TrialResult(t.index, t.assignments, t.status, value)
+        if t.status not in SCORED:
+            return TrialResult(t.index, t.assignments, t.status, None)
+        return TrialResult(t.index, t.assignments, t.status, self.scoring.value(t),
+                           {m: self.scoring.value(t, m) for m in self.scoring.metric_names})
 
     def _history(self, index: int, full: bool) -> list[TrialResult] | None:
         """Finished trials the algorithm may use for trial ``index`` (None: not yet)."""
@@ -214,6 +200,8 @@ class ExperimentEngine:
                     or []}
         seed = int(settings.get("random_state", self.options.seed))
         self.suggestion = create(SearchContext(self.experiment, settings, seed))
+        if "objectives" in settings:  # a multi-objective algorithm: the front is reported
+            self.objectives = parse_objectives(settings["objectives"])
         if self.options.tracking_uri:  # before anything changes: MLflow may be unreachable
             from pipeline.engine.tracking import open_tracking
 
@@ -221,7 +209,7 @@ class ExperimentEngine:
                                           self.data.get("parent_run_id"), self.options.seed,
                                           self.options.mlflow_retry_seconds)
             self.data["parent_run_id"] = self.tracking.run_id
-        interrupted = self._recover_interrupted()
+        interrupted = requeue_interrupted(self.trials, self.store.save_trial)
         if self.tracking:
             self.tracking.kill_trial_runs(interrupted)
         self._replay()
@@ -254,7 +242,8 @@ class ExperimentEngine:
         if self.tracking:
             run_status = {Condition.SUCCEEDED: "FINISHED", Condition.FAILED: "FAILED"}.get(
                 self.conditions.last["type"], "KILLED")
-            self.tracking.finish(self.trials, self._values(), self.maximize, run_status)
+            self.tracking.finish(self.trials, self._values(), self.maximize, run_status,
+                                 self._front())
 
     def _interrupt(self, signum: int, frame: Any) -> None:
         self.interrupted = True
@@ -371,7 +360,7 @@ class ExperimentEngine:
         self.store.save_trial(t)
         self._save()
         if self.tracking:
-            self.tracking.update(self.trials, self._values(), self.maximize)
+            self.tracking.update(self.trials, self._values(), self.maximize, self._front())
         self._progress()
 
     # ---- conditions and status ---------------------------------------------------------------
@@ -383,9 +372,16 @@ class ExperimentEngine:
         return self.scoring.completed(self.trials, self.max_trials, self.max_failed,
                                       self.exhausted, len(self.running))
 
+    def _front(self) -> dict[str, Any] | None:
+        return pareto_front(self.trials, self.scoring, self.objectives) if self.objectives \
+            else None
+
     def _status(self) -> dict[str, Any]:
-        return katib_status(self.name, self.conditions.items, self.trials, len(self.running),
-                            self.scoring.optimal(self.trials), self.data.get("parent_run_id"))
+        status = katib_status(self.name, self.conditions.items, self.trials, len(self.running),
+                              self.scoring.optimal(self.trials), self.data.get("parent_run_id"))
+        if self.objectives:  # nasflow's addition: Katib's status has one optimal trial
+            status["paretoFront"] = self._front()["front"]
+        return status
 
     def _save(self) -> None:
         # The whole Katib-style status: `nasflow promote` reads currentOptimalTrial from it.

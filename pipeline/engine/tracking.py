@@ -84,14 +84,15 @@ class ExperimentTracking:
         return retry(action, what, self.retry_seconds)
 
     def update(self, trials: Sequence[TrialRecord], values: dict[int, float | None],
-               maximize: bool, force: bool = False) -> None:
+               maximize: bool, front: dict[str, Any] | None = None, force: bool = False
+               ) -> None:
         """The leaderboard and plots, at most every ``min_interval`` s (always with ``force``);
         best effort: a failure is said once on stderr and the search goes on."""
         if not force and time.monotonic() - self.last_update < self.min_interval:
             return
         self.last_update = time.monotonic()
         try:
-            self._update(trials, values, maximize)
+            self._update(trials, values, maximize, front)
         except Exception as exc:  # noqa: BLE001 - the search must not die for its leaderboard
             if not self.warned:
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else \
@@ -102,11 +103,12 @@ class ExperimentTracking:
                 self.warned = True
 
     def finish(self, trials: Sequence[TrialRecord], values: dict[int, float | None],
-               maximize: bool, status: str) -> None:
+               maximize: bool, status: str, front: dict[str, Any] | None = None) -> None:
         """The final leaderboard and the run's end, retried up to ``retry_seconds``; if MLflow
         stays away, say so and leave the search's result as it is."""
         try:
-            self._retry(lambda: self._update(trials, values, maximize), "the final leaderboard")
+            self._retry(lambda: self._update(trials, values, maximize, front),
+                        "the final leaderboard")
             self._retry(lambda: self._importances(trials, values, maximize), "the importances")
             self._retry(lambda: self.client.set_terminated(self.run_id, status),
                         "ending the experiment's run")
@@ -115,7 +117,12 @@ class ExperimentTracking:
                   "have their own runs)", file=sys.stderr)
 
     def _update(self, trials: Sequence[TrialRecord], values: dict[int, float | None],
-                maximize: bool) -> None:
+                maximize: bool, front: dict[str, Any] | None) -> None:
+        if front is not None and front["trials"]:  # a multi-objective search
+            from pipeline.engine.pareto_front import front_figure
+
+            self.client.log_text(self.run_id, json.dumps(front, indent=2), "pareto_front.json")
+            self._log_figure(front_figure(front), "pareto_front.png")
         finished = [t for t in trials if t.done]
         board = sorted(
             ({"trial": t.name, "status": t.status, "objective": values.get(t.index),

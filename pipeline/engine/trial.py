@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,3 +264,21 @@ def outcome(proc: TrialProcess, record: Any, objective: str, unreadable: str | N
         return (TrialStatus.METRICS_UNAVAILABLE, "MetricsUnavailable",
                 f"the objective {objective} was never reported")
     return TrialStatus.SUCCEEDED, "TrialSucceeded", ""
+
+
+def requeue_interrupted(trials: Sequence[Any], save: Callable[[Any], None]) -> list[str]:
+    """Trials the engine's own stop interrupted (Ctrl-C, or left Running by ``kill -9``) run
+    again, with the same name and assignments, as if the engine had never stopped: they go
+    back to Created (leftover processes are killed first). Returns their names."""
+    names = []
+    for t in trials:
+        if t.done and t.reason != INTERRUPTED:
+            continue
+        if t.pid and orphan_of(t.pid, t.name):
+            kill_group(t.pid, signal.SIGKILL)
+        t.status, t.reason, t.message = TrialStatus.CREATED, "TrialRestarted", \
+            "the engine stopped while this trial was running; it runs again"
+        t.observations, t.finished, t.pid = {}, 0.0, 0
+        save(t)
+        names.append(t.name)
+    return names

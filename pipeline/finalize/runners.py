@@ -130,28 +130,13 @@ class ClusterRunner:
     def job(self, run: FinalRun) -> dict[str, Any]:
         """The Job of ``run``: the template's Job with the final flags on its primary
         container and none of Katib's labels (Katib must not take it for a trial)."""
-        spec = substitute(self.template, run.name, self.client.namespace,
-                          run.candidate.assignments)
-        if spec.get("apiVersion") != "batch/v1" or spec.get("kind") != "Job":
-            raise FinalizeError(f"final training runs a batch/v1 Job; the trial template is a "
-                                f"{spec.get('kind')}")
-        primary = self.template.primary_container_name
-        pod = spec["spec"]["template"]["spec"]
-        (container,) = [c for c in pod["containers"] if c.get("name") == primary]
-        argv = [*(container.get("command") or []), *(container.get("args") or [])]
-        if not _is_trial_image(argv):
-            raise FinalizeError("final training needs the trial template to run nasflow's "
-                                f"trial image (`python -m trial_image`), not {argv[:3]}")
-        container["args" if "args" in container else "command"] += run.flags()
-        if self.image:
-            container["image"] = self.image
-        labels = {k: v for k, v in (spec.get("metadata") or {}).get("labels", {}).items()
-                  if not k.startswith("katib.kubeflow.org/")}
-        spec["metadata"] = {"name": run.name, "labels": {
-            **labels, FINALIZE_LABEL: run.experiment, "nasflow.dev/role": run.role},
-            **({"ownerReferences": [self.owner]} if self.owner["uid"] else {})}
-        spec["spec"]["backoffLimit"] = 0  # a failed run is reported, not retried
-        return spec
+        def add_flags(container: dict[str, Any]) -> None:
+            container["args" if "args" in container else "command"] += run.flags()
+
+        return template_job(self.template, run.name, self.client.namespace,
+                            run.candidate.assignments, add_flags,
+                            {FINALIZE_LABEL: run.experiment, "nasflow.dev/role": run.role},
+                            self.owner, self.image)
 
     def run(self, runs: list[FinalRun]) -> dict[str, Outcome]:
         jobs = {run.name: self.job(run) for run in runs}
@@ -162,11 +147,39 @@ class ClusterRunner:
                 self.log(f"{run.role} job {run.name}: {run.candidate.trial}, seed {run.seed}")
                 self.client.create_job(jobs[run.name])
             for run in batch:
-                outcomes[run.name] = _job_outcome(self.client.wait_job(run.name, self.timeout))
+                outcomes[run.name] = job_outcome(self.client.wait_job(run.name, self.timeout))
         return outcomes
 
 
-def _job_outcome(job: dict[str, Any]) -> Outcome:
+def template_job(template: Any, name: str, namespace: str, assignments: dict[str, str],
+                 edit: Callable[[dict[str, Any]], None], labels: dict[str, str],
+                 owner: dict[str, Any], image: str | None) -> dict[str, Any]:
+    """A ``batch/v1`` Job from the trial template whose primary container (the trial image's:
+    its image, service account, resources and security stay) ``edit`` changes, without Katib's
+    labels (Katib must not take it for a trial), owned by ``owner`` (deleted with it)."""
+    spec = substitute(template, name, namespace, assignments)
+    if spec.get("apiVersion") != "batch/v1" or spec.get("kind") != "Job":
+        raise FinalizeError(f"this stage runs a batch/v1 Job; the trial template is a "
+                            f"{spec.get('kind')}")
+    pod = spec["spec"]["template"]["spec"]
+    primary = template.primary_container_name
+    (container,) = [c for c in pod["containers"] if c.get("name") == primary]
+    argv = [*(container.get("command") or []), *(container.get("args") or [])]
+    if not _is_trial_image(argv):
+        raise FinalizeError("this stage needs the trial template to run nasflow's trial image "
+                            f"(`python -m trial_image`), not {argv[:3]}")
+    edit(container)
+    if image:
+        container["image"] = image
+    kept = {k: v for k, v in (spec.get("metadata") or {}).get("labels", {}).items()
+            if not k.startswith("katib.kubeflow.org/")}
+    spec["metadata"] = {"name": name, "labels": {**kept, **labels},
+                        **({"ownerReferences": [owner]} if owner.get("uid") else {})}
+    spec["spec"]["backoffLimit"] = 0  # a failed run is reported, not retried
+    return spec
+
+
+def job_outcome(job: dict[str, Any]) -> Outcome:
     """Succeeded when its ``Complete`` condition is True; else the ``Failed`` one's reason."""
     conditions = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or []
                   if c.get("status") == "True"}

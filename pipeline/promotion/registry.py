@@ -104,6 +104,15 @@ class Registry:
                 "server (MLFLOW_TRACKING_URI in the trial template, ConfigMap nasflow-config)")
         return runs[0]
 
+    def runs_of(self, experiment: str, namespace: str) -> list[Any]:
+        """Every FINISHED run of ``experiment``'s trials and final models in ``namespace``."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        runs = self.client.search_runs(
+            experiments, f"tags.`katib.experiment` = '{experiment}' and "
+            "attributes.status = 'FINISHED'", max_results=5000) if experiments else []
+        return [r for r in runs if r.data.tags.get(tags.NAMESPACE, namespace) == namespace
+                and r.data.tags.get(tags.ROLE, "trial") in ("trial", "final")]
+
     def final_trial(self, experiment: str, namespace: str, run_id: str | None = None
                     ) -> OptimalTrial | None:
         """A final model of ``experiment`` (``nasflow finalize``), as the trial to promote,
@@ -127,6 +136,21 @@ class Registry:
                             {"source_trial": logged.get(tags.SOURCE_TRIAL, "")})
 
     # ---- registering -------------------------------------------------------------------------
+
+    def register_variant(self, run: Any, variant: str) -> Any:
+        """A compressed variant's run as a version of this model with tag ``nasflow.variant``
+        and alias ``<variant>`` (created once; ``champion`` is never touched)."""
+        existing = self._versions_of_run(run.info.run_id)
+        if existing:
+            return existing[0]
+        self.mlflow.set_tracking_uri(self.uri)
+        self.mlflow.set_registry_uri(self.uri)
+        version = _racing(lambda: self.mlflow.register_model(
+            self._model_uri(run), self.model, tags={
+                tags.VARIANT: variant, tags.SOURCE_MODEL: run.data.tags.get(tags.SOURCE_MODEL, ""),
+                VALUE: repr(run.data.metrics["Test-Accuracy"]), METRIC: "Test-Accuracy"}))
+        self._alias(variant, version.version)
+        return version
 
     def register(self, optimal: OptimalTrial, run: Any, metric: str, maximize: bool,
                  score: float) -> tuple[Any, bool]:

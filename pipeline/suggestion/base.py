@@ -20,8 +20,8 @@ The engine never calls ``suggest`` itself; it calls :meth:`Suggestion.propose`, 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -57,6 +57,9 @@ class TrialResult:
     assignments: dict[str, str]
     status: str
     value: float | None  # None: failed, or no numeric objective
+    # every metric the experiment collects (objective and additional), read with its strategy;
+    # what multi-objective algorithms rank by
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
 
     def score(self, maximize: bool) -> float | None:
         """Higher is better, whatever the objective's direction."""

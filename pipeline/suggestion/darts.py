@@ -10,12 +10,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trial_image.contract import DARTS_DEFAULTS, DARTS_PRIMITIVES
-
 from pipeline.katib.manifest import Problem
 from pipeline.katib.search_space import darts_primitives
 from pipeline.suggestion.base import Suggestion, TrialResult
 from pipeline.suggestion.registry import Algorithm, Setting
+from trial_image.contract import DARTS_DEFAULTS, DARTS_PRIMITIVES
 
 
 def _katib_json(value: object) -> str:

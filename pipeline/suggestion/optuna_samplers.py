@@ -13,6 +13,8 @@ cmaes                       CmaEsSampler(sigma, random_state); ``restart_strateg
 sobol                       QMCSampler(sobol, scrambled)
 bayesianoptimization        GPSampler(n_initial_points) - a Gaussian process with expected
                             improvement; base_estimator/acq_* are skopt's and only GP/EI exist
+nsga2                       NSGAIISampler(population_size, crossover_prob) over the setting
+                            ``objectives`` (nasflow's own: a study with one direction each)
 ==========================  ============================================================
 """
 
@@ -27,6 +29,7 @@ from optuna.trial import TrialState
 
 from pipeline.katib.manifest import Problem
 from pipeline.katib.search_space import Space, key
+from pipeline.suggestion import pareto
 from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
 from pipeline.suggestion.registry import Algorithm, Setting
 
@@ -56,6 +59,10 @@ def _sampler(name: str, settings: dict[str, str], seed: int, grid: dict[str, lis
         return optuna.samplers.CmaEsSampler(seed=seed, sigma0=sigma)
     if name == "sobol":
         return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=int(s.get("population_size", 10)),
+            crossover_prob=float(s.get("crossover_prob", 0.9)))
     return optuna.samplers.GPSampler(seed=seed,
                                      n_startup_trials=int(s.get("n_initial_points", 10)))
 
@@ -72,10 +79,28 @@ class OptunaSuggestion(Suggestion):
         if algorithm == "grid":
             grid = {p.name: [p.from_katib(v) for v in p.grid() or []] for p in self.parameters}
         self.sampler = _sampler(algorithm, context.settings, context.seed, grid)
+        # nsga2: one study direction per objective; the others: the experiment's objective
+        self.objectives = (pareto.parse_objectives(context.settings["objectives"])
+                           if algorithm == "nsga2" else None)
+        directions = [m for _, m in self.objectives] if self.objectives else [context.maximize]
         self.study = optuna.create_study(
-            direction="maximize" if context.maximize else "minimize", sampler=self.sampler)
+            directions=["maximize" if m else "minimize" for m in directions],
+            sampler=self.sampler)
         self.asked: dict[int, int] = {}  # trial index -> Optuna trial number
         self.told: set[int] = set()
+
+    def _values(self, result: TrialResult | None) -> float | list[float] | None:
+        """What the study is told for a result: its objective value, or one value per
+        objective (None: failed or not finite)."""
+        if result is None:
+            return None
+        if self.objectives is None:
+            values = [result.value]
+        else:
+            values = [result.metrics.get(metric) for metric, _ in self.objectives]
+        if any(v is None or not math.isfinite(v) for v in values):
+            return None
+        return values[0] if self.objectives is None else values
 
     def _tell(self, history: Sequence[TrialResult]) -> None:
         if not self.uses_history:  # results change nothing
@@ -84,10 +109,11 @@ class OptunaSuggestion(Suggestion):
             number = self.asked.get(result.index)
             if number is None or result.index in self.told:
                 continue
-            if result.value is None or not math.isfinite(result.value):
+            values = self._values(result)
+            if values is None:
                 self.study.tell(number, state=TrialState.FAIL)
             else:
-                self.study.tell(number, result.value)
+                self.study.tell(number, values)
             self.told.add(result.index)
 
     def _assignments(self, trial: optuna.trial.BaseTrial) -> dict[str, str]:
@@ -107,8 +133,8 @@ class OptunaSuggestion(Suggestion):
         if not self.uses_history:
             return
         first = self.proposed[key(assignments)]
-        known = next((r.value for r in history if r.index == first), None)
-        if known is not None and math.isfinite(known):
+        known = self._values(next((r for r in history if r.index == first), None))
+        if known is not None:
             self.study.tell(number, known)
         else:
             self.study.tell(number, state=TrialState.FAIL)
@@ -173,4 +199,11 @@ ALGORITHMS = (
         OptunaSuggestion, checks=(_cmaes_space,),
         ignored_note="Optuna's CmaEsSampler (>= 4.4) has no restarts"),
     Algorithm("sobol", _OPTUNA.format("QMCSampler(sobol, scrambled)"), {}, OptunaSuggestion),
+    Algorithm("nsga2", "Optuna's NSGAIISampler: Pareto search over `objectives` (non-dominated "
+              "sorting, crowding distance, crossover and mutation of the population)", {
+        "objectives": Setting("text", required=True, nasflow_only=True),
+        "population_size": Setting("int", low=2, default="10"),
+        "crossover_prob": Setting("float", low=0, high=1, default="0.9"),
+        "random_state": SEED}, OptunaSuggestion, katib=False,
+        checks=(pareto.check_objectives,)),
 )

@@ -45,5 +45,6 @@ def cluster_support(experiment: V1beta1Experiment) -> list[str]:
     """Why Katib cannot run it (empty = it can)."""
     name = experiment.spec.algorithm.algorithm_name
     if not algorithms()[name].katib:
-        return [f"algorithm {name} is nasflow's own and runs only on the embedded engine"]
+        return [f"algorithm {name} is nasflow's own: Katib runs it only once nasflow's "
+                "suggestion service is registered (kubectl apply -k manifests/suggestion)"]
     return []

@@ -1,0 +1,97 @@
+"""``nasflow compress MODEL_URI``: LiteRT, pruned and distilled variants of a registered model,
+made where training runs, each registered (within the accuracy budget) under its own alias."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from typing import Any
+
+from pipeline.cli.common import (
+    UsageError,
+    cluster_flags,
+    katib_client,
+    mlflow_retry_flag,
+    tracking_uri,
+)
+
+
+def variant_flags(p: argparse.ArgumentParser) -> None:
+    from trial_image.contract import COMPRESSION_VARIANTS
+
+    g = p.add_argument_group("compression")
+    g.add_argument("--variants", default=",".join(COMPRESSION_VARIANTS),
+                   help="comma-separated: float32, float16, int8-dynamic, int8-full (LiteRT), "
+                   "pruned-<P> (P %% sparsity), distilled (default: all of them)")
+    g.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="POINTS",
+                   help="a variant more than this many points below the source model is "
+                   "logged but not registered (default 0.5)")
+
+
+def compress(args: argparse.Namespace, uri: str, model_uri: str, log: Any) -> list[Any]:
+    """Make, measure and register the variants of ``model_uri``; their results."""
+    from pipeline.compression import compress_model, run_locally, run_on_cluster
+    from pipeline.promotion.registry import Registry
+    from trial_image.contract import parse_model_uri
+
+    parsed = parse_model_uri(model_uri)
+    if parsed is None:
+        raise UsageError(f"nasflow compress: expected models:/NAME@ALIAS or models:/NAME/N, got "
+                         f"{model_uri!r}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+
+    def execute(flags: list[str], source_run: Any) -> None:
+        if getattr(args, "cluster", False):
+            run_on_cluster(katib_client(args), source_run.data.tags.get("katib.experiment", ""),
+                           flags, args.timeout, args.image, log)
+        else:
+            run_locally(flags, uri, log)
+
+    registry = Registry(uri, parsed[0], args.mlflow_retry_seconds)
+    with contextlib.redirect_stdout(sys.stderr):  # MLflow's registration lines
+        return compress_model(registry, model_uri, variants, args.max_accuracy_drop, execute,
+                              log, args.mlflow_retry_seconds)
+
+
+def print_results(results: list[Any], model: str, output: str) -> None:
+    if output == "json":
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    for r in results:
+        where = f"models:/{model}@{r.variant} (version {r.version})" if r.version else \
+            f"not registered: {r.reason}"
+        print(f"{r.variant:<13} test accuracy {r.accuracy:.4f} ({-r.drop:+.2f} pt), "
+              f"{r.size:>7.0f} bytes ({r.compressed:.0f} gzip), {r.latency_ms:.3f} ms: {where}")
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    uri = tracking_uri(args)
+    results = compress(args, uri, args.model_uri,
+                       lambda line: print(f"nasflow compress: {line}", file=sys.stderr))
+    print_results(results, args.model_uri.removeprefix("models:/").split("@")[0].split("/")[0],
+                  args.output)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compress", help="LiteRT int8/float16, pruned and distilled variants of a model",
+        description="Compress a registered model (e.g. models:/enas-digits@champion): LiteRT "
+        "post-training quantization, magnitude pruning, distillation into a smaller trial of "
+        "the same search. Each variant is measured with itself (the LiteRT interpreter), "
+        "logged as an MLflow run under the model's run, and registered as a version of the "
+        "same model with alias <variant>; champion never moves.")
+    p.add_argument("model_uri", metavar="MODEL_URI")
+    variant_flags(p)
+    p.add_argument("--cluster", action="store_true",
+                   help="run the compression as a Job of the experiment's trial template")
+    p.add_argument("--image", help="trial image of the Job (--cluster)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the Job")
+    p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI or "
+                   "sqlite:///./mlflow.db)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    mlflow_retry_flag(p)
+    cluster_flags(p)
+    p.set_defaults(func=cmd_compress)

@@ -1,0 +1,3 @@
+from pipeline.service.server import main
+
+raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Katib's ``api.v1.beta1.Suggestion`` service for nasflow's own algorithms, and its health check.
+
+``GetSuggestions`` rebuilds the algorithm from the request on every call: the trials Katib sends
+are replayed in suggestion order (each carries its index as the label ``INDEX_LABEL``), each from
+the finished trials it could see, exactly as the embedded engine's ``--resume`` does; then the
+``current_request_number`` next suggestions are proposed the way the engine proposes them
+(trial ``k`` from the trials ``0..k-parallel`` that have finished). Trials are named as the
+engine names them. An exhausted search answers with no assignments, as Katib's own services do;
+invalid settings are ``INVALID_ARGUMENT`` naming the field, so the Experiment fails with that
+reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import signal
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from pipeline.katib.status import FINISHED
+from pipeline.service.api import api_pb2, api_pb2_grpc
+from pipeline.service.convert import INDEX_LABEL, experiment_of, results_of
+from pipeline.suggestion import create
+from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
+from pipeline.suggestion.registry import algorithms
+from pipeline.validation.algorithm import check_algorithm
+from pipeline.validation.space import check_space
+
+PORT = 6789  # Katib's DefaultSuggestionPort
+HEALTH_SERVICE = "manager.v1beta1.Suggestion"  # what Katib's gRPC probes ask for
+
+
+def served() -> list[str]:
+    """nasflow's own algorithms: the ones Katib ships no service for."""
+    return [name for name, a in algorithms().items() if not a.katib and a.suggestion]
+
+
+def trial_name(experiment: str, seed: int, index: int) -> str:
+    """The embedded engine's name for trial ``index``."""
+    return f"{experiment}-{hashlib.sha1(f'{experiment}/{seed}/{index}'.encode()).hexdigest()[:8]}"
+
+
+class SuggestionService(api_pb2_grpc.SuggestionServicer):
+
+    def ValidateAlgorithmSettings(self, request: Any, context: Any) -> Any:
+        experiment = experiment_of(request.experiment)
+        problems = self._problems(experiment)
+        if problems:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        return api_pb2.ValidateAlgorithmSettingsReply()
+
+    @staticmethod
+    def _problems(experiment: Any) -> list[str]:
+        name = experiment.spec.algorithm.algorithm_name
+        if name not in served():
+            return [f"spec.algorithm.algorithmName: nasflow's suggestion service serves "
+                    f"{', '.join(served())}, not {name!r}"]
+        return [str(p) for p in check_algorithm(experiment.spec) + check_space(experiment.spec)]
+
+    def GetSuggestions(self, request: Any, context: Any) -> Any:
+        experiment = experiment_of(request.experiment)
+        problems = self._problems(experiment)
+        if problems:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        spec = experiment.spec
+        settings = {s.name: str(s.value) for s in spec.algorithm.algorithm_settings or []}
+        seed = int(settings.get("random_state", 0))
+        algorithm = create(SearchContext(experiment, settings, seed))
+        parallel = spec.parallel_trial_count or 3
+        known = results_of(request.trials, experiment)
+        first = max(request.total_request_number - request.current_request_number,
+                    max(known, default=-1) + 1)
+        finished = {i: r for i, r in known.items() if r.status in FINISHED}
+
+        def seen(upto: int) -> list[TrialResult]:
+            if not algorithm.uses_history:
+                return []
+            return [finished[i] for i in sorted(finished) if i < upto]
+
+        for index in range(first):  # replay: the state the search had
+            if index in known:
+                algorithm.replay(index, seen(index - parallel + 1), known[index].assignments,
+                                 seen(index))
+            elif algorithm.propose(index, seen(index - parallel + 1)) == WAIT:
+                algorithm.propose(index, seen(index))
+        reply = api_pb2.GetSuggestionsReply()
+        proposed = []
+        for index in range(first, first + request.current_request_number):
+            assignments = algorithm.propose(index, seen(index - parallel + 1))
+            if assignments == WAIT:
+                assignments = algorithm.propose(index, seen(index))
+            if not isinstance(assignments, dict):
+                return api_pb2.GetSuggestionsReply()  # exhausted: Katib's services answer empty
+            proposed.append((index, assignments))
+        for index, assignments in proposed:
+            reply.parameter_assignments.add(
+                assignments=[api_pb2.ParameterAssignment(name=k, value=v)
+                             for k, v in assignments.items()],
+                trial_name=trial_name(experiment.metadata.name, seed, index),
+                labels={INDEX_LABEL: str(index)})
+        return reply
+
+
+def start(host: str = "0.0.0.0", port: int = PORT, workers: int = 4) -> tuple[Any, int]:
+    """The server, started: the Suggestion service and the standard gRPC health service
+    (SERVING for ``""`` and Katib's probe name). Returns (server, bound port)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    api_pb2_grpc.add_SuggestionServicer_to_server(SuggestionService(), server)
+    checks = health.HealthServicer()
+    for service in ("", HEALTH_SERVICE, "api.v1.beta1.Suggestion"):
+        checks.set(service, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    return server, bound
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.service", description=__doc__)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=PORT)
+    args = parser.parse_args(argv)
+    algorithms()  # load the declarations before the first request
+    server, port = start(args.host, args.port)
+    print(f"nasflow suggestion service ({', '.join(served())}) on {args.host}:{port}",
+          flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop(5))
+    server.wait_for_termination()
+    return 0

@@ -1,0 +1,179 @@
+"""Compression: LiteRT variants, pruning, distillation, each measured with itself, logged under
+the source model's run and registered within the accuracy budget, against a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+from keras import layers
+from mlflow import MlflowClient
+
+from pipeline.cli import main
+from pipeline.compression import register_within_budget
+from pipeline.promotion.optimal_trial import OptimalTrial
+from pipeline.promotion.registry import Registry
+from tests.conftest import run_trial
+from trial_image import data as datasets
+from trial_image.compress import litert
+from trial_image.compress.distillation import Distiller, distill, distillation_loss, soften
+from trial_image.compress.pruning import MagnitudePruning, compressed_size, sparsity
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_model() -> keras.Model:
+    x = keras.Input((8, 8, 1), name="image")
+    y = layers.Rescaling(1 / 16)(x)
+    y = layers.Conv2D(16, 3, padding="same", activation="relu")(y)
+    y = layers.Conv2D(16, 3, padding="same", activation="relu")(y)
+    y = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling2D()(y))
+    return keras.Model(x, y)
+
+
+# ---- the pieces ------------------------------------------------------------------------------
+
+
+def test_full_integer_model_is_int8_inside_and_takes_raw_images():
+    data = datasets.load("digits")
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(data.x_train, data.y_train, epochs=3, verbose=0)
+    content = litert.convert(model, "int8-full", data.x_train[:100])
+    interpreter = litert.LiteRT(content)
+    assert interpreter.input["dtype"] == np.int8 and interpreter.output["dtype"] == np.int8
+    assert "int8" in interpreter.tensor_types() and "float32" not in interpreter.tensor_types()
+    # raw images in, probabilities out, close to the float model's
+    ours = interpreter.predict(data.x_test)
+    theirs = model.predict(data.x_test, verbose=0)
+    assert ours.shape == theirs.shape
+    assert np.mean(ours.argmax(1) == theirs.argmax(1)) > 0.95
+    assert "float16" in litert.LiteRT(litert.convert(model, "float16")).tensor_types()
+
+
+def test_pruning_follows_the_polynomial_schedule_and_keeps_pruned_weights_at_zero():
+    schedule = MagnitudePruning(0.8, steps=100)
+    assert schedule.scheduled(0) == 0
+    assert schedule.scheduled(50) == pytest.approx(0.8 * (1 - 0.5 ** 3))  # 0.7
+    assert schedule.scheduled(100) == schedule.scheduled(500) == pytest.approx(0.8)
+    data = datasets.load("digits")
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(data.x_train, data.y_train, epochs=4, batch_size=64, verbose=0,
+              callbacks=[MagnitudePruning(0.8, steps=40, frequency=5)])
+    assert sparsity(model) == pytest.approx(0.8, abs=0.01)
+    dense = litert.convert(tiny_model(), "float32")
+    pruned = litert.convert(model, "float32")
+    assert compressed_size(pruned) < 0.5 * compressed_size(dense)  # the zeros are a real saving
+
+
+def test_distillation_loss_and_the_online_teacher():
+    labels = np.array([0, 2])
+    teacher = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype="float32")
+    student = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], dtype="float32")
+    hard = -np.log(student[[0, 1], labels])
+    assert np.allclose(distillation_loss(labels, student, None, 2.0, 1.0), hard, atol=1e-6)
+    soft_t, soft_s = np.asarray(soften(teacher, 2.0)), np.asarray(soften(student, 2.0))
+    kd = np.sum(soft_t * np.log(soft_t / soft_s), axis=1)
+    assert np.allclose(distillation_loss(labels, student, teacher, 2.0, 0.25),
+                       0.25 * hard + 0.75 * 4 * kd, rtol=1e-4)
+    # softening at T = 1 changes nothing; higher T flattens
+    assert np.allclose(np.asarray(soften(teacher, 1.0)), teacher, atol=1e-6)
+    assert np.asarray(soften(teacher, 4.0))[0, 0] < 0.7
+    # the teacher is asked on the batch the student sees, and never trained
+    data = datasets.load("digits")
+    keras.utils.set_random_seed(0)
+    frozen = tiny_model()
+    before = [w.copy() for w in frozen.get_weights()]
+    student = distill(tiny_model(), frozen, data.x_train[:128], data.y_train[:128],
+                      temperature=4.0, alpha=0.5, epochs=1, learning_rate=1e-3)
+    assert all(np.array_equal(a, b) for a, b in zip(before, frozen.get_weights(), strict=True))
+    assert not frozen.trainable and student.trainable
+    assert Distiller(tiny_model(), None, 4.0, 0.5).alpha == 1.0  # no teacher: labels alone
+
+
+# ---- the stage against a real MLflow server --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def champion(mlflow_server, tmp_path_factory):
+    """A final model promoted champion, and a smaller trial of the same search (the student)."""
+    tmp = tmp_path_factory.mktemp("compress")
+    experiment = f"compress-{uuid.uuid4().hex[:6]}"
+    for name, flags in (("final", ["--num-blocks=2", "--filters=32", "--role=final"]),
+                        ("small", ["--num-blocks=1", "--filters=8"])):
+        result = run_trial([*flags, "--epochs=12", "--lr=0.005", f"--experiment-name={experiment}",
+                            f"--trial-name={experiment}-{name}", "--namespace=default"],
+                           tmp, mlflow_server.uri)
+        assert result.returncode == 0, result.stderr[-2000:]
+    registry = Registry(mlflow_server.uri, experiment, 5)
+    decision = registry.promote(OptimalTrial(experiment, "default", f"{experiment}-final",
+                                             "Validation-Accuracy", True, None, "random"),
+                                metric="Test-Accuracy")
+    assert decision.decision == "champion"
+    return experiment
+
+
+def test_compress_registers_variants_measured_with_themselves(mlflow_server, champion, capsys):
+    uri = mlflow_server.uri
+    code = main(["compress", f"models:/{champion}@champion", "--variants",
+                 "float32,int8-full,pruned-50,distilled", "--tracking-uri", uri,
+                 "--max-accuracy-drop", "-100", "--output", "json"])
+    assert code == 0, capsys.readouterr().err
+    results = {r["variant"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(results) == {"float32", "int8-full", "pruned-50", "distilled"}
+    client = MlflowClient(uri)
+    # a budget nobody meets: every variant logged, none registered, each run says why
+    assert all(r["version"] is None for r in results.values())
+    for r in results.values():
+        assert client.get_run(r["run_id"]).data.tags["nasflow.reason"].startswith(
+            "accuracy drop")
+    source = client.get_model_version_by_alias(champion, "champion")
+    assert source.version == "1"
+    data = datasets.load("digits")
+    for variant, r in results.items():
+        run = client.get_run(r["run_id"])
+        assert run.data.tags["mlflow.parentRunId"] == source.run_id  # nested under the source
+        assert run.data.tags["nasflow.variant"] == variant
+        assert run.data.metrics["Interpreter-Threads"] == 1
+        # the pyfunc model takes raw images and reproduces the logged accuracy
+        model = mlflow.pyfunc.load_model(f"runs:/{r['run_id']}/model")
+        predicted = np.asarray(model.predict(data.x_test.astype("float32"))).argmax(1)
+        assert np.mean(predicted == data.y_test) == pytest.approx(
+            run.data.metrics["Test-Accuracy"])
+    sizes = {v: r["size"] for v, r in results.items()}
+    assert sizes["int8-full"] <= 0.4 * sizes["float32"]
+    student = client.get_run(results["distilled"]["run_id"]).data.metrics["Parameter-Count"]
+    teacher = client.get_run(source.run_id).data.metrics["Parameter-Count"]
+    assert student <= 0.5 * teacher
+    int8 = client.download_artifacts(results["int8-full"]["run_id"], "int8-full.tflite")
+    assert "int8" in litert.LiteRT(Path(int8).read_bytes()).tensor_types()
+
+    # within a budget: registered as versions of the same model, champion untouched
+    registry = Registry(uri, champion, 5)
+    registered = register_within_budget(registry, source, 100, 5)
+    assert all(r.version for r in registered)
+    aliases = client.get_registered_model(champion).aliases
+    assert aliases["champion"] == "1"
+    for r in registered:
+        version = client.get_model_version_by_alias(champion, r.variant)
+        assert version.tags["nasflow.variant"] == r.variant
+        assert version.tags["nasflow.source_model"] == f"models:/{champion}/1"
+    # compressing again makes nothing new: every variant of version 1 exists already
+    assert main(["compress", f"models:/{champion}@champion", "--variants", "float32,int8-full",
+                 "--tracking-uri", uri, "--output", "json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert {r["run_id"] for r in again} <= {r["run_id"] for r in results.values()}
+    assert client.get_registered_model(champion).aliases["champion"] == "1"
+
+
+def test_compress_refuses_a_uri_that_is_not_a_model(mlflow_server, capsys):
+    assert main(["compress", "runs:/abc/model", "--tracking-uri", mlflow_server.uri]) == 2
+    assert "expected models:/NAME@ALIAS" in capsys.readouterr().err

@@ -1,0 +1,117 @@
+"""LiteRT: TensorFlow's converter in, the LiteRT interpreter (``ai-edge-litert``) out.
+
+``tf.lite.Interpreter`` is deprecated in favour of ``ai_edge_litert``; the converter is still
+TensorFlow's. A variant's accuracy and latency are measured by running its ``.tflite`` file, never
+the Keras model it came from. Full-integer int8 has int8 inputs and outputs (what integer-only
+accelerators take); :class:`LiteRT` quantizes raw inputs and dequantizes outputs with the file's
+own scales, so every variant takes the same raw images as the float model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+QUANTIZATIONS = ("float32", "float16", "int8-dynamic", "int8-full")
+THREADS = 1  # batch-1 latency on one CPU thread: comparable across machines and variants
+
+
+def convert(model: Any, variant: str, representative: np.ndarray | None = None) -> bytes:
+    """The ``.tflite`` bytes of ``model`` quantized as ``variant``; ``int8-full`` calibrates its
+    activation ranges on ``representative`` (training images)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if variant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights, float kernels
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "int8-full":
+        if representative is None:
+            raise ValueError("int8-full needs a representative dataset")
+        converter.representative_dataset = lambda: ([x[None].astype(np.float32)]
+                                                    for x in representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif variant not in ("float32", "int8-dynamic"):
+        raise ValueError(f"unknown LiteRT variant {variant!r}; known: {', '.join(QUANTIZATIONS)}")
+    with _quiet():  # the converter prints the traced function's signature on stdout
+        return converter.convert()
+
+
+@contextlib.contextmanager
+def _quiet():
+    """File descriptors 1 and 2 pointed away (the converter's C++ logs bypass sys.stdout)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+class LiteRT:
+    """One ``.tflite`` model in the LiteRT interpreter."""
+
+    def __init__(self, content: bytes, threads: int = THREADS) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=content, num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.batch = 1
+
+    def _resize(self, batch: int) -> None:
+        if batch != self.batch:
+            self.interpreter.resize_tensor_input(self.input["index"],
+                                                 [batch, *self.input["shape"][1:]])
+            self.interpreter.allocate_tensors()
+            self.input = self.interpreter.get_input_details()[0]
+            self.output = self.interpreter.get_output_details()[0]
+            self.batch = batch
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities of raw images ``x`` (as the float model takes them)."""
+        self._resize(len(x))
+        data = np.asarray(x, dtype=np.float32)
+        if self.input["dtype"] != np.float32:
+            scale, zero = self.input["quantization"]
+            info = np.iinfo(self.input["dtype"])
+            data = np.clip(np.round(data / scale + zero), info.min, info.max)
+        self.interpreter.set_tensor(self.input["index"], data.astype(self.input["dtype"]))
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self.output["index"])
+        if self.output["dtype"] != np.float32:
+            scale, zero = self.output["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return out
+
+    def latency_ms(self, sample: np.ndarray, repeats: int = 100) -> float:
+        """Median wall time of one batch-1 invocation (after 10 warm-up runs), milliseconds."""
+        for _ in range(10):
+            self.predict(sample[:1])
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.predict(sample[:1])
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1000
+
+    def tensor_types(self) -> set[str]:
+        """The dtypes of every tensor in the graph (weights and activations)."""
+        return {np.dtype(t["dtype"]).name for t in self.interpreter.get_tensor_details()}

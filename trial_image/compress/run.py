@@ -1,0 +1,221 @@
+"""``python -m trial_image compress``: every variant of a registered model, measured and logged.
+
+For ``--model-uri models:/NAME@ALIAS`` (or ``/VERSION``) it loads the Keras model and its data
+(the dataset and split of the run that trained it), then makes each ``--variants`` entry:
+
+* ``float32``, ``float16``, ``int8-dynamic``, ``int8-full``: LiteRT post-training quantization
+  (full-integer int8 calibrated on 200 training images);
+* ``pruned-<P>``: magnitude pruning to P % sparsity, fine-tuned on the training split, LiteRT
+  float32 (its saving shows in the gzip-compressed size every variant reports);
+* ``distilled``: the candidate of ``--student-run`` (a smaller trial of the same search) trained
+  from scratch on the teacher's softened outputs and the labels, LiteRT float32.
+
+Each is one MLflow run nested under the source model's run (tags ``nasflow.role=variant``,
+``nasflow.variant``, ``nasflow.source_model``): Test-Accuracy measured by running the ``.tflite``
+file in the LiteRT interpreter, the drop against the source model in points, file size (and
+gzip-compressed), batch-1
+latency (median of 100 runs, one interpreter thread), parameters, and a loadable ``pyfunc``
+model. The source run gets ``compression/comparison.json`` and ``compression/accuracy_vs_size.png``.
+Registering the variants is the pipeline's part (``nasflow compress``), as promotion is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trial_image import tags
+from trial_image.compress import litert
+from trial_image.errors import InputError, TrackingError
+
+DEFAULT_VARIANTS = ("float32", "float16", "int8-dynamic", "int8-full", "pruned-50", "pruned-80",
+                    "distilled")
+CALIBRATION_IMAGES = 200
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m trial_image compress", allow_abbrev=False,
+        description="Compress a registered model into LiteRT, pruned and distilled variants, "
+        "each measured with itself and logged as an MLflow run under the model's run.")
+    p.add_argument("--model-uri", required=True, help="models:/NAME@ALIAS or models:/NAME/N")
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                   help=f"comma-separated (default {','.join(DEFAULT_VARIANTS)})")
+    p.add_argument("--student-run", help="MLflow run of the distillation student's trial "
+                   "(its candidate_spec.json); required for 'distilled'")
+    p.add_argument("--temperature", type=float, default=4.0, help="distillation (default 4)")
+    p.add_argument("--alpha", type=float, default=0.5,
+                   help="weight of the labels against the teacher (default 0.1)")
+    p.add_argument("--distill-epochs", type=int, default=40)
+    p.add_argument("--prune-epochs", type=int, default=10, help="fine-tuning while pruning")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mlflow-retry-seconds", type=float, default=120.0)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    from trial_image.trial_run import prepare_tensorflow
+
+    args = build_parser().parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        if v not in litert.QUANTIZATIONS and v != "distilled" and not re.fullmatch(
+                r"pruned-([1-9]|[1-9]\d)", v):
+            raise InputError(f"--variants: unknown variant {v!r}; known: "
+                             f"{', '.join(litert.QUANTIZATIONS)}, pruned-<1..99>, distilled")
+    if "distilled" in variants and not args.student_run:
+        raise InputError("--variants distilled needs --student-run")
+    prepare_tensorflow(args.seed)  # quiet, seeded, deterministic: a rerun measures the same
+    source = Source(args.model_uri, args.mlflow_retry_seconds)
+    rows = [source.reference_row()]
+    for variant in variants:
+        content, extra = make(variant, source, args)
+        rows.append(source.log_variant(variant, content, extra))
+        print(f"{variant}: test accuracy {rows[-1]['Test-Accuracy']:.4f}, "
+              f"{rows[-1]['File-Size-Bytes']:.0f} bytes, {rows[-1]['Inference-Latency-Ms']:.3f} ms",
+              file=sys.stderr)
+    source.log_comparison(rows)
+    return 0
+
+
+def make(variant: str, source: Source, args: argparse.Namespace) -> tuple[bytes, dict]:
+    """The variant's ``.tflite`` bytes and the measures that only it has."""
+    import keras
+
+    data = source.data
+    if variant in litert.QUANTIZATIONS:
+        calibration = data.x_train[:CALIBRATION_IMAGES]
+        return litert.convert(source.model, variant, calibration), {}
+    if variant.startswith("pruned-"):
+        from trial_image.compress.pruning import MagnitudePruning, sparsity
+        from trial_image.data import pipeline
+
+        target = int(variant.split("-")[1]) / 100
+        model = keras.models.clone_model(source.model)
+        model.set_weights(source.model.get_weights())
+        keras.utils.set_random_seed(args.seed)
+        steps = args.prune_epochs * int(np.ceil(len(data.x_train) / 64))
+        model.compile(optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(1e-3, steps)),
+            loss="sparse_categorical_crossentropy")
+        model.fit(pipeline(data.x_train, data.y_train, 64, shuffle_seed=args.seed,
+                           augment="light"), epochs=args.prune_epochs, shuffle=False,
+                  callbacks=[MagnitudePruning(target, int(steps * 0.7))], verbose=0)
+        return litert.convert(model, "float32"), {"Sparsity": sparsity(model)}
+    from trial_image.builder import build_model
+    from trial_image.compress.distillation import distill
+
+    spec = source.student_spec(args.student_run)
+    student = build_model(spec)
+    distill(student, source.model, data.x_train, data.y_train, temperature=args.temperature,
+            alpha=args.alpha, epochs=args.distill_epochs,
+            learning_rate=spec.training.learning_rate, seed=args.seed)
+    return litert.convert(student, "float32"), {"Parameter-Count": float(student.count_params()),
+                                                "Temperature": args.temperature,
+                                                "Alpha": args.alpha}
+
+
+class Source:
+    """The registered model being compressed: its version, run, Keras model and data."""
+
+    def __init__(self, uri: str, retry_seconds: float) -> None:
+        import mlflow
+        import mlflow.tensorflow
+        from mlflow import MlflowClient
+
+        from trial_image import data as datasets
+        from trial_image.tracking import default_tracking_uri, parse_model_uri, retry
+
+        self.retry = lambda action, what: retry(action, what, retry_seconds)
+        self.uri = uri
+        mlflow.set_tracking_uri(default_tracking_uri())
+        self.mlflow, self.client = mlflow, MlflowClient()
+        parsed = parse_model_uri(uri)
+        if parsed is None:
+            raise InputError(f"--model-uri: expected models:/NAME@ALIAS or models:/NAME/N, "
+                             f"got {uri!r}")
+        self.name, alias, number = parsed
+        self.version = self.retry(lambda: self.client.get_model_version_by_alias(
+            self.name, alias) if alias else self.client.get_model_version(self.name, number),
+            f"finding {uri}")
+        self.run = self.retry(lambda: self.client.get_run(self.version.run_id),
+                              "reading the model's run")
+        if self.run.data.tags.get(tags.ROLE) == "variant":
+            raise InputError(f"{uri} is itself a compressed variant; compress the float model")
+        self.model = self.retry(lambda: mlflow.tensorflow.load_model(
+            f"models:/{self.name}/{self.version.version}"), f"loading {uri}")
+        params = self.run.data.params
+        size = tuple(int(s) for s in params.get("image_size", "(32, 32)").strip("()").split(","))
+        self.data = datasets.load(self.run.data.tags.get(tags.DATASET, "digits"),
+                                  float(params.get("validation_split", 0.2)), size)
+        self.accuracy = self._accuracy(self.model.predict(self.data.x_test, verbose=0))
+
+    def _accuracy(self, probabilities: np.ndarray) -> float:
+        return float(np.mean(np.argmax(probabilities, axis=1) == self.data.y_test))
+
+    def student_spec(self, run_id: str) -> Any:
+        from trial_image.spec import CandidateSpec
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.retry(lambda: self.client.download_artifacts(
+                run_id, "candidate_spec.json", tmp), "reading the student's candidate spec")
+            return CandidateSpec.from_dict(json.loads(Path(path).read_text()))
+
+    def reference_row(self) -> dict[str, Any]:
+        """The source model itself (Keras), for the comparison table."""
+        return {"variant": "source (Keras)", "Test-Accuracy": self.accuracy,
+                "Parameter-Count": float(self.model.count_params()),
+                "File-Size-Bytes": float(sum(w.numpy().nbytes for w in self.model.weights))}
+
+    def log_variant(self, variant: str, content: bytes, extra: dict[str, float]
+                    ) -> dict[str, Any]:
+        from trial_image.compress.pruning import compressed_size
+        from trial_image.compress.pyfunc import log_model
+
+        model = litert.LiteRT(content)
+        accuracy = self._accuracy(model.predict(self.data.x_test))
+        metrics = {"Test-Accuracy": accuracy,
+                   "Accuracy-Drop": round((self.accuracy - accuracy) * 100, 6),  # points
+                   "File-Size-Bytes": float(len(content)),
+                   "Compressed-Size-Bytes": float(compressed_size(content)),
+                   "Inference-Latency-Ms": model.latency_ms(self.data.x_test),
+                   "Interpreter-Threads": float(litert.THREADS),
+                   "Source-Test-Accuracy": self.accuracy,
+                   "Parameter-Count": float(self.model.count_params()), **extra}
+        source_model = f"models:/{self.name}/{self.version.version}"
+        run_tags = {tags.ROLE: "variant", tags.VARIANT: variant, tags.SOURCE_MODEL: source_model,
+                    tags.EXPERIMENT: self.run.data.tags.get(tags.EXPERIMENT, self.name),
+                    tags.DATASET: self.data.name, "mlflow.parentRunId": self.run.info.run_id}
+        created = self.retry(lambda: self.client.create_run(
+            self.run.info.experiment_id, run_name=f"{self.name}-v{self.version.version}-"
+            f"{variant}", tags=run_tags), f"creating the {variant} run")
+        with tempfile.TemporaryDirectory() as tmp, \
+                self.mlflow.start_run(run_id=created.info.run_id):
+            path = Path(tmp) / f"{variant}.tflite"
+            path.write_bytes(content)
+            self.retry(lambda: self.mlflow.log_metrics(metrics), "logging the variant's metrics")
+            self.retry(lambda: self.mlflow.log_artifact(str(path)), "storing the .tflite file")
+            self.retry(lambda: log_model(path, self.data.x_test[:5], self.data.num_classes),
+                       "storing the variant's model")
+        return {"variant": variant, "run_id": created.info.run_id, **metrics}
+
+    def log_comparison(self, rows: list[dict[str, Any]]) -> None:
+        from trial_image.report import size_figure
+
+        run_id = self.run.info.run_id
+        try:
+            self.retry(lambda: self.client.log_text(run_id, json.dumps(rows, indent=2),
+                                                    "compression/comparison.json"),
+                       "logging the comparison")
+            self.retry(lambda: self.client.log_figure(run_id, size_figure(rows, self.name),
+                                                      "compression/accuracy_vs_size.png"),
+                       "logging the accuracy-vs-size plot")
+        except TrackingError as exc:
+            print(f"compress: {exc} (the variants' runs are complete)", file=sys.stderr)
