@@ -77,9 +77,9 @@ def distillation(uri: str, seeds: list[int]) -> None:
     from trial_image.compress.distillation import distill
     from trial_image.compress.run import build_parser
     from trial_image.spec import CandidateSpec
-    from trial_image.training import quiet_keras
+    from trial_image.trial_run import prepare_tensorflow
 
-    quiet_keras()
+    prepare_tensorflow(0)  # deterministic, as the compress process is: same seed, same result
     mlflow.set_tracking_uri(uri)
     registry = Registry(uri, "enas-digits")
     version = registry.client.get_model_version_by_alias("enas-digits", "champion")
@@ -94,7 +94,7 @@ def distillation(uri: str, seeds: list[int]) -> None:
     for label, alpha in (("with the teacher", defaults.alpha), ("labels only", 1.0)):
         accuracy[label] = []
         for seed in seeds:
-            student = distill(build_model(spec), teacher, data.x_train, data.y_train,
+            student = distill(lambda: build_model(spec), teacher, data.x_train, data.y_train,
                               temperature=defaults.temperature, alpha=alpha,
                               epochs=defaults.distill_epochs,
                               learning_rate=spec.training.learning_rate, seed=seed)

@@ -92,10 +92,14 @@ def test_distillation_loss_and_the_online_teacher():
     keras.utils.set_random_seed(0)
     frozen = tiny_model()
     before = [w.copy() for w in frozen.get_weights()]
-    student = distill(tiny_model(), frozen, data.x_train[:128], data.y_train[:128],
+    student = distill(tiny_model, frozen, data.x_train[:128], data.y_train[:128],
                       temperature=4.0, alpha=0.5, epochs=1, learning_rate=1e-3)
     assert all(np.array_equal(a, b) for a, b in zip(before, frozen.get_weights(), strict=True))
     assert not frozen.trainable and student.trainable
+    again = distill(tiny_model, frozen, data.x_train[:128], data.y_train[:128],
+                    temperature=4.0, alpha=0.5, epochs=1, learning_rate=1e-3)
+    assert all(np.array_equal(a, b) for a, b in zip(student.get_weights(), again.get_weights(),
+                                                    strict=True))  # same seed, same student
     assert Distiller(tiny_model(), None, 4.0, 0.5).alpha == 1.0  # no teacher: labels alone
 
 

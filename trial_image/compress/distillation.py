@@ -12,6 +12,7 @@ on the labels alone by the same loop and augmentation: the baseline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -55,14 +56,16 @@ class Distiller(keras.Model):
         return ops.mean(distillation_loss(y, y_pred, teacher, self.temperature, self.alpha))
 
 
-def distill(student: keras.Model, teacher: keras.Model | None, x: np.ndarray, y: np.ndarray,
-            *, temperature: float, alpha: float, epochs: int, learning_rate: float,
-            batch_size: int = 64, seed: int = 0) -> keras.Model:
-    """Train ``student`` on ``x, y`` (integer labels, light shifts) for ``epochs`` with a cosine
-    learning rate; ``teacher=None`` or ``alpha=1``: on the labels alone."""
+def distill(student: Callable[[], keras.Model], teacher: keras.Model | None, x: np.ndarray,
+            y: np.ndarray, *, temperature: float, alpha: float, epochs: int,
+            learning_rate: float, batch_size: int = 64, seed: int = 0) -> keras.Model:
+    """The student ``student()`` builds (after seeding: the same seed, the same initial weights),
+    trained on ``x, y`` (integer labels, light shifts) for ``epochs`` with a cosine learning
+    rate; ``teacher=None`` or ``alpha=1``: on the labels alone."""
     from trial_image.data import pipeline
 
     keras.utils.set_random_seed(seed)
+    student = student()
     steps = epochs * int(np.ceil(len(x) / batch_size))
     model = Distiller(student, teacher, temperature, alpha)
     model.compile(optimizer=keras.optimizers.Adam(

@@ -113,10 +113,10 @@ def make(variant: str, source: Source, args: argparse.Namespace) -> tuple[bytes,
     from trial_image.compress.distillation import distill
 
     spec = source.student_spec(args.student_run)
-    student = build_model(spec)
-    distill(student, source.model, data.x_train, data.y_train, temperature=args.temperature,
-            alpha=args.alpha, epochs=args.distill_epochs,
-            learning_rate=spec.training.learning_rate, seed=args.seed)
+    student = distill(lambda: build_model(spec), source.model, data.x_train, data.y_train,
+                      temperature=args.temperature, alpha=args.alpha,
+                      epochs=args.distill_epochs, learning_rate=spec.training.learning_rate,
+                      seed=args.seed)
     return litert.convert(student, "float32"), {"Parameter-Count": float(student.count_params()),
                                                 "Temperature": args.temperature,
                                                 "Alpha": args.alpha}
