@@ -7,7 +7,9 @@ the finished trials it could see, exactly as the embedded engine's ``--resume`` 
 (trial ``k`` from the trials ``0..k-parallel`` that have finished). Trials are named as the
 engine names them. An exhausted search answers with no assignments, as Katib's own services do;
 invalid settings are ``INVALID_ARGUMENT`` naming the field, so the Experiment fails with that
-reason.
+reason. One difference from the engine: Katib leaves trials whose metrics were unavailable out
+of the request, so the algorithm never hears of them, where the engine tells it they failed
+(Optuna's nsga2 then samples from a study without that failed trial).
 """
 
 from __future__ import annotations
