@@ -20,7 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pipeline.service.api import api_pb2, api_pb2_grpc
 from pipeline.service.convert import INDEX_LABEL
-from pipeline.service.server import start, trial_name
+from pipeline.service.server import start
+from pipeline.suggestion.base import trial_name
 from tests import test_suggestions
 from tests.conftest import ROOT
 

@@ -22,7 +22,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from hashlib import sha1
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from pipeline.katib.status import SCORED
 from pipeline.katib.status import ExperimentCondition as Condition
 from pipeline.katib.status import TrialStatus as Status
 from pipeline.suggestion import create
-from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
+from pipeline.suggestion.base import WAIT, SearchContext, TrialResult, trial_name
 from pipeline.suggestion.pareto import parse_objectives
 from trial_image.contract import TrackingError
 
@@ -293,8 +292,7 @@ class ExperimentEngine:
             self._start(index, assignments)
 
     def _start(self, index: int, assignments: dict[str, str]) -> None:
-        digest = sha1(f"{self.name}/{self.options.seed}/{index}".encode()).hexdigest()
-        name = f"{self.name}-{digest[:8]}"
+        name = trial_name(self.name, self.options.seed, index)
         record = TrialRecord(index, name, dict(assignments))
         if self.early_stopping:
             record.rule = self.early_stopping.rule(self.trials, self.objective, self.maximize)

@@ -15,7 +15,6 @@ of the request, so the algorithm never hears of them, where the engine tells it 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import signal
 from concurrent import futures
 from typing import Any
@@ -27,7 +26,7 @@ from pipeline.katib.status import FINISHED
 from pipeline.service.api import api_pb2, api_pb2_grpc
 from pipeline.service.convert import INDEX_LABEL, experiment_of, results_of
 from pipeline.suggestion import create
-from pipeline.suggestion.base import WAIT, SearchContext, TrialResult
+from pipeline.suggestion.base import WAIT, SearchContext, TrialResult, trial_name
 from pipeline.suggestion.registry import algorithms
 from pipeline.validation.algorithm import check_algorithm
 from pipeline.validation.space import check_space
@@ -39,11 +38,6 @@ HEALTH_SERVICE = "manager.v1beta1.Suggestion"  # what Katib's gRPC probes ask fo
 def served() -> list[str]:
     """nasflow's own algorithms: the ones Katib ships no service for."""
     return [name for name, a in algorithms().items() if not a.katib and a.suggestion]
-
-
-def trial_name(experiment: str, seed: int, index: int) -> str:
-    """The embedded engine's name for trial ``index``."""
-    return f"{experiment}-{hashlib.sha1(f'{experiment}/{seed}/{index}'.encode()).hexdigest()[:8]}"
 
 
 class SuggestionService(api_pb2_grpc.SuggestionServicer):

@@ -19,6 +19,7 @@ The engine never calls ``suggest`` itself; it calls :meth:`Suggestion.propose`, 
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,12 @@ from pipeline.katib.search_space import Space, key
 
 WAIT = "WAIT"
 MAX_DRAWS = 100
+
+
+def trial_name(experiment: str, seed: int, index: int) -> str:
+    """Trial ``index``'s name in a search seeded with ``seed``: the same on the embedded engine
+    and from nasflow's suggestion service on Katib, so a rerun finds its trials' runs."""
+    return f"{experiment}-{hashlib.sha1(f'{experiment}/{seed}/{index}'.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
