@@ -145,10 +145,9 @@ def result(index: int, assignments: dict[str, str]) -> TrialResult:
                         "Parameter-Count": price})
 
 
-def visible(history: list[TrialResult], index: int, parallel: int) -> list[TrialResult]:
-    """What the engine shows an algorithm for trial ``index``: the trials that must have
-    finished before it, with ``parallel`` trials running at once."""
-    return history[:max(index - parallel + 1, 0)]
+def visible(history: list[TrialResult]):
+    """What the engine shows an algorithm: ``seen(upto)``, the trials before ``upto``."""
+    return lambda upto: history[:max(upto, 0)]
 
 
 def drive(doc: dict, seed: int, trials: int, parallel: int = 1, algorithm=None,
@@ -158,9 +157,7 @@ def drive(doc: dict, seed: int, trials: int, parallel: int = 1, algorithm=None,
     algorithm = algorithm or create(context(doc, seed))
     history = list(history or [])
     for index in range(len(history), trials):
-        assignments = algorithm.propose(index, visible(history, index, parallel))
-        if assignments == WAIT:
-            assignments = algorithm.propose(index, history)
+        assignments = algorithm.propose_in_turn(index, visible(history), parallel)
         if assignments is None:
             break
         assert assignments != WAIT
@@ -172,8 +169,7 @@ def resume(doc: dict, seed: int, history: list[TrialResult], parallel: int):
     """A fresh instance that replays ``history`` the way the engine does on --resume."""
     algorithm = create(context(doc, seed))
     for r in history:
-        assert algorithm.replay(r.index, visible(history, r.index, parallel), r.assignments,
-                                history[:r.index])
+        assert algorithm.replay(r.index, r.assignments, visible(history), parallel)
     return algorithm
 
 

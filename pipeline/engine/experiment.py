@@ -134,11 +134,9 @@ class ExperimentEngine:
         return TrialResult(t.index, t.assignments, t.status, self.scoring.value(t),
                            {m: self.scoring.value(t, m) for m in self.scoring.metric_names})
 
-    def _history(self, index: int, full: bool) -> list[TrialResult] | None:
-        """Finished trials the algorithm may use for trial ``index`` (None: not yet)."""
-        if not self.suggestion.uses_history:
-            return []
-        upto = index if full else index - self.parallel + 1
+    def _history(self, upto: int) -> list[TrialResult] | None:
+        """The trials before ``upto`` once all of them are done (None: not yet): the engine
+        waits for them, so a search is the same at any speed."""
         earlier = self.trials[:max(upto, 0)]
         if not all(t.done for t in earlier):
             return None
@@ -147,16 +145,11 @@ class ExperimentEngine:
     def _replay(self) -> None:
         """Rebuild the algorithm's state exactly as it evolved: each recorded trial is proposed
         again from the history it was proposed from."""
-        changed = []
-        for t in self.trials:
-            def seen(upto: int) -> list[TrialResult]:
-                if not self.suggestion.uses_history:
-                    return []
-                return [self._result(r) for r in self.trials[:max(upto, 0)] if r.done]
+        def seen(upto: int) -> list[TrialResult]:
+            return [self._result(r) for r in self.trials[:max(upto, 0)] if r.done]
 
-            if not self.suggestion.replay(t.index, seen(t.index - self.parallel + 1),
-                                          t.assignments, seen(t.index)):
-                changed.append(t.index)
+        changed = [t.index for t in self.trials
+                   if not self.suggestion.replay(t.index, t.assignments, seen, self.parallel)]
         if changed:
             print(f"nasflow run: resume is not exact: the algorithm now suggests other values "
                   f"for trial(s) {', '.join(map(str, changed))} than the saved run has (a "
@@ -277,16 +270,10 @@ class ExperimentEngine:
         while (len(self.running) < self.parallel and not self.exhausted
                and self._budget_left()):
             index = len(self.trials)
-            history = self._history(index, full=False)
-            if history is None:
-                return
-            assignments = self.suggestion.propose(index, history)
-            if assignments == WAIT:
-                history = self._history(index, full=True)
-                if history is None:
-                    return
-                assignments = self.suggestion.propose(index, history)
-            if assignments is None or assignments == WAIT:
+            assignments = self.suggestion.propose_in_turn(index, self._history, self.parallel)
+            if assignments == WAIT and self._history(index) is None:
+                return  # trials still running: proposed once they are done
+            if not isinstance(assignments, dict):  # None, or WAIT with nothing left to wait for
                 self.exhausted = True
                 return
             self._start(index, assignments)

@@ -88,15 +88,23 @@ class Registry:
 
     # ---- finding the trial's run -------------------------------------------------------------
 
+    def finished_runs(self, query: str, order_by: str = "attributes.end_time DESC",
+                      max_results: int = 5000) -> list[Any]:
+        """The FINISHED runs matching ``query`` in every MLflow experiment (a trial template
+        may log a Katib experiment's runs under any MLflow experiment name)."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments:
+            return []
+        return self.client.search_runs(experiments, f"{query} and attributes.status = "
+                                       "'FINISHED'", order_by=[order_by],
+                                       max_results=max_results)
+
     def find_run(self, optimal: OptimalTrial) -> Any:
         """The FINISHED MLflow run the trial image logged for ``optimal`` (newest if several)."""
-        experiments = [e.experiment_id for e in self.client.search_experiments()]
-        query = (f"tags.`katib.experiment` = '{optimal.experiment}' and "
-                 f"tags.`katib.trial` = '{optimal.trial}' and attributes.status = 'FINISHED'")
-        runs = self.client.search_runs(experiments, query, order_by=["attributes.end_time DESC"],
-                                       max_results=5) if experiments else []
-        runs = [r for r in runs if r.data.tags.get(tags.NAMESPACE, optimal.namespace)
-                == optimal.namespace]
+        runs = [r for r in self.finished_runs(
+                    f"tags.`katib.experiment` = '{optimal.experiment}' and "
+                    f"tags.`katib.trial` = '{optimal.trial}'", max_results=5)
+                if r.data.tags.get(tags.NAMESPACE, optimal.namespace) == optimal.namespace]
         if not runs:
             raise PromotionError(
                 f"no finished MLflow run for trial {optimal.trial!r} of experiment "
@@ -106,11 +114,8 @@ class Registry:
 
     def runs_of(self, experiment: str, namespace: str) -> list[Any]:
         """Every FINISHED run of ``experiment``'s trials and final models in ``namespace``."""
-        experiments = [e.experiment_id for e in self.client.search_experiments()]
-        runs = self.client.search_runs(
-            experiments, f"tags.`katib.experiment` = '{experiment}' and "
-            "attributes.status = 'FINISHED'", max_results=5000) if experiments else []
-        return [r for r in runs if r.data.tags.get(tags.NAMESPACE, namespace) == namespace
+        return [r for r in self.finished_runs(f"tags.`katib.experiment` = '{experiment}'")
+                if r.data.tags.get(tags.NAMESPACE, namespace) == namespace
                 and r.data.tags.get(tags.ROLE, "trial") in ("trial", "final")]
 
     def final_trial(self, experiment: str, namespace: str, run_id: str | None = None
@@ -120,11 +125,8 @@ class Registry:
         if run_id is not None:
             run = self.client.get_run(run_id)
         else:
-            experiments = [e.experiment_id for e in self.client.search_experiments()]
-            runs = self.client.search_runs(
-                experiments, f"tags.`katib.experiment` = '{experiment}' and tags.`nasflow.role`"
-                " = 'final' and attributes.status = 'FINISHED'",
-                order_by=["attributes.end_time DESC"], max_results=1) if experiments else []
+            runs = self.finished_runs(f"tags.`katib.experiment` = '{experiment}' and "
+                                      "tags.`nasflow.role` = 'final'", max_results=1)
             if not runs:
                 return None
             run = runs[0]

@@ -26,7 +26,7 @@ from pipeline.katib.status import FINISHED
 from pipeline.service.api import api_pb2, api_pb2_grpc
 from pipeline.service.convert import INDEX_LABEL, experiment_of, results_of
 from pipeline.suggestion import create
-from pipeline.suggestion.base import WAIT, SearchContext, TrialResult, trial_name
+from pipeline.suggestion.base import SearchContext, TrialResult, trial_name
 from pipeline.suggestion.registry import algorithms
 from pipeline.validation.algorithm import check_algorithm
 from pipeline.validation.space import check_space
@@ -73,22 +73,17 @@ class SuggestionService(api_pb2_grpc.SuggestionServicer):
         finished = {i: r for i, r in known.items() if r.status in FINISHED}
 
         def seen(upto: int) -> list[TrialResult]:
-            if not algorithm.uses_history:
-                return []
             return [finished[i] for i in sorted(finished) if i < upto]
 
         for index in range(first):  # replay: the state the search had
             if index in known:
-                algorithm.replay(index, seen(index - parallel + 1), known[index].assignments,
-                                 seen(index))
-            elif algorithm.propose(index, seen(index - parallel + 1)) == WAIT:
-                algorithm.propose(index, seen(index))
+                algorithm.replay(index, known[index].assignments, seen, parallel)
+            else:
+                algorithm.propose_in_turn(index, seen, parallel)
         reply = api_pb2.GetSuggestionsReply()
         proposed = []
         for index in range(first, first + request.current_request_number):
-            assignments = algorithm.propose(index, seen(index - parallel + 1))
-            if assignments == WAIT:
-                assignments = algorithm.propose(index, seen(index))
+            assignments = algorithm.propose_in_turn(index, seen, parallel)
             if not isinstance(assignments, dict):
                 return api_pb2.GetSuggestionsReply()  # exhausted: Katib's services answer empty
             proposed.append((index, assignments))

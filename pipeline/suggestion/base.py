@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -75,6 +75,9 @@ class TrialResult:
         return self.value if maximize else -self.value
 
 
+Seen = Callable[[int], "Sequence[TrialResult] | None"]  # upto -> finished trials before it
+
+
 class Suggestion(ABC):
     # False: suggestions ignore results (random, grid...): the engine never waits for history.
     uses_history: ClassVar[bool] = True
@@ -126,14 +129,28 @@ class Suggestion(ABC):
         self.adopt(index, fresh)
         return self._record(index, fresh)
 
-    def replay(self, index: int, history: Sequence[TrialResult],
-               assignments: dict[str, str], full_history: Sequence[TrialResult]) -> bool:
-        """Rebuild the state trial ``index`` left (resume): propose it again from the history it
-        had, ``full_history`` if it had to WAIT. False if the algorithm proposes something else
-        now (a library changed); then the recorded ``assignments`` are adopted all the same."""
-        again = self.propose(index, history)
-        if again == WAIT:
-            again = self.propose(index, full_history)
+    def propose_in_turn(self, index: int, seen: Seen, parallel: int
+                        ) -> dict[str, str] | str | None:
+        """Trial ``index`` as both engines (embedded, and Katib through the suggestion service)
+        propose it: from the trials before ``index - parallel + 1`` (with ``parallel`` trials
+        running, those may have finished), or from every trial before it if the algorithm must
+        WAIT for them. ``seen(upto)``: the finished trials before ``upto``, None while they are
+        not all known (the embedded engine then waits: WAIT)."""
+        for upto in (index - parallel + 1, index):
+            history = seen(upto) if self.uses_history else []
+            if history is None:
+                return WAIT
+            assignments = self.propose(index, history)
+            if assignments != WAIT:
+                return assignments
+        return WAIT
+
+    def replay(self, index: int, assignments: dict[str, str], seen: Seen, parallel: int
+               ) -> bool:
+        """Rebuild the state trial ``index`` left (resume): propose it again in turn, from the
+        history it had. False if the algorithm proposes something else now (a library
+        changed); then the recorded ``assignments`` are adopted all the same."""
+        again = self.propose_in_turn(index, seen, parallel)
         if again == assignments:
             return True
         if isinstance(again, dict) and self.proposed.get(key(again)) == index:
