@@ -65,30 +65,22 @@ def report(results: dict, uri: str) -> None:
 
 
 def distillation(uri: str, seeds: list[int]) -> None:
-    """The product's student, trained with and without the teacher, same epochs."""
-    import mlflow
-    import mlflow.tensorflow
+    """The product's student, trained with and without the teacher, same epochs, on the data
+    the compress process uses (the champion's training images)."""
     import numpy as np
 
     from pipeline.compression import choose_student
     from pipeline.promotion.registry import Registry
-    from trial_image import data as datasets
     from trial_image.builder import build_model
     from trial_image.compress.distillation import distill
-    from trial_image.compress.run import build_parser
-    from trial_image.spec import CandidateSpec
+    from trial_image.compress.run import Source, build_parser
     from trial_image.trial_run import prepare_tensorflow
 
     prepare_tensorflow(0)  # deterministic, as the compress process is: same seed, same result
-    mlflow.set_tracking_uri(uri)
-    registry = Registry(uri, "enas-digits")
-    version = registry.client.get_model_version_by_alias("enas-digits", "champion")
-    teacher_run = registry.client.get_run(version.run_id)
-    student_run = choose_student(registry, teacher_run)
-    spec = CandidateSpec.from_dict(json.loads(Path(registry.client.download_artifacts(
-        student_run.info.run_id, "candidate_spec.json", tempfile.mkdtemp())).read_text()))
-    teacher = mlflow.tensorflow.load_model(f"models:/enas-digits/{version.version}")
-    data = datasets.load("digits")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    source = Source("models:/enas-digits@champion", retry_seconds=60)
+    spec = source.student_spec(choose_student(Registry(uri, "enas-digits"), source.run).info.run_id)
+    teacher, data = source.model, source.data
     defaults = build_parser().parse_args(["--model-uri", "x"])
     accuracy = {}
     for label, alpha in (("with the teacher", defaults.alpha), ("labels only", 1.0)):
@@ -100,8 +92,7 @@ def distillation(uri: str, seeds: list[int]) -> None:
                               learning_rate=spec.training.learning_rate, seed=seed)
             predicted = student.predict(data.x_test, verbose=0).argmax(1)
             accuracy[label].append(float(np.mean(predicted == data.y_test)))
-    teacher_accuracy = float(np.mean(teacher.predict(data.x_test, verbose=0).argmax(1)
-                                     == data.y_test))
+    teacher_accuracy = source.accuracy
     params = build_model(spec).count_params()
     print(f"\ndistillation: teacher {teacher.count_params()} parameters, test accuracy "
           f"{teacher_accuracy:.4f}; student {params} parameters "

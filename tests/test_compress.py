@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import mlflow
@@ -23,6 +24,7 @@ from trial_image import data as datasets
 from trial_image.compress import litert
 from trial_image.compress.distillation import Distiller, distill, distillation_loss, soften
 from trial_image.compress.pruning import MagnitudePruning, compressed_size, sparsity
+from trial_image.compress.run import int8_full
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +41,19 @@ def tiny_model() -> keras.Model:
 # ---- the pieces ------------------------------------------------------------------------------
 
 
-def test_full_integer_model_is_int8_inside_and_takes_raw_images():
+@pytest.fixture(scope="module")
+def trained():
+    """Digits and the tiny model trained on them for 3 epochs."""
     data = datasets.load("digits")
     keras.utils.set_random_seed(0)
     model = tiny_model()
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(data.x_train, data.y_train, epochs=3, verbose=0)
+    return data, model
+
+
+def test_full_integer_model_is_int8_inside_and_takes_raw_images(trained):
+    data, model = trained
     content = litert.convert(model, "int8-full", data.x_train[:100])
     interpreter = litert.LiteRT(content)
     assert interpreter.input["dtype"] == np.int8 and interpreter.output["dtype"] == np.int8
@@ -55,6 +64,35 @@ def test_full_integer_model_is_int8_inside_and_takes_raw_images():
     assert ours.shape == theirs.shape
     assert np.mean(ours.argmax(1) == theirs.argmax(1)) > 0.95
     assert "float16" in litert.LiteRT(litert.convert(model, "float16")).tensor_types()
+
+
+def kernel_scales(content: bytes) -> list[int]:
+    """How many quantization scales each convolution kernel of a file has."""
+    details = litert.LiteRT(content).interpreter.get_tensor_details()
+    return [len(t["quantization_parameters"]["scales"]) for t in details
+            if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["shape"][0] == 16]
+
+
+def test_full_integer_int8_has_one_weight_scale_per_tensor_unless_that_costs_the_budget(trained):
+    data, model = trained
+    accuracy = float(np.mean(model.predict(data.x_test, verbose=0).argmax(1) == data.y_test))
+    measured = []
+
+    def accuracy_of(content: bytes) -> float:
+        measured.append(float(np.mean(litert.LiteRT(content).predict(data.x_test).argmax(1)
+                                      == data.y_test)))
+        return measured[-1]
+
+    source = SimpleNamespace(model=model, accuracy=accuracy, accuracy_of=accuracy_of)
+    small, extra = int8_full(source, data.x_train[:100], max_drop=5.0)
+    assert kernel_scales(small) == [1, 1]
+    assert extra == {"Per-Channel-Scales": 0.0, "Per-Tensor-Test-Accuracy": measured[0]}
+    # a budget the per-tensor file cannot meet: one scale per output channel instead
+    large, extra = int8_full(source, data.x_train[:100], max_drop=(accuracy - measured[0]) * 100
+                             - 0.01)
+    assert kernel_scales(large) == [16, 16]
+    assert extra["Per-Channel-Scales"] == 1.0 and len(large) - len(small) >= 12 * 60
+    # (16 - 1) scales and zero points of two kernels and their biases, 12 bytes each
 
 
 def test_pruning_follows_the_polynomial_schedule_and_keeps_pruned_weights_at_zero():
@@ -92,14 +130,24 @@ def test_distillation_loss_and_the_online_teacher():
     keras.utils.set_random_seed(0)
     frozen = tiny_model()
     before = [w.copy() for w in frozen.get_weights()]
-    student = distill(tiny_model, frozen, data.x_train[:128], data.y_train[:128],
+    initial = []
+
+    def student_builder() -> keras.Model:
+        built = tiny_model()
+        initial.append([w.copy() for w in built.get_weights()])
+        return built
+
+    student = distill(student_builder, frozen, data.x_train[:128], data.y_train[:128],
                       temperature=4.0, alpha=0.5, epochs=1, learning_rate=1e-3)
     assert all(np.array_equal(a, b) for a, b in zip(before, frozen.get_weights(), strict=True))
     assert not frozen.trainable and student.trainable
-    again = distill(tiny_model, frozen, data.x_train[:128], data.y_train[:128],
-                    temperature=4.0, alpha=0.5, epochs=1, learning_rate=1e-3)
-    assert all(np.array_equal(a, b) for a, b in zip(student.get_weights(), again.get_weights(),
-                                                    strict=True))  # same seed, same student
+    assert not all(np.array_equal(a, b) for a, b in zip(initial[0], student.get_weights(),
+                                                        strict=True))  # trained
+    distill(student_builder, frozen, data.x_train[:128], data.y_train[:128], temperature=4.0,
+            alpha=0.5, epochs=1, learning_rate=1e-3)
+    # same seed, same initial student (the same result too, where ops are deterministic, as
+    # in the compress process: not asserted here, in a process that is not)
+    assert all(np.array_equal(a, b) for a, b in zip(*initial, strict=True))
     assert Distiller(tiny_model(), None, 4.0, 0.5).alpha == 1.0  # no teacher: labels alone
 
 
@@ -129,7 +177,8 @@ def test_compress_registers_variants_measured_with_themselves(mlflow_server, cha
     uri = mlflow_server.uri
     code = main(["compress", f"models:/{champion}@champion", "--variants",
                  "float32,int8-full,pruned-50,distilled", "--tracking-uri", uri,
-                 "--max-accuracy-drop", "-100", "--output", "json"])
+                 "--max-accuracy-drop", "-100", "--temperature", "2", "--alpha", "0.25",
+                 "--distill-epochs", "5", "--output", "json"])
     assert code == 0, capsys.readouterr().err
     results = {r["variant"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(results) == {"float32", "int8-full", "pruned-50", "distilled"}
@@ -157,6 +206,11 @@ def test_compress_registers_variants_measured_with_themselves(mlflow_server, cha
     student = client.get_run(results["distilled"]["run_id"]).data.metrics["Parameter-Count"]
     teacher = client.get_run(source.run_id).data.metrics["Parameter-Count"]
     assert student <= 0.5 * teacher
+    distilled = client.get_run(results["distilled"]["run_id"]).data.metrics
+    assert (distilled["Temperature"], distilled["Alpha"]) == (2, 0.25)  # the flags reach it
+    # a budget per-kernel scales cannot meet: int8-full fell back to per-channel ones
+    assert client.get_run(results["int8-full"]["run_id"]).data.metrics[
+        "Per-Channel-Scales"] == 1
     int8 = client.download_artifacts(results["int8-full"]["run_id"], "int8-full.tflite")
     assert "int8" in litert.LiteRT(Path(int8).read_bytes()).tensor_types()
 

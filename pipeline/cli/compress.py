@@ -28,6 +28,12 @@ def variant_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="POINTS",
                    help="a variant more than this many points below the source model is "
                    "logged but not registered (default 0.5)")
+    g.add_argument("--temperature", type=float, metavar="T",
+                   help="distillation: the teacher's outputs softened at T (default 1)")
+    g.add_argument("--alpha", type=float,
+                   help="distillation: weight of the labels against the teacher (default 0.5; "
+                   "1: labels alone)")
+    g.add_argument("--distill-epochs", type=int, metavar="N", help="distillation (default 40)")
 
 
 def compress(args: argparse.Namespace, uri: str, model_uri: str, log: Any) -> list[Any]:
@@ -52,7 +58,14 @@ def compress(args: argparse.Namespace, uri: str, model_uri: str, log: Any) -> li
     registry = Registry(uri, parsed[0], args.mlflow_retry_seconds)
     with contextlib.redirect_stdout(sys.stderr):  # MLflow's registration lines
         return compress_model(registry, model_uri, variants, args.max_accuracy_drop, execute,
-                              log, args.mlflow_retry_seconds)
+                              log, args.mlflow_retry_seconds, distillation_flags(args))
+
+
+def distillation_flags(args: argparse.Namespace) -> list[str]:
+    """The distillation flags given, for the trial image (which holds their defaults)."""
+    given = {"temperature": args.temperature, "alpha": args.alpha,
+             "distill-epochs": args.distill_epochs}
+    return [f"--{name}={value:g}" for name, value in given.items() if value is not None]
 
 
 def print_results(results: list[Any], model: str, output: str) -> None:

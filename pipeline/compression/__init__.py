@@ -77,12 +77,15 @@ def choose_student(registry: Registry, teacher_run: Any) -> Any | None:
     return max(trials, key=lambda r: r.data.metrics["Best-Validation-Accuracy"], default=None)
 
 
-def compress_flags(uri: str, variants: Sequence[str], student: Any | None) -> list[str]:
+def compress_flags(uri: str, variants: Sequence[str], student: Any | None,
+                   max_drop: float, distillation: Sequence[str] = ()) -> list[str]:
     """The ``python -m trial_image compress`` flags (without ``distilled`` when there is no
-    student)."""
+    student); ``distillation``: the trial image's own flags for it (``--temperature=1``)."""
     kept = [v for v in variants if v != "distilled" or student is not None]
     return [f"--model-uri={uri}", f"--variants={','.join(kept)}",
-            *([f"--student-run={student.info.run_id}"] if student is not None else [])]
+            f"--max-accuracy-drop={max_drop:g}",
+            *([f"--student-run={student.info.run_id}", *distillation]
+              if student is not None else [])]
 
 
 def run_locally(flags: list[str], tracking_uri: str, log: Callable[[str], None]) -> None:
@@ -100,7 +103,8 @@ def run_locally(flags: list[str], tracking_uri: str, log: Callable[[str], None])
 
 def compress_model(registry: Registry, model_uri: str, variants: Sequence[str],
                    max_drop: float, execute: Callable[[list[str], Any], None],
-                   log: Callable[[str], None], retry_seconds: float) -> list[VariantResult]:
+                   log: Callable[[str], None], retry_seconds: float,
+                   distillation: Sequence[str] = ()) -> list[VariantResult]:
     """Make, measure and register the variants of ``model_uri``: ``execute(flags, source run)``
     runs ``python -m trial_image compress`` where training runs."""
     version, run = source_of(registry, model_uri)
@@ -111,17 +115,15 @@ def compress_model(registry: Registry, model_uri: str, variants: Sequence[str],
         log("no trial of the search has at most half the model's parameters: no distilled "
             "variant")
     if missing:  # a variant already made of this version is not made again
-        execute(compress_flags(source, missing, student), run)
+        execute(compress_flags(source, missing, student, max_drop, distillation), run)
     return register_within_budget(registry, version, max_drop, retry_seconds)
 
 
 def variant_runs(registry: Registry, source: str, retry_seconds: float) -> dict[str, Any]:
     """The newest FINISHED run of each variant made of ``source`` (``models:/NAME/N``)."""
-    experiments = [e.experiment_id for e in registry.client.search_experiments()]
-    runs = retry(lambda: registry.client.search_runs(
-        experiments, f"tags.`{tags.SOURCE_MODEL}` = '{source}' and tags.`{tags.ROLE}` = "
-        "'variant' and attributes.status = 'FINISHED'", order_by=["attributes.start_time ASC"]),
-        "finding the variants' runs", retry_seconds)
+    runs = retry(lambda: registry.finished_runs(
+        f"tags.`{tags.SOURCE_MODEL}` = '{source}' and tags.`{tags.ROLE}` = 'variant'",
+        order_by="attributes.start_time ASC"), "finding the variants' runs", retry_seconds)
     return {r.data.tags[tags.VARIANT]: r for r in runs}  # a rerun replaces an earlier one
 
 

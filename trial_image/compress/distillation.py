@@ -8,6 +8,11 @@ model's output softened at temperature ``T`` (``softmax(logits / T)``; from prob
 targets computed once on the training images the teacher memorised are near one-hot and teach
 little (measured: they cost the student 0.8 points on digits). ``α = 1`` is the student trained
 on the labels alone by the same loop and augmentation: the baseline.
+
+The default temperature is 1, not Hinton's higher ones: final training's teacher (augmentation,
+cosine schedule) gives the true class 0.99 of its mass on its training images, and at ``T = 4``
+only 0.47, with an entropy of 1.82 nats out of 2.30: targets that flat taught the student to be
+unsure (10 seeds on digits: 0.9936 at ``T = 4``, 0.9947 at ``T = 1``, 0.9933 without the teacher).
 """
 
 from __future__ import annotations
