@@ -258,7 +258,7 @@ def test_kill_9_then_resume_is_the_uninterrupted_search(tmp_path, algorithm):
     engine = _nasflow("run", str(path), "--no-mlflow", "--quiet", cwd=tmp_path / "cut")
 
     def some_finished_some_running():
-        trials = _trials_so_far(db)
+        trials = trials_so_far(db)
         return sum(t.done for t in trials) >= 4 and any(not t.done for t in trials)
     _wait_for(some_finished_some_running)
     os.kill(engine.pid, signal.SIGKILL)
@@ -289,7 +289,7 @@ def test_kill_9_then_resume_is_the_uninterrupted_search(tmp_path, algorithm):
         (t.name, t.assignments, t.status, t.observations) for t in uninterrupted]
 
 
-def _trials_so_far(db: Path) -> list:
+def trials_so_far(db: Path) -> list:
     """The trials a running engine has recorded; none while it is still creating the database
     (its file exists a moment before its tables do)."""
     try:
@@ -303,7 +303,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     engine = _nasflow("run", str(path), "--no-mlflow", "--quiet", "--output", "json",
                       cwd=tmp_path)
     db = tmp_path / ".nasflow" / "fake" / "state.db"
-    _wait_for(lambda: len(_trials_so_far(db)) >= 2)
+    _wait_for(lambda: len(trials_so_far(db)) >= 2)
     engine.send_signal(signal.SIGINT)
     out, _ = engine.communicate(timeout=60)
     assert engine.returncode == 130

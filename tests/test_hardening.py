@@ -20,7 +20,7 @@ from pipeline.cli import main
 from pipeline.engine.state import StateStore
 from tests.conftest import ROOT
 from tests.mlflow_server import free_port
-from tests.test_engine import experiment, reason, run
+from tests.test_engine import experiment, reason, run, trials_so_far
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -49,7 +49,7 @@ def test_a_second_engine_on_the_same_experiment_is_refused(tmp_path):
     first = nasflow("run", str(path), "--no-mlflow", "--quiet", cwd=tmp_path)
     db = tmp_path / ".nasflow" / "fake" / "state.db"
     deadline = time.monotonic() + 60
-    while not (db.exists() and StateStore(db).trials()):
+    while not trials_so_far(db):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     second = nasflow("run", str(path), "--no-mlflow", "--quiet", "--resume", cwd=tmp_path)
