@@ -65,39 +65,29 @@ def report(results: dict, uri: str) -> None:
 
 
 def distillation(uri: str, seeds: list[int]) -> None:
-    """The product's student, trained with and without the teacher, same epochs, on the data
-    the compress process uses (the champion's training images)."""
-    import numpy as np
-
+    """The product's distilled variant (``make``, measured as its ``.tflite`` file), with the
+    default flags and with ``--alpha 1`` (the same student on the labels alone), per seed."""
     from pipeline.compression import choose_student
     from pipeline.promotion.registry import Registry
-    from trial_image.builder import build_model
-    from trial_image.compress.distillation import distill
-    from trial_image.compress.run import Source, build_parser
+    from trial_image.compress.run import Source, build_parser, make
     from trial_image.trial_run import prepare_tensorflow
 
     prepare_tensorflow(0)  # deterministic, as the compress process is: same seed, same result
     os.environ["MLFLOW_TRACKING_URI"] = uri
     source = Source("models:/enas-digits@champion", retry_seconds=60)
-    spec = source.student_spec(choose_student(Registry(uri, "enas-digits"), source.run).info.run_id)
-    teacher, data = source.model, source.data
-    defaults = build_parser().parse_args(["--model-uri", "x"])
-    accuracy = {}
-    for label, alpha in (("with the teacher", defaults.alpha), ("labels only", 1.0)):
-        accuracy[label] = []
+    student = choose_student(Registry(uri, "enas-digits"), source.run).info.run_id
+    accuracy: dict[str, list[float]] = {"with the teacher": [], "labels only": []}
+    for label, alpha in (("with the teacher", []), ("labels only", ["--alpha", "1"])):
         for seed in seeds:
-            student = distill(lambda: build_model(spec), teacher, data.x_train, data.y_train,
-                              temperature=defaults.temperature, alpha=alpha,
-                              epochs=defaults.distill_epochs,
-                              learning_rate=spec.training.learning_rate, seed=seed)
-            predicted = student.predict(data.x_test, verbose=0).argmax(1)
-            accuracy[label].append(float(np.mean(predicted == data.y_test)))
-    teacher_accuracy = source.accuracy
-    params = build_model(spec).count_params()
-    print(f"\ndistillation: teacher {teacher.count_params()} parameters, test accuracy "
-          f"{teacher_accuracy:.4f}; student {params} parameters "
-          f"({params / teacher.count_params():.2f}x), {defaults.distill_epochs} epochs, "
-          f"T={defaults.temperature}, alpha={defaults.alpha}")
+            args = build_parser().parse_args(["--model-uri", source.uri, "--student-run",
+                                              student, "--seed", str(seed), *alpha])
+            content, extra = make("distilled", source, args)
+            accuracy[label].append(source.accuracy_of(content))
+    defaults = build_parser().parse_args(["--model-uri", source.uri])
+    teacher, params = source.model.count_params(), extra["Parameter-Count"]
+    print(f"\ndistillation: teacher {teacher} parameters, test accuracy {source.accuracy:.4f}; "
+          f"student {params:.0f} parameters ({params / teacher:.2f}x), "
+          f"{defaults.distill_epochs} epochs, T={defaults.temperature}, alpha={defaults.alpha}")
     for label, values in accuracy.items():
         print(f"  {label}: test accuracy {statistics.fmean(values):.4f} "
               f"(seeds {', '.join(f'{v:.4f}' for v in values)})")

@@ -218,9 +218,8 @@ def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClien
             def on_cluster(flags: list[str], source: Any) -> None:
                 run_on_cluster(client, name, flags, config.timeout, config.trial_image, log)
 
-            variants = compress_model(
-                registry, f"models:/{config.model}/{decision.version}", config.compress.names,
-                config.compress.max_accuracy_drop, on_cluster, log, retry_seconds)
+            variants = compress_model(registry, f"models:/{config.model}/{decision.version}",
+                                      config.compress, on_cluster, log, retry_seconds)
             result["compression"] = [v.to_dict() for v in variants]
     result["deleted"] = prune(client, config, keep=name)
     if result["deleted"]:

@@ -38,15 +38,9 @@ def variant_flags(p: argparse.ArgumentParser) -> None:
 
 def compress(args: argparse.Namespace, uri: str, model_uri: str, log: Any) -> list[Any]:
     """Make, measure and register the variants of ``model_uri``; their results."""
-    from pipeline.compression import compress_model, run_locally, run_on_cluster
+    from pipeline.compression import CompressionPlan, compress_model, run_locally, run_on_cluster
     from pipeline.promotion.registry import Registry
-    from trial_image.contract import parse_model_uri
 
-    parsed = parse_model_uri(model_uri)
-    if parsed is None:
-        raise UsageError(f"nasflow compress: expected models:/NAME@ALIAS or models:/NAME/N, got "
-                         f"{model_uri!r}")
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
 
     def execute(flags: list[str], source_run: Any) -> None:
         if getattr(args, "cluster", False):
@@ -55,10 +49,23 @@ def compress(args: argparse.Namespace, uri: str, model_uri: str, log: Any) -> li
         else:
             run_locally(flags, uri, log)
 
-    registry = Registry(uri, parsed[0], args.mlflow_retry_seconds)
+    registry = Registry(uri, model_name(model_uri), args.mlflow_retry_seconds)
     with contextlib.redirect_stdout(sys.stderr):  # MLflow's registration lines
-        return compress_model(registry, model_uri, variants, args.max_accuracy_drop, execute,
+        return compress_model(registry, model_uri,
+                              CompressionPlan(args.variants, args.max_accuracy_drop), execute,
                               log, args.mlflow_retry_seconds, distillation_flags(args))
+
+
+def model_name(model_uri: str) -> str:
+    """The registered model of ``models:/NAME@ALIAS`` or ``models:/NAME/N`` (UsageError if the
+    URI is neither)."""
+    from trial_image.contract import parse_model_uri
+
+    parsed = parse_model_uri(model_uri)
+    if parsed is None:
+        raise UsageError(f"nasflow compress: expected models:/NAME@ALIAS or models:/NAME/N, got "
+                         f"{model_uri!r}")
+    return parsed[0]
 
 
 def distillation_flags(args: argparse.Namespace) -> list[str]:
@@ -83,8 +90,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     uri = tracking_uri(args)
     results = compress(args, uri, args.model_uri,
                        lambda line: print(f"nasflow compress: {line}", file=sys.stderr))
-    print_results(results, args.model_uri.removeprefix("models:/").split("@")[0].split("/")[0],
-                  args.output)
+    print_results(results, model_name(args.model_uri), args.output)
     return 0
 
 

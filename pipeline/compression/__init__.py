@@ -101,22 +101,24 @@ def run_locally(flags: list[str], tracking_uri: str, log: Callable[[str], None])
         raise CompressionError(f"python -m trial_image compress exited {done.returncode}")
 
 
-def compress_model(registry: Registry, model_uri: str, variants: Sequence[str],
-                   max_drop: float, execute: Callable[[list[str], Any], None],
-                   log: Callable[[str], None], retry_seconds: float,
-                   distillation: Sequence[str] = ()) -> list[VariantResult]:
-    """Make, measure and register the variants of ``model_uri``: ``execute(flags, source run)``
-    runs ``python -m trial_image compress`` where training runs."""
+def compress_model(registry: Registry, model_uri: str, plan: CompressionPlan,
+                   execute: Callable[[list[str], Any], None], log: Callable[[str], None],
+                   retry_seconds: float, distillation: Sequence[str] = ()
+                   ) -> list[VariantResult]:
+    """Make, measure and register ``plan``'s variants of ``model_uri``: ``execute(flags, source
+    run)`` runs ``python -m trial_image compress`` where training runs."""
     version, run = source_of(registry, model_uri)
     source = f"models:/{registry.model}/{version.version}"
-    missing = [v for v in variants if v not in variant_runs(registry, source, retry_seconds)]
+    made = variant_runs(registry, source, retry_seconds)
+    missing = [v for v in plan.names if v not in made]
     student = choose_student(registry, run) if "distilled" in missing else None
     if "distilled" in missing and student is None:
         log("no trial of the search has at most half the model's parameters: no distilled "
             "variant")
     if missing:  # a variant already made of this version is not made again
-        execute(compress_flags(source, missing, student, max_drop, distillation), run)
-    return register_within_budget(registry, version, max_drop, retry_seconds)
+        execute(compress_flags(source, missing, student, plan.max_accuracy_drop, distillation),
+                run)
+    return register_within_budget(registry, version, plan.max_accuracy_drop, retry_seconds)
 
 
 def variant_runs(registry: Registry, source: str, retry_seconds: float) -> dict[str, Any]:

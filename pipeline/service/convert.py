@@ -11,7 +11,7 @@ from typing import Any
 
 from kubeflow_katib_api.models import V1beta1Experiment
 
-from pipeline.katib.status import TrialStatus
+from pipeline.katib.status import SCORED, TrialStatus
 from pipeline.service.api import api_pb2
 from pipeline.suggestion.base import TrialResult
 
@@ -87,7 +87,7 @@ def results_of(trials: Any, experiment: V1beta1Experiment) -> dict[int, TrialRes
                 metrics[metric.name] = float(metric.value)
             except ValueError:
                 metrics[metric.name] = None
-        scored = status in (TrialStatus.SUCCEEDED, TrialStatus.EARLY_STOPPED)
+        scored = status in SCORED
         out[int(index)] = TrialResult(
             int(index), {a.name: a.value for a in trial.spec.parameter_assignments.assignments},
             status, metrics.get(objective) if scored else None, metrics if scored else {})

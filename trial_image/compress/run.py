@@ -4,10 +4,10 @@ For ``--model-uri models:/NAME@ALIAS`` (or ``/VERSION``) it loads the Keras mode
 (the dataset and split of the run that trained it), then makes each ``--variants`` entry:
 
 * ``float32``, ``float16``, ``int8-dynamic``, ``int8-full``: LiteRT post-training quantization
-  (full-integer int8 calibrated on 200 training images, one weight scale per tensor unless that
+  (full-integer int8 calibrated on 200 training images, one weight scale per kernel unless that
   goes over ``--max-accuracy-drop``, then one per channel);
-* ``pruned-<P>``: magnitude pruning to P % sparsity, fine-tuned on the training split, LiteRT
-  float32 (its saving shows in the gzip-compressed size every variant reports);
+* ``pruned-<P>``: magnitude pruning to P % sparsity, fine-tuned on the images the model was
+  trained on, LiteRT float32 (its saving shows in the gzip-compressed size every variant reports);
 * ``distilled``: the candidate of ``--student-run`` (a smaller trial of the same search) trained
   from scratch on the teacher's softened outputs and the labels, LiteRT float32.
 
@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student-run", help="MLflow run of the distillation student's trial "
                    "(its candidate_spec.json); required for 'distilled'")
     p.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="POINTS",
-                   help="int8-full takes one weight scale per tensor when that stays within "
-                   "this many points of the source model, else one per channel (default 0.5)")
+                   help="int8-full takes one weight scale per convolution kernel when that "
+                   "stays within this many points of the source model, else one per channel "
+                   "(default 0.5)")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="distillation (default 1: a teacher trained with augmentation and a "
                    "cosine schedule is not over-confident; at 4 its targets on digits are "
@@ -131,9 +132,9 @@ def make(variant: str, source: Source, args: argparse.Namespace) -> tuple[bytes,
 
 
 def int8_full(source: Source, calibration: np.ndarray, max_drop: float) -> tuple[bytes, dict]:
-    """Full-integer int8 with one weight scale per tensor, the smaller file, unless that costs
-    more than ``max_drop`` points of test accuracy (the budget the variant is registered
-    under): then one scale per output channel, the accuracy-preserving standard."""
+    """Full-integer int8 with one weight scale per convolution kernel, the smaller file, unless
+    that costs more than ``max_drop`` points of test accuracy (the budget the variant is
+    registered under): then one scale per output channel, the accuracy-preserving standard."""
     per_tensor = litert.convert(source.model, "int8-full", calibration, per_channel=False)
     accuracy = source.accuracy_of(per_tensor)
     if (source.accuracy - accuracy) * 100 <= max_drop:
@@ -206,7 +207,7 @@ class Source:
         from trial_image.compress.pyfunc import log_model
 
         model = litert.LiteRT(content)
-        accuracy = self.accuracy_of(content)
+        accuracy = self._accuracy(model.predict(self.data.x_test))
         metrics = {"Test-Accuracy": accuracy,
                    "Accuracy-Drop": round((self.accuracy - accuracy) * 100, 6),  # points
                    "File-Size-Bytes": float(len(content)),
