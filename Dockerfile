@@ -35,7 +35,8 @@ FROM python:3.11-slim AS build-mlflow
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY constraints.txt ./
-RUN pip install --no-cache-dir -c constraints.txt mlflow "psycopg2-binary>=2.9"
+# [auth]: the basic-auth app (Flask-WTF) the reference deployment runs
+RUN pip install --no-cache-dir -c constraints.txt "mlflow[auth]" "psycopg2-binary>=2.9"
 
 # Shared runtime: an unprivileged user, everything written under /tmp (a read-only root
 # filesystem plus an emptyDir on /tmp in the manifests is enough).
@@ -48,9 +49,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     KERAS_HOME=/tmp/.keras \
     MPLCONFIGDIR=/tmp/matplotlib \
     TF_CPP_MIN_LOG_LEVEL=2 \
-    MLFLOW_DISABLE_TELEMETRY=true
-# HOME=/tmp is where MLflow reads credentials (~/.mlflow/credentials, the Secret the manifests
-# mount at /tmp/.mlflow): a pod must not override HOME.
+    MLFLOW_DISABLE_TELEMETRY=true \
+    MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT=true
+# HOME=/tmp: where MLflow looks for ~/.mlflow/credentials if a user mounts one (the manifests pass
+# MLFLOW_TRACKING_USERNAME/PASSWORD from a Secret instead): a pod must not override HOME.
 WORKDIR /tmp
 
 FROM runtime AS trial

@@ -37,22 +37,33 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 30) -> None:
 
 
 class MlflowServer:
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    """``backend``: the tracking store's URI (default SQLite in ``root``); ``auth``: the path of
+    a basic-auth ``.ini`` (MLflow's ``--app-name basic-auth``), with the admin's password and the
+    Flask secret in the server's environment only."""
+
+    def __init__(self, root: Path, port: int | None = None, backend: str | None = None,
+                 auth: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.root = root
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
+        self.backend = backend or f"sqlite:///{root / 'mlflow.db'}"
+        self.auth = auth
+        self.env = env or {}
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - lives as long as the server
+        auth = ["--app-name", "basic-auth"] if self.auth else []
+        env = {**os.environ, **SERVER_ENV, **self.env}
+        if self.auth:
+            env["MLFLOW_AUTH_CONFIG_PATH"] = str(self.auth)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+             "--port", str(self.port), "--workers", "1", *auth,
+             "--backend-store-uri", self.backend,
              "--artifacts-destination", str(self.root / "artifacts")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **SERVER_ENV},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

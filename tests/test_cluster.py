@@ -203,7 +203,9 @@ def test_submit_renames_and_refuses_local_only_algorithms(cli, capsys, tmp_path)
     assert ("experiments", NS, "evolution-digits") not in cli.objects
     config = yaml.safe_load((ROOT / "manifests/suggestion/katib-config.yaml").read_text())
     cli.add("configmaps", config)  # nasflow's suggestion service registered: submitted
-    local["metadata"]["name"] = "evolution-digits"
+    local["metadata"]["name"] = "evolution-digits"  # a renamed copy names itself in its label
+    local["spec"]["trialTemplate"]["trialSpec"]["metadata"]["labels"][
+        "katib.kubeflow.org/experiment"] = "evolution-digits"
     path.write_text(yaml.safe_dump(local))
     assert main(["submit", str(path)]) == 0
     assert ("experiments", NS, "evolution-digits") in cli.objects

@@ -214,14 +214,13 @@ def test_compress_registers_variants_measured_with_themselves(mlflow_server, cha
     int8 = client.download_artifacts(results["int8-full"]["run_id"], "int8-full.tflite")
     assert "int8" in litert.LiteRT(Path(int8).read_bytes()).tensor_types()
 
-    # within a budget: registered as versions of the same model, champion untouched
+    # within a budget: registered in the model's variants model, the model and champion untouched
     registry = Registry(uri, champion, 5)
     registered = register_within_budget(registry, source, 100, 5)
     assert all(r.version for r in registered)
-    aliases = client.get_registered_model(champion).aliases
-    assert aliases["champion"] == "1"
+    assert client.get_registered_model(champion).aliases == {"champion": "1"}
     for r in registered:
-        version = client.get_model_version_by_alias(champion, r.variant)
+        version = client.get_model_version_by_alias(f"{champion}-variants", r.variant)
         assert version.tags["nasflow.variant"] == r.variant
         assert version.tags["nasflow.source_model"] == f"models:/{champion}/1"
     # compressing again makes nothing new: every variant of version 1 exists already
@@ -235,3 +234,30 @@ def test_compress_registers_variants_measured_with_themselves(mlflow_server, cha
 def test_compress_refuses_a_uri_that_is_not_a_model(mlflow_server, capsys):
     assert main(["compress", "runs:/abc/model", "--tracking-uri", mlflow_server.uri]) == 2
     assert "expected models:/NAME@ALIAS" in capsys.readouterr().err
+
+
+def test_a_version_without_a_model_fails_in_one_line_without_library_noise(mlflow_server,
+                                                                            tmp_path, capsys,
+                                                                            monkeypatch):
+    """Issue 21 finding 6: TensorFlow's start-up lines came before the reason. The compression
+    process's output goes to <workdir>/compress.log; the terminal gets what nasflow says."""
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient(mlflow_server.uri)
+    name = f"no-model-{uuid.uuid4().hex[:8]}"
+    exp_id = client.create_experiment(name)
+    run = client.create_run(exp_id, tags={"katib.experiment": name, "katib.trial": "t"})
+    client.set_terminated(run.info.run_id, "FINISHED")
+    client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id)
+    capsys.readouterr()
+    code = main(["compress", f"models:/{name}/1", "--tracking-uri", mlflow_server.uri,
+                 "--variants", "float16", "--mlflow-retry-seconds", "2"])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[-1].startswith("nasflow compress: compress failed: "
+                                                    f"loading models:/{name}/1 failed"), err
+    assert "its output is in .nasflow/compress.log" in lines[-1]
+    assert not any(noise in err for noise in ("tensorflow", "oneDNN", "cuda", "absl",
+                                              "WARNING", "Traceback")), err
+    assert "compress failed" in (tmp_path / ".nasflow" / "compress.log").read_text()

@@ -348,3 +348,15 @@ def test_a_collector_that_cannot_read_the_file_fails_the_trial(tmp_path, writes,
     assert (trial.status, trial.reason) == ("Failed", "MetricsCollectorFailed")
     assert message in trial.message
     assert status["trialsFailed"] == 1 and status["trialMetricsUnavailable"] == 0
+
+
+def test_the_progress_line_counts_every_running_trial(tmp_path):
+    """Issue 21 finding 6: the line said "1 running" while two ran (it was reported after the
+    first of them started). Every report now comes after launching: with 2 in parallel and
+    trials left, 2 run."""
+    reports = []
+    run(experiment(max_trials=6, parallel=2, extra_args=["--sleep=0.3"]), tmp_path,
+        on_progress=reports.append)
+    while_trials_left = [r for r in reports if r["done"] <= 4]
+    assert while_trials_left and {r["running"] for r in while_trials_left} == {2}
+    assert reports[-1]["done"] == 6 and reports[-1]["running"] == 0

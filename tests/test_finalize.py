@@ -284,9 +284,9 @@ def test_pipeline_trains_the_final_model_as_jobs_and_promotes_it(cli, mlflow_ser
     assert version.run_id == final["final_run"] and version.tags["nasflow.gates"] == "passed"
     (variant,) = result["compression"]
     assert variant["variant"] == "int8-full" and variant["version"] is not None
-    aliases = client.get_registered_model(model).aliases
-    assert aliases["champion"] == promotion["version"] and aliases["int8-full"] == \
-        variant["version"]
+    assert client.get_registered_model(model).aliases == {"champion": promotion["version"]}
+    assert client.get_registered_model(f"{model}-variants").aliases == {
+        "int8-full": variant["version"]}
     assert allowed_by_the_pipeline_role(cli.requests)
 
 
@@ -415,3 +415,94 @@ def test_promotion_compares_with_the_champion_on_the_challengers_test_split(mlfl
     line = decision_line(worse, registry.final_trial(f"{exp}-c", "default"), "Test-Accuracy")
     assert line.endswith("champion stays version 2 (Test-Accuracy = 0.97 on the same test "
                          "split)")
+
+
+# ---- a final run that did not train is caught, not promoted --------------------------------
+
+class ScriptedTrials:
+    """A Runner whose 'trials' log the MLflow runs a real trial would (tags, per-epoch curves,
+    test accuracy), with the training curve the test scripts for each (candidate, role, seed):
+    what a stalled optimiser looks like from MLflow, which is all final training reads."""
+
+    def __init__(self, uri: str, experiment_name: str, stalled: set[tuple[str, str, int]]):
+        self.uri, self.experiment, self.stalled = uri, experiment_name, stalled
+        self.ran: list[str] = []
+
+    def run(self, runs):
+        client = MlflowClient(self.uri)
+        found = client.get_experiment_by_name(self.experiment)
+        exp_id = found.experiment_id if found else client.create_experiment(self.experiment)
+        for run in runs:
+            self.ran.append(run.name)
+            stalled = (run.candidate.trial, run.role, run.seed) in self.stalled
+            logged = client.create_run(exp_id, tags={
+                "katib.experiment": self.experiment, "katib.trial": run.name,
+                "nasflow.role": run.role, "nasflow.source_trial": run.candidate.trial})
+            rid = logged.info.run_id
+            end = 0.75 if stalled else 0.995
+            for epoch in range(5):
+                client.log_metric(rid, "Training-Accuracy", end - 0.1 * (4 - epoch) / 4,
+                                  step=epoch)
+                if run.role == SELECTION:
+                    client.log_metric(rid, "Validation-Accuracy",
+                                      run.candidate.value - 0.01 * (4 - epoch), step=epoch)
+                    client.log_metric(rid, "Validation-Loss", 0.1, step=epoch)
+            if run.role == FINAL:
+                client.log_metric(rid, "Test-Accuracy", end - 0.01)
+            client.set_terminated(rid, "FINISHED")
+        from pipeline.finalize.runners import Outcome
+
+        return {run.name: Outcome(True, "") for run in runs}
+
+
+def scripted_search(name: str):
+    from pipeline.finalize.candidates import Search
+
+    exp = katib_experiment(name)
+    return Search(exp, name, NS, [Candidate("winner", {**FULL, "num_blocks": "1"}, 1.0),
+                                  Candidate("runner-up", {**FULL, "num_blocks": "2"}, 0.98)])
+
+
+def test_a_final_run_that_stalls_is_rejected_and_final_training_recovers(mlflow_server):
+    """Issue 21 finding 1: the winner's final run stalled at 0.75 training accuracy where its
+    selection run reached 0.995; it became champion. Now it is tagged final-rejected, another
+    seed is tried (stalls too), then the runner-up, whose final run trained."""
+    from pipeline.finalize import finalize
+
+    name = f"stall-{uuid.uuid4().hex[:8]}"
+    trials = ScriptedTrials(mlflow_server.uri, name, {("winner", FINAL, 0), ("winner", FINAL, 1)})
+    lines = []
+    result = finalize(scripted_search(name), trials, mlflow_server.uri, name,
+                      Schedule(top_k=2, epochs=5), lines.append)
+    assert result.winner == "runner-up"
+    assert len(result.rejected) == 2
+    assert "ended at training accuracy 0.7500 where its selection run(s) reached 0.9950" in \
+        result.rejected[0]
+    assert result.test_accuracy == pytest.approx(0.985)
+    client = MlflowClient(mlflow_server.uri)
+    roles = sorted(r.data.tags["nasflow.role"] for r in client.search_runs(
+        [client.get_experiment_by_name(name).experiment_id]))
+    assert roles == ["final", "final-rejected", "final-rejected", "selection", "selection"]
+    # promotion finds the run that trained, never a rejected one
+    final = Registry(mlflow_server.uri, name).final_trial(name, NS)
+    assert final.value == pytest.approx(0.985)
+    assert sum("a failed training, not a model" in line for line in lines) == 2
+
+
+def test_no_final_run_that_trained_means_no_model_and_one_line(mlflow_server, tmp_path):
+    from pipeline.finalize import finalize
+
+    name = f"stall-{uuid.uuid4().hex[:8]}"
+    trials = ScriptedTrials(mlflow_server.uri, name, {("winner", FINAL, 0), ("winner", FINAL, 1),
+                                                      ("runner-up", FINAL, 0)})
+    with pytest.raises(FinalizeError, match=r"no final run trained as its selection runs did "
+                                            r"\(3 tried\)"):
+        finalize(scripted_search(name), trials, mlflow_server.uri, name,
+                 Schedule(top_k=2, epochs=5))
+    assert Registry(mlflow_server.uri, name).final_trial(name, NS) is None
+    # a rerun reads the runs it has (same inputs, same names) and decides the same, running none
+    before = len(trials.ran)
+    with pytest.raises(FinalizeError):
+        finalize(scripted_search(name), trials, mlflow_server.uri, name,
+                 Schedule(top_k=2, epochs=5))
+    assert len(trials.ran) == before

@@ -139,3 +139,103 @@ def test_run_survives_mutated_manifests(tmp_path, capsys, instant_loop):
                 Path(tmp_path / "w" / str(i)).rglob("state.db"))
     assert refused > 100
     print(f"\nrun: 300 mutants, {refused} refused, slowest refusal {slowest:.3f} s")
+
+
+# ---- numbers at their extremes (issue 21 finding 3) --------------------------------------------
+
+EXTREMES = ["nan", "inf", "-inf", ".nan", "1e308", "-1e308", "1e-300", "99999999999999999999999999",
+            str(2**53 + 1), str(2**63), "-9223372036854775809", "0", "-0", "1e20", 10**30, 2**31,
+            -1, float("inf"),
+            # valid, and large: counted, sampled and stored without being listed
+            "1000000000000", str(2**53), "1e-12", "1e-250", "1e300", "-1e300"]
+NUMERIC_KEYS = {"min", "max", "step", "value", "maxTrialCount", "parallelTrialCount",
+                "maxFailedTrialCount", "numLayers", "goal"}
+
+
+def numeric_mutant(text: str, rng: random.Random) -> bytes:
+    """Extremes where numbers are: bounds and steps, settings, counts, layers; or a huge list."""
+    doc = copy.deepcopy(yaml.safe_load(text))
+    targets = [p for p in paths(doc) if p and p[-1] in NUMERIC_KEYS]
+    lists = [p for p in paths(doc) if p and p[-1] == "list"]
+    for _ in range(rng.randint(1, 3)):
+        if lists and rng.random() < 0.2:
+            path = rng.choice(lists)
+            at(doc, path[:-1])["list"] = [str(i) for i in range(rng.choice([2_000, 30_000]))]
+        else:
+            path = rng.choice(targets)
+            at(doc, path[:-1])[path[-1]] = rng.choice(EXTREMES)
+    return yaml.safe_dump(doc, allow_unicode=True, width=1 << 20).encode()
+
+
+class PeakRss:
+    """The largest resident set of this process while the block runs, above its start (MiB),
+    sampled every 5 ms from /proc: a space listed into memory shows up as gigabytes."""
+
+    def __enter__(self) -> PeakRss:
+        import threading
+
+        self.start = self.peak = self._rss()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def grown_mib(self) -> float:
+        return (self.peak - self.start) / 1024
+
+
+@pytest.fixture
+def proposing_loop(monkeypatch):
+    """The engine's loop replaced by one that asks the algorithm for its first trials (where
+    a listed range used to exhaust memory), without running them."""
+    from pipeline.engine.experiment import ExperimentEngine
+
+    def propose(self):
+        for index in range(3):
+            self.suggestion.propose_in_turn(index, lambda upto: [], self.parallel)
+        return "Succeeded", "ExperimentFuzzed", "three proposals, no trial run"
+
+    monkeypatch.setattr(ExperimentEngine, "_loop", propose)
+
+
+HP_BASES = [b for b in BASES if "nasConfig" not in BASES[b] and "darts" not in b]
+
+
+def test_numeric_extremes_are_refused_or_run_in_bounded_memory_and_time(tmp_path, capsys,
+                                                                        proposing_loop):
+    """Huge, NaN and infinite bounds and steps, huge lists and counts: validate on every base
+    (NAS spaces too), run on the hyperparameter bases; each answer within 2 s, no traceback,
+    and the process never grows by more than 200 MiB (a listed 1e26 range grew it to 23 GB)."""
+    rng = random.Random(SEED + 21)
+    results = {"validate": [0, 0], "run": [0, 0]}
+    with PeakRss() as rss:
+        for i in range(160):
+            base = rng.choice(sorted(BASES)) if i % 2 else rng.choice(HP_BASES)
+            path = tmp_path / f"num-{i}.yaml"
+            path.write_bytes(numeric_mutant(BASES[base], rng))
+            commands = {"validate": ["validate", str(path)]}
+            if base in HP_BASES:
+                commands["run"] = ["run", str(path), "--no-mlflow", "--quiet", "--workdir",
+                                   str(tmp_path / "w" / str(i))]
+            for what, command in commands.items():
+                started = time.monotonic()
+                code, _ = check(command, capsys)
+                assert time.monotonic() - started < 2.0, (command, base)
+                results[what][code == 2] += 1
+    assert rss.grown_mib < 200, rss.grown_mib
+    assert min(results["validate"]) >= 10 and min(results["run"]) >= 5, results
+    print(f"\nnumeric extremes: {results} (accepted, refused); peak +{rss.grown_mib:.0f} MiB")

@@ -110,6 +110,66 @@ def test_damaged_state_is_reported_and_kept(tmp_path, damage):
     assert restarted.wait(timeout=60) == 0
 
 
+@pytest.mark.parametrize("column, value", [
+    ("trials.assignments", "{not json"), ("trials.observations", "[1, 2]"),
+    ("trials.assignments", '{"x": 0.5}'), ("trials.status", "Exploded"),
+    ("experiment.status", '{"conditions": [{"type": "Bogus"}]}'),
+    ("experiment.data", "null")])
+def test_a_damaged_state_row_is_reported_like_a_damaged_file(tmp_path, column, value):
+    """Issue 21 finding 5: a schema-valid database with a bad value ended in "internal error:
+    StateError" (exit 1); it is damaged state: exit 2 and the --restart hint."""
+    import sqlite3
+
+    path = write(experiment(max_trials=2), tmp_path)
+    assert main(["run", str(path), "--no-mlflow", "--quiet", "--workdir",
+                 str(tmp_path / ".nasflow")]) == 0
+    db = tmp_path / ".nasflow" / "fake" / "state.db"
+    table, field = column.split(".")
+    with sqlite3.connect(db) as connection:
+        connection.execute(f"UPDATE {table} SET {field} = ?", (value,))
+    resumed = nasflow("run", str(path), "--no-mlflow", "--quiet", "--resume", cwd=tmp_path)
+    _, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 2, err
+    line = one_line(err)
+    assert "the state of 'fake' in" in line and "--restart discards it" in line
+
+
+@pytest.mark.parametrize("command", [
+    ["finalize", "../../elsewhere/exp"], ["finalize", "/etc/exp"],
+    ["promote", "../../elsewhere/exp"], ["promote", "/abs/exp"],
+    ["status", "../x"], ["trials", "A_B"],
+    ["compress", "models:/m@champion", "--max-accuracy-drop", "nan"],
+    ["compress", "models:/m@champion", "--variants", "int4,../../x"],
+    ["promote", "fake", "--min-accuracy", "inf"], ["finalize", "fake", "--top-k", "0"],
+    ["run", "--seed", "-1"], ["run", "--mlflow-retry-seconds", "nan"],
+    ["submit", "x.yaml", "--timeout", "-inf"]])
+def test_names_and_numbers_are_checked_before_anything_starts(tmp_path, command, capsys):
+    """Issue 21 findings 4-5: experiment names escaping the workdir, NaN budgets, unknown
+    variants (refused only inside the compression process, exit 1, after ~5 s): all exit 2 at
+    once, naming the argument."""
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--workdir", str(tmp_path / "w")] if command[0] in (
+            "finalize", "promote", "run") else command)
+    assert exit_.value.code == 2
+    assert time.monotonic() - started < 1.0
+    err = capsys.readouterr().err
+    assert "error: argument" in err and "Traceback" not in err
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_a_workdir_that_cannot_be_one_is_bad_input(tmp_path, where, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    workdir = {"file": str(afile / "w"), "proc": "/proc/nasflow"}[where]
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--no-mlflow", "--workdir", workdir])
+    assert exit_.value.code == 2
+    assert {"file": f"{afile} is not a directory", "proc": "is under /proc"}[where] in \
+        capsys.readouterr().err
+
+
 # ---- 3. MLflow outages --------------------------------------------------------------------------
 
 def test_run_against_a_dead_tracking_server_fails_in_bounded_time(tmp_path):
@@ -265,6 +325,46 @@ HOSTILE = {
                                "objectiveMetricName: score\n    goal: .nan").encode(),
                  "spec.objective.goal: must be a finite number"),
 }
+
+
+def spaced(x: dict | None = None, algorithm: str = "random", label: str | None = None,
+           **spec) -> bytes:
+    """The fake experiment with parameter x's feasible space changed (issue 21 findings 2-4)."""
+    doc = experiment(max_trials=2, algorithm=algorithm)
+    doc["spec"]["parameters"][0]["feasibleSpace"].update(x or {})
+    doc["spec"].update(spec)
+    if label is not None:
+        doc["spec"]["trialTemplate"]["trialSpec"]["metadata"] = {
+            "labels": {"katib.kubeflow.org/experiment": label}}
+    return yaml.safe_dump(doc).encode()
+
+
+# Issue 21: numbers whose size or value the engine used to list, overflow on or accept.
+HOSTILE.update({
+    "int range to 1e26": (
+        yaml.safe_dump(experiment(max_trials=2, params=[
+            {"name": "x", "parameterType": "int",
+             "feasibleSpace": {"min": "0", "max": "99999999999999999999999999"}}])).encode(),
+        "spec.parameters[0].feasibleSpace.max: '99999999999999999999999999' must be between "
+        f"-{2**53} and {2**53}"),
+    "grid with a step of 1e-300": (
+        spaced({"step": "1e-300"}, algorithm="grid"),
+        "spec.parameters: grid lists every combination: 6e+300 is more than 200,000"),
+    "NaN min": (spaced({"min": "nan"}), "spec.parameters[0].feasibleSpace.min: 'nan' must be "
+                                        "a finite number"),
+    "-inf to inf": (spaced({"min": "-inf", "max": "inf"}),
+                    "spec.parameters[0].feasibleSpace.max: 'inf' must be a finite number"),
+    "NaN step": (spaced({"step": "nan"}), "feasibleSpace.step: 'nan' must be a finite number"),
+    "NaN setting": (spaced(algorithm="tpe", algorithm_settings=None) .replace(
+        b"algorithmSettings: []", b"algorithmSettings: [{name: gamma, value: nan}]"),
+        "gamma must be a finite number"),
+    "a seed past numpy's": (spaced().replace(
+        b"algorithmSettings: []", b"algorithmSettings: [{name: random_state, value: '"
+        + str(2**40).encode() + b"'}]"), "random_state must be <= 4294967295"),
+    "copied manifest, renamed": (spaced(label="the-original"), (
+        "spec.trialTemplate.trialSpec.metadata.labels[katib.kubeflow.org/experiment]: is "
+        "'the-original' but metadata.name is 'fake': set it to 'fake'")),
+})
 
 
 @pytest.mark.parametrize("case", HOSTILE)

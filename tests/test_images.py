@@ -119,7 +119,7 @@ def test_install_lines_are_the_dockerfiles():
     assert install_lines("suggestion") == [
         'pip install --no-cache-dir -c constraints.txt ".[suggestion]"']
     assert install_lines("mlflow") == [
-        'pip install --no-cache-dir -c constraints.txt mlflow "psycopg2-binary>=2.9"']
+        'pip install --no-cache-dir -c constraints.txt "mlflow[auth]" "psycopg2-binary>=2.9"']
     assert image_env("trial", Path("/pod"))["MLFLOW_TRACKING_URI"] == "file:///pod/mlruns"
 
 
@@ -210,16 +210,23 @@ def test_pipeline_image_validates_and_promotes(mlflow_server, tmp_path):
                          "kubernetes": True}
 
 
-def test_mlflow_image_serves_health(tmp_path):
+def test_mlflow_image_serves_health_with_basic_auth(tmp_path):
+    """The reference deployment's server: the image's dependencies start MLflow's basic-auth
+    app with manifests/mlflow's settings (it exited with "requires the Flask-WTF package")."""
     port = free_port()
     venv = image_venv("mlflow")
     pod_tmp = tmp_path / "pod-tmp"
     pod_tmp.mkdir()
-    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", **image_env("mlflow", pod_tmp)}
+    ini = pod_tmp / "basic_auth.ini"
+    ini.write_text((ROOT / "manifests" / "mlflow" / "basic_auth.ini").read_text()
+                   + f"database_uri = sqlite:///{pod_tmp}/auth.db\n"
+                   + "admin_password = image-test-only-7a2c\n")
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", **image_env("mlflow", pod_tmp),
+           "MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "t" * 32}
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     server = subprocess.Popen(
         [str(venv / "bin" / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{pod_tmp}/mlflow.db"],
+         "--app-name", "basic-auth", "--backend-store-uri", f"sqlite:///{pod_tmp}/mlflow.db"],
         cwd=pod_tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     try:

@@ -201,9 +201,17 @@ def test_checkov_finds_no_failed_check(target, frameworks):
 
 @pytest.mark.parametrize("path,doc", [(p, d) for p, d in plain_documents() if pod_specs(d)],
                          ids=lambda v: v.name if isinstance(v, Path) else v["metadata"]["name"])
-def test_no_container_overrides_home(path, doc):
-    """MLflow reads the credentials Secret from ~/.mlflow, mounted at /tmp/.mlflow because the
-    images set HOME=/tmp; a container that set HOME would silently lose them."""
+def test_mlflow_clients_take_credentials_from_the_secret_and_keep_home(path, doc):
+    """Every container that talks to MLflow (trials, the pipeline) reads the optional Secret
+    mlflow-credentials as MLFLOW_TRACKING_USERNAME/PASSWORD through secretKeyRef (never a
+    literal), and none overrides the images' HOME=/tmp."""
     for pod in pod_specs(doc):
         for container in pod["containers"]:
-            assert "HOME" not in {e["name"] for e in container.get("env", [])}
+            env = {e["name"]: e for e in container.get("env", [])}
+            assert "HOME" not in env
+            if "MLFLOW_TRACKING_URI" not in env:
+                continue
+            for name, key in (("MLFLOW_TRACKING_USERNAME", "username"),
+                              ("MLFLOW_TRACKING_PASSWORD", "password")):
+                assert env[name]["valueFrom"]["secretKeyRef"] == {
+                    "name": "mlflow-credentials", "key": key, "optional": True}, (path, name)

@@ -1,5 +1,5 @@
 """The algorithm registry: one declaration per algorithm, read by validate, create, the
-conformance suite and the README."""
+conformance suite and docs/engine.md."""
 
 from __future__ import annotations
 
@@ -104,11 +104,11 @@ def test_declarations_are_consistent():
         assert bool(a.ignored_note) == any(s.honoured != "all" for s in a.settings.values()), name
 
 
-def test_readme_algorithm_table_is_the_registry():
-    readme = (ROOT / "README.md").read_text()
+def test_the_documented_algorithm_table_is_the_registry():
+    readme = (ROOT / "docs" / "engine.md").read_text()
     block = re.search(r"<!-- algorithms -->\n(.*?)\n<!-- /algorithms -->", readme, re.S)
-    assert block, "README.md lacks the <!-- algorithms --> block"
+    assert block, "docs/engine.md lacks the <!-- algorithms --> block"
     assert block.group(1) == markdown_table(), (
-        "README's algorithm table is stale; print the new one with "
+        "the algorithm table of docs/engine.md is stale; print the new one with "
         "python -c 'from pipeline.suggestion.registry import markdown_table; "
         "print(markdown_table())'")

@@ -10,8 +10,10 @@ import copy
 import filecmp
 import json
 import os
+import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -290,3 +292,123 @@ def test_katibs_own_stubs_talk_to_the_service(server, tmp_path):
     assert theirs["refused"] == ["INVALID_ARGUMENT", "spec.algorithm.algorithmSettings[0].value:"
                                  " sample_size must be >= 1, got '0'"]
     assert Path(KATIB_VENV).exists()
+
+
+# ---- hostile requests (issue 21 finding 3) -------------------------------------------------------
+
+
+def ask(port: int, request: api_pb2.GetSuggestionsRequest, timeout: float = 10):
+    stub = api_pb2_grpc.SuggestionStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+    return stub.GetSuggestions(request, timeout=timeout)
+
+
+def hostile(doc: dict, count: int = 1, total: int = 1, trials=()) -> api_pb2.GetSuggestionsRequest:
+    return api_pb2.GetSuggestionsRequest(experiment=experiment_message(doc), trials=list(trials),
+                                         current_request_number=count, total_request_number=total)
+
+
+def labelled(index: str) -> api_pb2.Trial:
+    return api_pb2.Trial(name="t", spec=api_pb2.TrialSpec(labels={INDEX_LABEL: index}),
+                         status=api_pb2.TrialStatus(condition=api_pb2.TrialStatus.RUNNING))
+
+
+def huge_range(doc: dict) -> dict:
+    doc = copy.deepcopy(doc)
+    doc["spec"]["parameters"][0] = {"name": "big", "parameterType": "int",
+                                    "feasibleSpace": {"min": "0", "max": str(10**20)}}
+    return doc
+
+
+@pytest.mark.parametrize("what, request_of, field", [
+    ("an int range to 1e20", lambda d: hostile(huge_range(d)),
+     "feasibleSpace.max: '100000000000000000000' must be between"),
+    ("a million suggestions", lambda d: hostile(d, count=1_000_000, total=1_000_000),
+     "current_request_number: 1000000 is more than the 1000"),
+    ("a suggestion index of 1e11", lambda d: hostile(d, total=2, trials=[labelled(str(10**11))]),
+     "labels[nasflow.dev/suggestion-index]: 100000000000 is past the 100,000 trials"),
+    ("a NaN bound", lambda d: hostile({**d, "spec": {**d["spec"], "parameters": [
+        {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "nan", "max": "1"}}]}}),
+     "feasibleSpace.min: 'nan' must be a finite number")])
+def test_absurd_requests_are_invalid_argument_at_once(server, what, request_of, field):
+    """Issue 21: these grew to 22 GB or held a worker past the client's deadline; three of them
+    starved the health check. Each is now refused in well under a second."""
+    doc = test_suggestions.CASES["evolution-hp"]
+    for _ in range(5):  # more than the 4 workers: none is held
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as refused:
+            ask(server, request_of(doc))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in refused.value.details()
+        assert time.monotonic() - started < 1.0, what
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{server}"))
+    assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status == \
+        health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_label_that_only_looks_like_a_number_is_not_ours(server):
+    """"²" passed str.isdigit() and failed int(): UNKNOWN. It is a trial nasflow did not make."""
+    doc = with_parallel(test_suggestions.CASES["evolution-hp"], 1)
+    reply = ask(server, hostile(doc, count=1, total=1, trials=[labelled("²"), labelled("٣")]))
+    assert [a.labels[INDEX_LABEL] for a in reply.parameter_assignments] == ["0"]
+
+
+def mutated_request(rng: random.Random) -> api_pb2.GetSuggestionsRequest:
+    """One of the service's own test experiments with extremes where numbers are."""
+    doc = copy.deepcopy(test_suggestions.CASES[rng.choice(sorted(CASES))])
+    odd = ["nan", "inf", "-inf", "1e20", "-1e300", "1e-300", str(10**30), "", "x", "0", "-1",
+           "²", "1.5", str(2**63)]
+    spaces = [p["feasibleSpace"] for p in doc["spec"].get("parameters", [])] + [
+        p["feasibleSpace"] for op in doc["spec"].get("nasConfig", {}).get("operations", [])
+        for p in op["parameters"]]
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        space = rng.choice(spaces)
+        if "list" in space and rng.random() < 0.5:
+            space["list"] = [rng.choice(odd) for _ in range(rng.choice([0, 1, 3, 2000]))]
+        else:
+            space[rng.choice(["min", "max", "step"])] = rng.choice(odd)
+    settings = doc["spec"]["algorithm"].setdefault("algorithmSettings", [])
+    if rng.random() < 0.3:
+        settings.append({"name": rng.choice(["population_size", "sample_size", "random_state",
+                                             "objectives", "crossover_prob", "bogus"]),
+                         "value": rng.choice(odd)})
+    if "nasConfig" in doc["spec"] and rng.random() < 0.3:
+        doc["spec"]["nasConfig"]["graphConfig"]["numLayers"] = rng.choice([0, 64, 65, 2**31 - 1])
+    count = rng.choice([1, 1, 2, 3, 0, 1000, 1001, 10**6, 2**31 - 1])
+    total = min(count + rng.choice([0, 0, 1, 5, 10**5, 2**31]), 2**31 - 1)  # int32 on the wire
+    trials = [labelled(rng.choice([str(rng.randint(0, 20)), "²", "-1", str(10**5), "1e5",
+                                   str(2**40)])) for _ in range(rng.choice([0, 1, 5]))]
+    return hostile(doc, count, total, trials)
+
+
+def test_service_fuzz_every_reply_is_ok_or_invalid_argument_in_time(server):
+    """300 mutated GetSuggestions and ValidateAlgorithmSettings requests over real gRPC: each
+    answered OK or INVALID_ARGUMENT within its 10 s deadline, the health check SERVING
+    throughout, memory bounded."""
+    import resource
+
+    rng = random.Random(20261205)
+    stub = api_pb2_grpc.SuggestionStub(grpc.insecure_channel(f"127.0.0.1:{server}"))
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{server}"))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    codes: dict[str, int] = {}
+    for i in range(300):
+        request = mutated_request(rng)
+        started = time.monotonic()
+        try:
+            if i % 3 == 0:
+                stub.ValidateAlgorithmSettings(api_pb2.ValidateAlgorithmSettingsRequest(
+                    experiment=request.experiment), timeout=10)
+            else:
+                stub.GetSuggestions(request, timeout=10)
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            code = exc.code()
+        assert code in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT), (i, code)
+        assert time.monotonic() - started < 10
+        codes[code.name] = codes.get(code.name, 0) + 1
+        if i % 20 == 0:
+            assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status \
+                == health_pb2.HealthCheckResponse.SERVING
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 300, grown_mib
+    assert codes.get("OK", 0) >= 30 and codes.get("INVALID_ARGUMENT", 0) >= 100, codes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -119,7 +120,8 @@ def test_make_run_ends_with_a_loadable_champion(story):
     assert f"test accuracy {accuracy:.4f} (best search trial story-" in out
     assert "champion: models:/story-digits@champion (version 1)" in out
     assert "mlflow models serve -m models:/story-digits@champion --env-manager local" in out
-    assert f"review it: the MLflow UI at {story['uri']}" in out
+    exp_id = story["client"].get_experiment_by_name("story").experiment_id
+    assert f"review it: {story['uri']}/#/experiments/{exp_id}?workflowType=machine_learning" in out
     champion = story["client"].get_model_version_by_alias("story-digits", "champion")
     assert champion.run_id == final.info.run_id
     model = mlflow.pyfunc.load_model("models:/story-digits@champion")
@@ -128,16 +130,33 @@ def test_make_run_ends_with_a_loadable_champion(story):
     assert float(np.mean(predicted == data.y_test)) == pytest.approx(accuracy, abs=1e-6)
 
 
+# What nasflow itself prints to stderr: its progress line and its own "nasflow <command>:" lines.
+OWN_LINE = re.compile(r"^(nasflow [a-z]+: |\[[#.]+\] \d+/\d+ done)")
+
+
+def test_the_story_prints_only_its_own_lines(story):
+    """No TensorFlow start-up, MLflow warning, progress bar or "View run" link between
+    nasflow's lines (issue 22: finalize and compress printed 59-76 of them)."""
+    strays = [line for line in story["err"].splitlines() if line.strip()
+              and not OWN_LINE.match(line)]
+    assert strays == [], strays
+    assert "View run" not in story["out"] and "Created version" not in story["out"]
+
+
 def test_the_story_ends_with_the_champions_int8_variant(story):
     client = story["client"]
     (variant,) = runs(story, "variant")
     accuracy = variant.data.metrics["Test-Accuracy"]
     assert f"int8-full     test accuracy {accuracy:.4f}" in story["out"]
-    assert "-m models:/story-digits@int8-full)" in story["out"]
-    int8 = client.get_model_version_by_alias("story-digits", "int8-full")
+    assert "-m models:/story-digits-variants@int8-full)" in story["out"]
+    int8 = client.get_model_version_by_alias("story-digits-variants", "int8-full")
     assert int8.run_id == variant.info.run_id
     champion = client.get_model_version_by_alias("story-digits", "champion")
-    assert champion.version == "1" and int8.version == "2"
+    # the model's own versions are its final models: its page leads with the champion
+    assert champion.version == "1" and int8.version == "1"
+    assert [v.version for v in client.search_model_versions("name = 'story-digits'")] == ["1"]
+    assert client.get_registered_model("story-digits").tags["nasflow.variants"] == \
+        "story-digits-variants"
     assert variant.data.tags["mlflow.parentRunId"] == champion.run_id
 
 
@@ -193,8 +212,8 @@ def test_retraining_measures_the_champion_on_its_own_test_split(story):
     promote = nasflow("promote", "story", "--model", "story-digits", "--tracking-uri",
                       story["uri"], "--output", "json", cwd=story["tmp"])
     decision = json.loads(promote.stdout)
-    # version 2 is the champion's int8 variant; variants are never compared for champion
-    assert decision["same_data"] is True and decision["version"] == "3"
+    # the variants live in story-digits-variants: this model's version 2 is the second final
+    assert decision["same_data"] is True and decision["version"] == "2"
     assert decision["champion_score"] == pytest.approx(first.data.metrics["Test-Accuracy"])
     better = second.data.metrics["Test-Accuracy"] > first.data.metrics["Test-Accuracy"]
     assert decision["decision"] == ("champion" if better else "challenger")
@@ -207,3 +226,17 @@ def test_retraining_measures_the_champion_on_its_own_test_split(story):
     assert len(runs(story, "final")) == 2
     (parent,) = runs(story, "experiment")
     assert parent.info.status == "FINISHED"  # reopened by --resume, ended again
+
+
+def test_finalize_and_compress_alone_print_only_their_own_lines(story):
+    """Last in this module: it adds a float16 variant to the story's registry."""
+    flags = story["flags"][:4] + story["flags"][6:]  # all but --seed
+    finalize = nasflow("finalize", "story", *flags, cwd=story["tmp"])
+    compress = nasflow("compress", "models:/story-digits@champion", "--variants", "float16",
+                       "--tracking-uri", story["uri"], cwd=story["tmp"])
+    for done in (finalize, compress):
+        assert done.returncode == 0, done.stderr[-2000:]
+        strays = [line for line in done.stderr.splitlines() if line.strip()
+                  and not OWN_LINE.match(line)]
+        assert strays == [], strays
+        assert len(done.stdout.splitlines()) <= 8, done.stdout

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from trial_image import tags
 from trial_image.compress.run import DEFAULT_VARIANTS as COMPRESSION_VARIANTS
+from trial_image.compress.run import variant_names
 from trial_image.darts.settings import KATIB_DEFAULTS as DARTS_DEFAULTS
-from trial_image.errors import TrackingError
+from trial_image.errors import TrackingError, TrialError
 from trial_image.frontends.genotype import PRIMITIVES as DARTS_PRIMITIVES
 from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES
 from trial_image.tracking import (
+    access_problem,
     default_tracking_uri,
     fail_fast_http,
     is_outage,
+    not_found,
     open_experiment,
     parse_model_uri,
     retry,
@@ -29,5 +32,6 @@ from trial_image.tracking import (
 from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
 
 __all__ = ["AUGMENTATIONS", "COMPRESSION_VARIANTS", "DARTS_DEFAULTS", "DARTS_PRIMITIVES",
-           "LR_SCHEDULES", "SERVICE_ACCOUNT_NAMESPACE", "TrackingError", "default_tracking_uri",
-           "fail_fast_http", "is_outage", "open_experiment", "parse_model_uri", "retry", "tags"]
+           "LR_SCHEDULES", "SERVICE_ACCOUNT_NAMESPACE", "TrackingError", "TrialError",
+           "access_problem", "default_tracking_uri", "fail_fast_http", "is_outage", "not_found",
+           "open_experiment", "parse_model_uri", "retry", "tags", "variant_names"]

@@ -13,6 +13,8 @@ import numpy as np
 
 from trial_image.spec import CandidateSpec, with_defaults
 
+DPI = 150  # figures MLflow shows: 6.5 in wide is ~1,000 pixels
+
 
 def classification(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int
                    ) -> tuple[dict[str, float], dict[str, Any]]:
@@ -77,16 +79,16 @@ def architecture_figure(spec: CandidateSpec, title: str) -> Any:
     from matplotlib.patches import FancyArrowPatch
 
     count = len(spec.nodes) + 1
-    figure = Figure(figsize=(5, 0.8 + 0.42 * (count + 1)), layout="constrained")
+    figure = Figure(figsize=(6.5, 1.0 + 0.55 * (count + 1)), dpi=DPI, layout="constrained")
     axis = figure.subplots()
     axis.set_xlim(-2.2, 2.2)
     axis.set_ylim(-count - 0.5, 0.8)
     axis.axis("off")
     for index in range(count):
-        axis.text(0, -index, _label(spec, index), ha="center", va="center", fontsize=7,
+        axis.text(0, -index, _label(spec, index), ha="center", va="center", fontsize=9,
                   bbox={"boxstyle": "round", "facecolor": "#e8f0fe" if index else "#eeeeee"})
     axis.text(0, -count, f"pool, {spec.num_classes} classes", ha="center", va="center",
-              fontsize=7, bbox={"boxstyle": "round", "facecolor": "#eeeeee"})
+              fontsize=9, bbox={"boxstyle": "round", "facecolor": "#eeeeee"})
     edges = [(source, index) for index, node in enumerate(spec.nodes, start=1)
              for source in node.inputs] + [(count - 1, count)]
     for k, (source, target) in enumerate(edges):
@@ -98,23 +100,33 @@ def architecture_figure(spec: CandidateSpec, title: str) -> Any:
             connectionstyle=f"arc3,rad={0.35 * side}" if skip else "arc3",
             arrowstyle="-|>", mutation_scale=8, linewidth=0.7,
             color="#c0392b" if skip else "#555555"))
-    axis.set_title(title, fontsize=8)
+    axis.set_title(title, fontsize=10)
     return figure
 
 
 def size_figure(rows: list[dict[str, Any]], title: str) -> Any:
-    """Test accuracy against file size, one point per variant (log size: int8 is ~4× smaller)."""
+    """Test accuracy against file size, one point per variant (log size: int8 is ~4× smaller).
+    Variants on the same point (float32 and float16 often tie in accuracy and size after gzip)
+    share one label, so no label is drawn over another; margins keep labels inside the axes."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(6, 4), layout="constrained")
+    figure = Figure(figsize=(7, 4.5), dpi=DPI, layout="constrained")
     axis = figure.subplots()
+    points: dict[tuple[float, float], list[str]] = {}
     for row in rows:
         size = row.get("Compressed-Size-Bytes") or row["File-Size-Bytes"]  # the source: raw
-        axis.scatter([size], [row["Test-Accuracy"]])
-        axis.annotate(row["variant"], (size, row["Test-Accuracy"]), fontsize=7,
-                      xytext=(4, 4), textcoords="offset points")
+        points.setdefault((float(size), round(float(row["Test-Accuracy"]), 4)), []).append(
+            row["variant"])
+    ordered = sorted(points.items())
+    for k, ((size, accuracy), names) in enumerate(ordered):
+        right = k >= len(ordered) / 2  # the larger files: label to the left of the point
+        axis.scatter([size], [accuracy])
+        axis.annotate(", ".join(names), (size, accuracy), fontsize=8,
+                      ha="right" if right else "left", textcoords="offset points",
+                      xytext=(-6 if right else 6, 8 if k % 2 else -12))
     axis.set_xscale("log")
+    axis.margins(x=0.3, y=0.15)
     axis.set_xlabel("bytes, gzip-compressed (what pruning saves)")
     axis.set_ylabel("Test-Accuracy (measured with the variant)")
-    axis.set_title(f"{title}: compressed variants", fontsize=9)
+    axis.set_title(f"{title}: compressed variants", fontsize=10)
     return figure

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.cli import cluster, compress, finalize, local, promote, retraining
+from pipeline.cli import access, cluster, compress, finalize, local, promote, retraining
 from pipeline.cli.common import UsageError
 
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     retraining.add_parser(sub)
     finalize.add_parser(sub)
     compress.add_parser(sub)
+    access.add_parser(sub)
     return parser
 
 
@@ -44,6 +45,8 @@ def quiet_libraries() -> None:
     wins."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # MLflow's "View run … at" lines on ending a run (and the request that reads the run for them)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +88,12 @@ def last_resort(args: argparse.Namespace, exc: Exception) -> int:
 
     first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
     if type(exc).__module__.startswith(("mlflow", "requests", "urllib3")):
-        from trial_image.contract import is_outage
+        from trial_image.contract import access_problem, is_outage
 
+        refused = access_problem(exc)
+        if refused:
+            print(f"nasflow {args.command}: {refused}", file=sys.stderr)
+            return 4
         if is_outage(exc):
             print(f"nasflow {args.command}: MLflow unreachable: {first}", file=sys.stderr)
             return 4

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli.common import (
+    SECONDS,
     Progress,
     UsageError,
     cluster_flags,
     custom_algorithms_flag,
+    experiment_name,
     for_cluster,
     katib_client,
     load_experiment,
@@ -184,7 +186,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name-suffix", help="submit as <name>-<suffix> (Katib names are unique)")
     p.add_argument("--image", help="trial image for the primary container")
     p.add_argument("--wait", action="store_true", help="follow it until it ends")
-    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait")
+    p.add_argument("--timeout", type=SECONDS, default=6 * 3600, help="seconds to wait")
     p.add_argument("--promote", action="store_true", help="wait, then promote the best model")
     p.add_argument("--output", choices=("text", "json"), default="text")
     custom_algorithms_flag(p)
@@ -196,9 +198,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        description="Conditions, trial counts and the optimal trial. With a "
                        "tracking server (--tracking-uri or $MLFLOW_TRACKING_URI) it also ends "
                        "MLflow runs left RUNNING by trials Katib killed or failed.")
-    p.add_argument("experiment")
+    p.add_argument("experiment", type=experiment_name)
     p.add_argument("--watch", action="store_true", help="progress until it ends")
-    p.add_argument("--timeout", type=float, default=6 * 3600)
+    p.add_argument("--timeout", type=SECONDS, default=6 * 3600)
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI; none: not "
                    "checked)")
@@ -207,12 +209,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("trials", help="the trials of an experiment on the cluster")
-    p.add_argument("experiment")
+    p.add_argument("experiment", type=experiment_name)
     p.add_argument("--output", choices=("text", "json"), default="text")
     cluster_flags(p)
     p.set_defaults(func=cmd_trials)
 
     p = sub.add_parser("delete", help="delete an experiment (and its trials) from the cluster")
-    p.add_argument("experiment")
+    p.add_argument("experiment", type=experiment_name)
     cluster_flags(p)
     p.set_defaults(func=cmd_delete)

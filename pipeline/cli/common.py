@@ -26,6 +26,58 @@ class UsageError(Exception):
     """Bad input: printed, exit code 2."""
 
 
+def number(low: float, high: float, integer: bool = False,
+           low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high] ((low, high] with ``low_open``), so a
+    flag such as ``--max-accuracy-drop nan`` is refused (exit 2, naming the flag) before
+    anything starts."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text[:40]!r} is not {'an integer' if integer else 'a number'}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:
+            bracket = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not in {bracket}{low:g}, "
+                                             f"{high:g}]")
+        return value
+
+    parse.__name__ = "integer" if integer else "number"  # argparse names the type in errors
+    return parse
+
+
+SECONDS = number(0, 30 * 86400, low_open=True)  # a timeout: positive, at most 30 days
+COUNT = number(1, 10_000, integer=True)
+
+
+def experiment_name(text: str) -> str:
+    """An argparse type: a Katib experiment name (DNS-1123, at most 40 characters), so a name
+    never reaches outside the workdir (``../x``, ``/etc``)."""
+    from pipeline.validation.experiment import NAME_RE
+
+    if len(text) > 40 or not NAME_RE.match(text):
+        raise argparse.ArgumentTypeError(f"{text[:60]!r} is not a Katib experiment name "
+                                         "(lower-case letters, digits and '-', at most 40)")
+    return text
+
+
+def workdir(text: str) -> Path:
+    """An argparse type: a directory nasflow can write its state under (one that exists, or
+    can be made, and is not under /proc or /sys)."""
+    path = Path(text).expanduser()
+    resolved = path.resolve()
+    if resolved.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+        raise argparse.ArgumentTypeError(f"{text!r} is under /{resolved.parts[1]}")
+    existing = next((p for p in (resolved, *resolved.parents) if p.exists()), Path("/"))
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is not a directory")
+    if not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{existing} is not writable")
+    return path
+
+
 def load_experiment(path: Path, name: str | None = None):
     """The one valid Experiment of ``path`` (``name`` picks among several)."""
     from pipeline.katib.manifest import Manifest, ManifestError, load_documents
@@ -89,13 +141,36 @@ def mlflow_command(args: str) -> str:
     return f"{prefix}mlflow {args}"
 
 
-def review_command(uri: str) -> str:
-    return (mlflow_command(f"ui --backend-store-uri {uri}") if uri.startswith("sqlite")
-            else f"the MLflow UI at {uri}")
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+# MLflow 3's UI opens an experiment in its GenAI view (traces, "Evaluation runs") unless the
+# URL asks for the model-training one.
+TRAINING_VIEW = "?workflowType=machine_learning"
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}{TRAINING_VIEW}"
+
+
+def review_command(uri: str, experiment: str | None = None) -> str:
+    """How to look at ``experiment``'s runs: its page in the UI, in the model-training view
+    (for a local store: the ``mlflow ui`` to start first)."""
+    found = None
+    if experiment:
+        from mlflow import MlflowClient
+
+        with contextlib.suppress(Exception):  # a hint: never fail the command for it
+            found = MlflowClient(uri).get_experiment_by_name(experiment)
+    local = not uri.startswith(("http://", "https://"))
+    base = LOCAL_UI if local else uri
+    page = experiment_url(base, found.experiment_id) if found else f"{base}/{TRAINING_VIEW}"
+    if local:
+        return mlflow_command(f"ui --backend-store-uri {uri}") + f", then open {page}"
+    return page
 
 
 def mlflow_retry_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mlflow-retry-seconds", type=float, default=20.0, metavar="SECONDS",
+    p.add_argument("--mlflow-retry-seconds", type=number(0, 86400), default=20.0,
+                   metavar="SECONDS",
                    help="how long to wait for an unreachable MLflow server before giving up "
                    "with exit code 4 (default 20)")
 

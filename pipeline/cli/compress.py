@@ -7,33 +7,47 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from pipeline.cli.common import (
+    COUNT,
+    SECONDS,
     UsageError,
     cluster_flags,
     katib_client,
     mlflow_retry_flag,
+    number,
     tracking_uri,
 )
+
+
+def variants(text: str) -> str:
+    """An argparse type: known variant names only (exit 2 at once, not in the subprocess)."""
+    from trial_image.contract import TrialError, variant_names
+
+    try:
+        return ",".join(variant_names(text))
+    except TrialError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--variants: ")) from None
 
 
 def variant_flags(p: argparse.ArgumentParser) -> None:
     from trial_image.contract import COMPRESSION_VARIANTS
 
     g = p.add_argument_group("compression")
-    g.add_argument("--variants", default=",".join(COMPRESSION_VARIANTS),
+    g.add_argument("--variants", type=variants, default=",".join(COMPRESSION_VARIANTS),
                    help="comma-separated: float32, float16, int8-dynamic, int8-full (LiteRT), "
                    "pruned-<P> (P %% sparsity), distilled (default: all of them)")
-    g.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="POINTS",
+    g.add_argument("--max-accuracy-drop", type=number(-100, 100), default=0.5, metavar="POINTS",
                    help="a variant more than this many points below the source model is "
                    "logged but not registered (default 0.5)")
-    g.add_argument("--temperature", type=float, metavar="T",
+    g.add_argument("--temperature", type=number(0, 100, low_open=True), metavar="T",
                    help="distillation: the teacher's outputs softened at T (default 1)")
-    g.add_argument("--alpha", type=float,
+    g.add_argument("--alpha", type=number(0, 1),
                    help="distillation: weight of the labels against the teacher (default 0.5; "
                    "1: labels alone)")
-    g.add_argument("--distill-epochs", type=int, metavar="N", help="distillation (default 40)")
+    g.add_argument("--distill-epochs", type=COUNT, metavar="N", help="distillation (default 40)")
 
 
 def compress(args: argparse.Namespace, uri: str, model_uri: str, log: Any) -> list[Any]:
@@ -47,7 +61,8 @@ def compress(args: argparse.Namespace, uri: str, model_uri: str, log: Any) -> li
             run_on_cluster(katib_client(args), source_run.data.tags.get("katib.experiment", ""),
                            flags, args.timeout, args.image, log)
         else:
-            run_locally(flags, uri, log)
+            run_locally(flags, uri, log, Path(getattr(args, "workdir", None) or ".nasflow")
+                        / "compress.log")
 
     registry = Registry(uri, model_name(model_uri), args.mlflow_retry_seconds)
     with contextlib.redirect_stdout(sys.stderr):  # MLflow's registration lines
@@ -76,12 +91,14 @@ def distillation_flags(args: argparse.Namespace) -> list[str]:
 
 
 def print_results(results: list[Any], model: str, output: str) -> None:
+    from pipeline.promotion.registry import variants_of
+
     if output == "json":
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return
     for r in results:
-        where = f"models:/{model}@{r.variant} (version {r.version})" if r.version else \
-            f"not registered: {r.reason}"
+        where = (f"models:/{variants_of(model)}@{r.variant} (version {r.version})"
+                 if r.version else f"not registered: {r.reason}")
         print(f"{r.variant:<13} test accuracy {r.accuracy:.4f} ({-r.drop:+.2f} pt), "
               f"{r.size:>7.0f} bytes ({r.compressed:.0f} gzip), {r.latency_ms:.3f} ms: {where}")
 
@@ -107,7 +124,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cluster", action="store_true",
                    help="run the compression as a Job of the experiment's trial template")
     p.add_argument("--image", help="trial image of the Job (--cluster)")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the Job")
+    p.add_argument("--timeout", type=SECONDS, default=3600, help="seconds to wait for the Job")
     p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI or "
                    "sqlite:///./mlflow.db)")
     p.add_argument("--output", choices=("text", "json"), default="text")

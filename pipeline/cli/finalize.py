@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli.common import (
+    COUNT,
+    SECONDS,
     UsageError,
     cluster_flags,
+    experiment_name,
     katib_client,
     load_experiment,
     local_run,
     mlflow_command,
     mlflow_retry_flag,
+    number,
     review_command,
+    workdir,
 )
 from pipeline.cli.compress import compress, print_results
 from pipeline.cli.promote import decision_line, gates_of
@@ -30,11 +35,11 @@ def schedule_flags(p: argparse.ArgumentParser) -> None:
 
     d = Schedule()
     g = p.add_argument_group("final training")
-    g.add_argument("--top-k", type=int, default=d.top_k,
+    g.add_argument("--top-k", type=number(1, 100, integer=True), default=d.top_k,
                    help=f"best search trials retrained in the selection (default {d.top_k})")
-    g.add_argument("--seeds", type=int, default=d.seeds,
+    g.add_argument("--seeds", type=number(1, 100, integer=True), default=d.seeds,
                    help=f"selection runs per candidate (default {d.seeds})")
-    g.add_argument("--final-epochs", type=int, default=d.epochs,
+    g.add_argument("--final-epochs", type=COUNT, default=d.epochs,
                    help=f"epochs of every final run (default {d.epochs})")
     g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule)
     g.add_argument("--augment", choices=AUGMENTATIONS, default=d.augment)
@@ -88,7 +93,7 @@ def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict
     champion's URI and the commands to review and serve it."""
     from pipeline.finalize.candidates import from_state
     from pipeline.promotion.optimal_trial import from_engine_state
-    from pipeline.promotion.registry import Registry
+    from pipeline.promotion.registry import Registry, variants_of
 
     model = args.model or manifest.name
     args.model = model
@@ -123,10 +128,11 @@ def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict
         smallest = min((v for v in variants or [] if v.version), key=lambda v: v.size,
                        default=None)
         print(f"champion: models:/{model}@champion (version {decision.champion})\n"
-              f"  review it: {review_command(uri)}\n"
+              f"  review it: {review_command(uri, optimal.experiment)}\n"
               f"  serve it:  MLFLOW_TRACKING_URI={uri} " + mlflow_command(
                   f"models serve -m models:/{model}@champion --env-manager local -p 5001")
-              + (f"\n  (or its {smallest.variant} variant: -m models:/{model}@{smallest.variant})"
+              + (f"\n  (or its {smallest.variant} variant: -m "
+                 f"models:/{variants_of(model)}@{smallest.variant})"
                  if smallest else ""))
     return 0
 
@@ -184,16 +190,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the test split beside the current champion, and logged as an MLflow run with tag "
         "nasflow.role=final. Locally (the search's --workdir state) as trial processes; on a "
         "cluster as batch/v1 Jobs rendered from the experiment's trial template.")
-    p.add_argument("experiment")
+    p.add_argument("experiment", type=experiment_name)
     p.add_argument("--source", choices=("auto", "local", "katib"), default="auto",
                    help="auto: the local run if --workdir has one, else Katib")
-    p.add_argument("--workdir", type=Path, default=Path(".nasflow"))
+    p.add_argument("--workdir", type=workdir, default=Path(".nasflow"))
     p.add_argument("--file", type=Path, help="the experiment's manifest (local runs: needed "
                    "when its trial template has literal env values)")
     p.add_argument("--model", help="registered model whose champion the final model is "
                    "compared with (default: the experiment name)")
     p.add_argument("--image", help="trial image of the final Jobs (cluster)")
-    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait per Job")
+    p.add_argument("--timeout", type=SECONDS, default=6 * 3600, help="seconds to wait per Job")
     p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI or "
                    "sqlite:///./mlflow.db)")
     p.add_argument("--output", choices=("text", "json"), default="text")

@@ -17,7 +17,9 @@ from pipeline.cli.common import (
     UsageError,
     load_experiment,
     mlflow_retry_flag,
+    number,
     review_command,
+    workdir,
 )
 from pipeline.cli.compress import variant_flags
 from pipeline.cli.finalize import after_search, schedule_flags
@@ -192,7 +194,7 @@ def _summary(manifest: Any, status: dict[str, Any], uri: str | None, review: boo
             print(f"  {row['trialName']}: " + ", ".join(
                 f"{metric} {value:.6g}" for metric, value in row["values"].items()))
     if uri and review:
-        print(f"review it: {review_command(uri)}")
+        print(f"review it: {review_command(uri, status['name'])}")
 
 
 def _test_accuracy(uri: str, trial: str) -> float | None:
@@ -223,9 +225,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue a stopped or killed run; finished trials are kept")
     p.add_argument("--restart", action="store_true", help="discard saved state, start over")
-    p.add_argument("--workdir", type=Path, default=Path(".nasflow"),
+    p.add_argument("--workdir", type=workdir, default=Path(".nasflow"),
                    help="where experiment state and trial logs live (default .nasflow)")
-    p.add_argument("--seed", type=int, default=0, help="makes the search reproducible")
+    p.add_argument("--seed", type=number(0, 2**32 - 1, integer=True), default=0,
+                   help="makes the search reproducible")
     p.add_argument("--tracking-uri", help="MLflow (default $MLFLOW_TRACKING_URI or "
                    "sqlite:///./mlflow.db)")
     p.add_argument("--no-mlflow", action="store_true",

@@ -12,11 +12,14 @@ from typing import Any
 from pipeline.cli.common import (
     UsageError,
     cluster_flags,
+    experiment_name,
     katib_client,
     local_run,
     mlflow_retry_flag,
+    number,
     print_json,
     tracking_uri,
+    workdir,
 )
 
 
@@ -115,17 +118,18 @@ def promotion_flags(p: argparse.ArgumentParser) -> None:
 def decision_flags(p: argparse.ArgumentParser) -> None:
     """How a promotion decides: the model, the comparison and the gates."""
     p.add_argument("--model", help="registered model name (default: the experiment name)")
-    p.add_argument("--min-improvement", type=float, default=0.0,
+    p.add_argument("--min-improvement", type=number(-1e9, 1e9), default=0.0,
                    help="move champion only when better by at least this much (default 0)")
     p.add_argument("--metric", help="compare on this MLflow run metric instead of the objective "
                    "(needed for a DARTS genotype objective), e.g. Test-Accuracy")
     p.add_argument("--minimize-metric", action="store_true",
                    help="with --metric: lower is better")
     g = p.add_argument_group("gates (a model that fails one stays challenger)")
-    g.add_argument("--min-accuracy", type=float, help="Test-Accuracy at least this")
-    g.add_argument("--max-latency-ms", type=float,
+    g.add_argument("--min-accuracy", type=number(0, 1), help="Test-Accuracy at least this")
+    g.add_argument("--max-latency-ms", type=number(0, 1e9, low_open=True),
                    help="Inference-Latency-Ms (batch 1, CPU) at most this")
-    g.add_argument("--max-parameters", type=float, help="Parameter-Count at most this")
+    g.add_argument("--max-parameters", type=number(0, 1e15, low_open=True),
+                   help="Parameter-Count at most this")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -134,7 +138,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "and move the alias `champion` to it when it is better, else `challenger`."
                        " Works for experiments run by `nasflow run` (state in --workdir) and by "
                        "Katib.")
-    p.add_argument("experiment", nargs="?")
+    p.add_argument("experiment", nargs="?", type=experiment_name)
     p.add_argument("--rollback", metavar="MODEL",
                    help="give `champion` back to the version the current one replaced")
     p.add_argument("--source", choices=("auto", "local", "katib"), default="auto",
@@ -149,7 +153,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "final model first (Test-Accuracy), else the search trials "
                    "(Best-Validation-Accuracy, or --metric); none meets them: exit 1 with the "
                    "closest")
-    p.add_argument("--workdir", type=Path, default=Path(".nasflow"))
+    p.add_argument("--workdir", type=workdir, default=Path(".nasflow"))
     p.add_argument("--output", choices=("text", "json"), default="text")
     cluster_flags(p)
     promotion_flags(p)

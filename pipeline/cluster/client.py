@@ -14,11 +14,11 @@ from typing import Any
 from kubeflow_katib_api.models import V1beta1Experiment, V1beta1Suggestion, V1beta1Trial
 
 from pipeline.cluster.errors import ClusterError, explain
+from pipeline.katib.manifest import EXPERIMENT_LABEL
 from pipeline.katib.status import ENDED
 from trial_image.contract import SERVICE_ACCOUNT_NAMESPACE
 
 GROUP, VERSION = "kubeflow.org", "v1beta1"
-EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 WATCH_CHUNK_SECONDS = 300  # one watch request; the API server closes longer ones anyway
 
 

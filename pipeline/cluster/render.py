@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pipeline.cluster.client import EXPERIMENT_LABEL
+from pipeline.katib.manifest import EXPERIMENT_LABEL
 from pipeline.validation.experiment import NAME_RE
 
 MAX_NAME = 40  # Katib's webhook limit

@@ -4,20 +4,25 @@ ones within the accuracy budget as versions of the same model, each with its ali
 
 A variant whose Test-Accuracy, measured with the variant itself, is more than
 ``max_accuracy_drop`` points below the source model's is logged (its run says why) but not
-registered. ``champion`` never moves: variants only get their own alias (``@int8-full``).
+registered. Variants are versions of their own registered model, ``<model>-variants``, each
+under its alias (``models:/<model>-variants@int8-full``): the model's own versions stay its final
+models, so its page leads with the champion; ``champion`` never moves.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipeline.promotion.registry import PromotionError, Registry
 from trial_image.contract import COMPRESSION_VARIANTS, parse_model_uri, retry, tags
 
+VARIANT_LINE = re.compile(r"^[a-z0-9-]+: test accuracy ")  # the trial's line per variant
 STUDENT_SHARE = 0.5  # a student has at most half the teacher's parameters
 
 
@@ -88,17 +93,30 @@ def compress_flags(uri: str, variants: Sequence[str], student: Any | None,
               if student is not None else [])]
 
 
-def run_locally(flags: list[str], tracking_uri: str, log: Callable[[str], None]) -> None:
-    """The trial image's compression as a local process (argv list, no shell)."""
+def run_locally(flags: list[str], tracking_uri: str, log: Callable[[str], None],
+                log_file: Path) -> None:
+    """The trial image's compression as a local process (argv list, no shell). Its whole
+    output (TensorFlow's start-up, MLflow's warnings) goes to ``log_file``; the terminal gets
+    its one line per variant made, and on failure its last line, the reason."""
     import os
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     log("compressing: python -m trial_image compress " + " ".join(flags))
-    done = subprocess.run([sys.executable, "-m", "trial_image", "compress", *flags], env=env,
-                          stdout=subprocess.PIPE, text=True, check=False)
-    sys.stderr.write(done.stdout)  # stdout is the caller's (its summary or JSON)
-    if done.returncode != 0:
-        raise CompressionError(f"python -m trial_image compress exited {done.returncode}")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    last = ""
+    with log_file.open("a") as out, subprocess.Popen(
+            [sys.executable, "-m", "trial_image", "compress", *flags], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace") as child:
+        for line in child.stdout:
+            out.write(line)
+            if line.strip():
+                last = line.strip()
+            if VARIANT_LINE.match(line):
+                log("  " + line.rstrip())
+    if child.returncode != 0:
+        raise CompressionError(f"{last[:300] or 'no output'} (python -m trial_image compress "
+                               f"exited {child.returncode}; its output is in {log_file})")
 
 
 def compress_model(registry: Registry, model_uri: str, plan: CompressionPlan,
@@ -134,7 +152,7 @@ def register_within_budget(registry: Registry, source_version: Any, max_drop: fl
     """Register each variant run of ``source_version`` whose accuracy drop is within
     ``max_drop`` points; tag the others with why not."""
     source = f"models:/{registry.model}/{source_version.version}"
-    out = []
+    out, variants = [], None
     for variant, run in variant_runs(registry, source, retry_seconds).items():
         m = run.data.metrics
         drop = m["Accuracy-Drop"]
@@ -144,7 +162,8 @@ def register_within_budget(registry: Registry, source_version: Any, max_drop: fl
             registry.client.set_tag(run.info.run_id, "nasflow.decision", "not-registered")
             registry.client.set_tag(run.info.run_id, "nasflow.reason", reason)
         else:
-            version = registry.register_variant(run, variant).version
+            variants = variants or registry.variants()
+            version = variants.register_variant(run, variant).version
         out.append(VariantResult(variant, run.info.run_id, m["Test-Accuracy"], drop,
                                  m["File-Size-Bytes"], m["Compressed-Size-Bytes"],
                                  m["Inference-Latency-Ms"], version, reason))

@@ -14,6 +14,7 @@ randomness seeded by (seed, k) the search is the same whatever order trials fini
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import shutil
@@ -108,10 +109,11 @@ class ExperimentEngine:
         exists = path.exists()
         try:
             store = StateStore(path)
+            saved = store.experiment() if exists else None
+            trials = store.trials() if saved is not None else []
         except StateError as exc:
             raise EngineError(f"the state of {self.name!r} in {path} is damaged ({exc}); nothing "
                               "was changed: --restart discards it and starts over") from None
-        saved = store.experiment() if exists else None
         if saved is not None and not self.options.resume:
             store.close()
             raise EngineError(f"experiment {self.name!r} already has state in {self.dir}; "
@@ -123,7 +125,7 @@ class ExperimentEngine:
                 raise EngineError(str(exc)) from None
             self.conditions.items = saved[1].get("conditions", [])
             self.data = saved[2]
-            self.trials = store.trials()
+            self.trials = trials
         return store
 
     # ---- trial values ------------------------------------------------------------------------
@@ -260,8 +262,10 @@ class ExperimentEngine:
                 self._watch_running()
             reason = self._completed()
             if reason is not None:
+                self._progress()
                 return reason
             self._launch()
+            self._progress()  # after launching: the line counts every trial running now
 
     def _launch(self) -> None:
         for record in self.trials:  # interrupted trials first, as they were
@@ -312,7 +316,6 @@ class ExperimentEngine:
         self.store.save_trial(record)
         if proc.process is not None:
             self.running[index] = proc
-        self._progress()
 
     def _watch_running(self) -> None:
         now = time.monotonic()
@@ -346,7 +349,6 @@ class ExperimentEngine:
         self._save()
         if self.tracking:
             self.tracking.update(self.trials, self._values(), self.maximize, self._front())
-        self._progress()
 
     # ---- conditions and status ---------------------------------------------------------------
 
@@ -368,10 +370,15 @@ class ExperimentEngine:
             status["paretoFront"] = self._front()["front"]
         return status
 
+    @functools.cached_property
+    def _stored_manifest(self) -> str:
+        """The manifest as stored, redacted; dumped once (a large one takes seconds)."""
+        return yaml.dump(redact(self.manifest.raw), Dumper=getattr(yaml, "CSafeDumper",
+                                                                   yaml.SafeDumper))
+
     def _save(self) -> None:
         # The whole Katib-style status: `nasflow promote` reads currentOptimalTrial from it.
-        self.store.save_experiment(self.name, yaml.safe_dump(redact(self.manifest.raw)),
-                                   self._status(), self.data)
+        self.store.save_experiment(self.name, self._stored_manifest, self._status(), self.data)
 
     def _progress(self) -> None:
         if self.options.on_progress is not None:

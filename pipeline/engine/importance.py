@@ -18,7 +18,7 @@ MIN_TRIALS = 4
 
 def _enas_decisions(space: Space, assignments: dict[str, str]) -> dict[str, str]:
     """An ENAS architecture as named categorical decisions."""
-    operations = search_space.enas_operations(space.nas)
+    operations = space.operations
     out = {}
     for layer, row in enumerate(search_space.enas_architecture(assignments), start=1):
         op = operations[row[0]]

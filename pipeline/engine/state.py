@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.katib.status import FINISHED, TrialStatus
+from pipeline.katib.status import FINISHED, ExperimentCondition, TrialStatus
 
 # what may change on --resume, as in Katib
 BUDGET_FIELDS = ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")
@@ -94,9 +94,18 @@ class StateStore:
         if not rows:
             return None
         try:
-            return rows[0]["manifest"], json.loads(rows[0]["status"]), json.loads(rows[0]["data"])
+            row = rows[0]["manifest"], json.loads(rows[0]["status"]), json.loads(rows[0]["data"])
         except (TypeError, ValueError) as exc:
             raise StateError(f"unreadable experiment row: {exc}") from None
+        manifest, status, data = row
+        conditions = status.get("conditions", []) if isinstance(status, dict) else None
+        if not (isinstance(manifest, str) and isinstance(data, dict)
+                and isinstance(conditions, list)
+                and all(isinstance(c, dict)
+                        and c.get("type") in ExperimentCondition.__members__.values()
+                        for c in conditions)):
+            raise StateError("unreadable experiment row: not the shape nasflow writes")
+        return row
 
     def save_experiment(self, name: str, manifest: str, status: dict[str, Any],
                         data: dict[str, Any]) -> None:
@@ -114,14 +123,34 @@ class StateStore:
              json.dumps(t.rule) if t.rule else None))
 
     def trials(self) -> list[TrialRecord]:
-        try:
-            return [TrialRecord(r["idx"], r["name"], json.loads(r["assignments"]), r["status"],
-                                r["reason"], r["message"], json.loads(r["observations"]),
-                                r["started"], r["finished"], r["pid"],
-                                json.loads(r["rule"]) if r["rule"] else None)
-                    for r in self._read("SELECT * FROM trials ORDER BY idx")]
-        except (TypeError, ValueError) as exc:
-            raise StateError(f"unreadable trial row: {exc}") from None
+        records = []
+        for r in self._read("SELECT * FROM trials ORDER BY idx"):
+            try:
+                record = TrialRecord(r["idx"], r["name"], json.loads(r["assignments"]),
+                                     r["status"], r["reason"], r["message"],
+                                     json.loads(r["observations"]), r["started"], r["finished"],
+                                     r["pid"], json.loads(r["rule"]) if r["rule"] else None)
+            except (TypeError, ValueError) as exc:
+                raise StateError(f"unreadable trial row {r['idx']}: {exc}") from None
+            if not _well_formed(record, len(records)):
+                raise StateError(f"unreadable trial row {r['idx']}: not the shape nasflow "
+                                 "writes")
+            records.append(record)
+        return records
+
+
+def _well_formed(t: TrialRecord, position: int) -> bool:
+    """The row is what :meth:`StateStore.save_trial` writes: trials numbered 0, 1, ... with
+    string assignments, a known status and lists of observed values."""
+    def strings(values: Any) -> bool:
+        return isinstance(values, list) and all(isinstance(v, str) for v in values)
+
+    return (t.index == position and isinstance(t.name, str)
+            and isinstance(t.assignments, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in t.assignments.items())
+            and t.status in TrialStatus.__members__.values()
+            and isinstance(t.observations, dict) and all(map(strings, t.observations.values()))
+            and (t.rule is None or isinstance(t.rule, dict)))
 
 
 def read_state(workdir: Path, name: str) -> tuple[tuple[str, dict[str, Any], dict[str, Any]],

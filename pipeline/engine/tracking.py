@@ -146,12 +146,14 @@ class ExperimentTracking:
 
         if self.space is None:
             return
-        found = importances(self.space, [(t.assignments, values[t.index]) for t in trials
-                                         if t.done and values.get(t.index) is not None], maximize)
+        scored = [(t.assignments, values[t.index]) for t in trials
+                  if t.done and values.get(t.index) is not None]
+        found = importances(self.space, scored, maximize)
         if not found:
             return
         self.client.log_text(self.run_id, json.dumps(found, indent=2), "importance.json")
-        self._log_figure(importance_figure(found, "which search decisions mattered"),
+        self._log_figure(importance_figure(found, f"which search decisions mattered (fANOVA "
+                                                  f"over {len(scored)} finished trials)"),
                          "importance.png")
 
     def _plots(self, scored: list[tuple[int, float]], board: list[dict], maximize: bool) -> None:

@@ -10,6 +10,14 @@
    (``models:/<model>@champion``) on the very same split, so that promotion compares like with
    like. Its MLflow run has tag ``nasflow.role=final``.
 
+3. **A check of the final run.** The final run has no validation split, so nothing of its own
+   says it trained; its training curve is compared with its candidate's selection runs (same
+   candidate, schedule and seeds; a bit more data). A final run whose last training accuracy is
+   more than :data:`MAX_SHORTFALL` below theirs failed to train (a stalled optimiser, not a
+   model): it is tagged ``nasflow.role=final-rejected`` with the reason, never promoted, and
+   final training tries another seed, then the runner-up, :data:`FINAL_ATTEMPTS` runs at most;
+   then it fails with one line. The test split is not read for this decision.
+
 Why the longer runs' validation and not cross-validation: cross-validation would cost ``folds``×
 the selection; the seeds already average out the variance of one training, and the validation
 split is never used to fit. Why retrain from scratch: a search trial's 15 epochs rank candidates;
@@ -30,9 +38,13 @@ from pipeline.finalize.errors import FinalizeError, NoCandidates
 from pipeline.finalize.plan import FINAL, FinalRun, Schedule, selection_runs
 from pipeline.finalize.runners import ClusterRunner, Outcome, Runner
 from pipeline.katib.objective import PICK, metric_strategy, numbers
-from trial_image.contract import fail_fast_http, retry
+from trial_image.contract import fail_fast_http, retry, tags
 
 TIE_BREAK = "Validation-Loss"
+TRAINING_CURVE = "Training-Accuracy"
+MAX_SHORTFALL = 0.05  # training accuracy a final run may end below its selection runs
+FINAL_ATTEMPTS = 3  # the winner with seeds 0 and 1, then the runner-up
+REJECTED = "final-rejected"  # the nasflow.role of a final run that failed the check
 
 __all__ = ["FinalResult", "FinalizeError", "NoCandidates", "Schedule", "finalize",
            "finalize_on_katib"]
@@ -48,6 +60,7 @@ class FinalResult:
     best_search_trial: str
     best_search_test_accuracy: float | None
     selection: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # final runs that failed to train, why
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +94,13 @@ class _Runs:
             order_by=["attributes.end_time DESC"], max_results=1),
             "reading a run", self.retry_seconds)
         return runs[0] if runs else None
+
+    def reject(self, run_id: str, reason: str) -> None:
+        """Take a final run out of promotion's reach (its role) and say why on it."""
+        retry(lambda: self.client.set_tag(run_id, tags.ROLE, REJECTED), "tagging a run",
+              self.retry_seconds)
+        retry(lambda: self.client.set_tag(run_id, tags.FAILURE_REASON, reason[:5000]),
+              "tagging a run", self.retry_seconds)
 
     def history(self, run_id: str, metric: str) -> list[str]:
         points = retry(lambda: self.client.get_metric_history(run_id, metric),
@@ -122,7 +142,7 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
         f"candidate(s) × {schedule.seeds} seed(s), {schedule.epochs} epochs, "
         f"{schedule.lr_schedule} learning rate, {schedule.augment} augmentation")
     runs = _Runs(tracking_uri, search.name, retry_seconds)
-    table, scores, losses = [], {}, {}
+    table, scores, losses, trained = [], {}, {}, {}
     for run, (outcome, logged) in zip(selection, _execute(runner, selection, runs, log),
                                       strict=True):
         values = numbers(runs.history(logged.info.run_id, metric)) if logged else []
@@ -134,29 +154,58 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
             scores.setdefault(run.candidate.trial, []).append(value)
             loss = numbers(runs.history(logged.info.run_id, TIE_BREAK))
             losses.setdefault(run.candidate.trial, []).append(min(loss, default=math.inf))
+            curve = numbers(runs.history(logged.info.run_id, TRAINING_CURVE))
+            trained.setdefault(run.candidate.trial, []).extend(curve[-1:])
     if not scores:
         raise FinalizeError("every selection run failed: " + "; ".join(
             f"{row['run']}: {row['error']}" for row in table))
-    ranked = [c for c in search.candidates if c.trial in scores]
     # 288 validation images tie often: the lower validation loss breaks a tie
-    winner = max(ranked, key=lambda c: (sign * statistics.fmean(scores[c.trial]),
-                                        -statistics.fmean(losses[c.trial])))
+    ranked = sorted((c for c in search.candidates if c.trial in scores),
+                    key=lambda c: (sign * statistics.fmean(scores[c.trial]),
+                                   -statistics.fmean(losses[c.trial])), reverse=True)
+    winner = ranked[0]
     log(f"winner: {winner.trial} ({metric} {statistics.fmean(scores[winner.trial]):.4f} over "
         f"{len(scores[winner.trial])} seed(s)); training it on training + validation")
 
-    final = FinalRun(search.name, winner, FINAL, 0, schedule, model)
-    ((outcome, logged),) = _execute(runner, [final], runs, log)
-    if not outcome.succeeded or logged is None:
-        raise FinalizeError(f"the final run {final.name} failed: {outcome.message or 'no run'}")
+    rejected = []
+    attempts = [(c, seed) for c in ranked for seed in (0, 1)][:FINAL_ATTEMPTS]
+    for candidate, seed in attempts:
+        final = FinalRun(search.name, candidate, FINAL, seed, schedule, model)
+        ((outcome, logged),) = _execute(runner, [final], runs, log)
+        if not outcome.succeeded or logged is None:
+            raise FinalizeError(f"the final run {final.name} failed: "
+                                f"{outcome.message or 'no run'}")
+        problem = _shortfall(numbers(runs.history(logged.info.run_id, TRAINING_CURVE)),
+                             trained.get(candidate.trial, []))
+        if problem is None:
+            break
+        runs.reject(logged.info.run_id, problem)
+        rejected.append(f"{final.name} ({candidate.trial}, seed {seed}): {problem}")
+        log(f"final run {final.name} of {candidate.trial} (seed {seed}) {problem}: a failed "
+            "training, not a model; it will not be promoted")
+    else:
+        raise FinalizeError(f"no final run trained as its selection runs did ({len(rejected)} "
+                            f"tried): " + "; ".join(rejected))
     best = runs.finished(search.candidates[0].trial)
-    result = FinalResult(
-        experiment=search.name, winner=winner.trial, final_run=logged.info.run_id,
+    return FinalResult(
+        experiment=search.name, winner=candidate.trial, final_run=logged.info.run_id,
         test_accuracy=logged.data.metrics["Test-Accuracy"],
         champion_test_accuracy=logged.data.metrics.get("Champion-Test-Accuracy"),
         best_search_trial=search.candidates[0].trial,
         best_search_test_accuracy=best.data.metrics.get("Test-Accuracy") if best else None,
-        selection=table, seconds=round(time.monotonic() - started, 1))
-    return result
+        selection=table, rejected=rejected, seconds=round(time.monotonic() - started, 1))
+
+
+def _shortfall(final_curve: list[float], selection_ends: list[float]) -> str | None:
+    """Why a final run's training curve says it did not train (None: it did, or there is
+    nothing to compare)."""
+    if not final_curve or not selection_ends:
+        return None
+    reached, expected = final_curve[-1], statistics.fmean(selection_ends)
+    if reached >= expected - MAX_SHORTFALL:
+        return None
+    return (f"ended at training accuracy {reached:.4f} where its selection run(s) reached "
+            f"{expected:.4f}")
 
 
 def finalize_on_katib(client: Any, experiment: str, tracking_uri: str, model: str,

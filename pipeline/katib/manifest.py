@@ -23,6 +23,10 @@ from kubeflow_katib_api.models import (
 
 from pipeline.katib import safe_yaml
 
+# The label Katib puts on an Experiment's Trials and pods; the manifests also read it through
+# ``${trialSpec.Labels[...]}`` as the MLflow experiment name.
+EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
+
 
 @dataclass(frozen=True)
 class Problem:

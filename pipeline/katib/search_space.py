@@ -102,25 +102,55 @@ class Parameter:
         """One value drawn from the parameter's prior (uniform, log-uniform or normal)."""
         if self.choices:
             return str(self.choices[rng.integers(len(self.choices))])
-        grid = self.grid()
-        if grid is not None and self.distribution == "uniform":
-            return grid[rng.integers(len(grid))]
+        count = self.count()
+        if count is not None and self.distribution == "uniform":
+            return self.value(_index(rng, count))
         if self.distribution in ("normal", "logNormal"):
             return self.to_katib(rng.uniform())
         if self.distribution == "logUniform":
             return self.to_katib(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
         return self.to_katib(rng.uniform(self.low, self.high))
 
-    def grid(self) -> list[str] | None:
-        """Every value, if finite (int, categorical, discrete, double with a step)."""
+    def count(self) -> int | None:
+        """How many values, if finite (int, categorical, discrete, double with a step), counted
+        without listing them: a range's size never costs memory or time."""
         if self.choices:
-            return list(self.choices)
+            return len(self.choices)
         if self.kind == "int":
-            return [str(v) for v in range(int(self.low), int(self.high) + 1, int(self.step or 1))]
+            return (int(self.high) - int(self.low)) // int(self.step or 1) + 1
         if self.step is None:
             return None
-        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
-        return [repr(round(self.low + i * self.step, 12)) for i in range(count)]
+        return math.floor((self.high - self.low) / self.step + 1e-9) + 1
+
+    def value(self, index: int) -> str:
+        """The ``index``-th value of a finite parameter, in the order :meth:`grid` lists them."""
+        if self.choices:
+            return str(self.choices[index])
+        if self.kind == "int":
+            return str(int(self.low) + index * int(self.step or 1))
+        return repr(round(self.low + index * float(self.step or 0), 12))
+
+    def grid(self) -> list[str] | None:
+        """Every value, if finite; only for spaces checked to be small (``ENUMERATE_LIMIT``)."""
+        count = self.count()
+        if count is None:
+            return None
+        if count > ENUMERATE_LIMIT:
+            raise ValueError(f"{self.name} has {count:.3g} values, more than can be listed")
+        return [self.value(i) for i in range(count)]
+
+
+def product(counts: list[int]) -> float:
+    """The product of value counts as a float, ``inf`` past the float range."""
+    try:
+        return float(math.prod(counts))
+    except OverflowError:
+        return math.inf
+
+
+def _index(rng: np.random.Generator, count: int) -> int:
+    """A uniform index below ``count``, also past numpy's 64-bit integers."""
+    return int(rng.integers(count)) if count < 2**62 else int(rng.uniform() * count)
 
 
 def parameters(spec: Any) -> list[Parameter]:
@@ -136,6 +166,16 @@ def _katib_values(p: Any) -> list[Any]:
         return list(range(int(fs.min), int(fs.max) + 1, int(fs.step or 1)))
     values = list(np.arange(float(fs.min), float(fs.max) + float(fs.step), float(fs.step)))
     return [float(v) for v in values if v <= float(fs.max) + 1e-12]
+
+
+def operation_count(nas_config: Any) -> float:
+    """How many operations :func:`enas_operations` would list, counted without listing them
+    (``inf`` where a parameter has no finite set of values)."""
+    total = 0.0
+    for op in nas_config.operations or []:
+        counts = [Parameter.from_spec(p).count() for p in op.parameters or []]
+        total += math.inf if None in counts else product(counts)
+    return total
 
 
 def enas_operations(nas_config: Any) -> list[dict[str, Any]]:
@@ -171,15 +211,15 @@ def size(experiment: Any) -> tuple[float, str]:
     space = Space.of(spec)
     if spec.nas_config is not None:
         layers = spec.nas_config.graph_config.num_layers
-        return space.size, (f"{len(enas_operations(spec.nas_config))} operations ^ {layers} "
+        return space.size, (f"{operation_count(spec.nas_config):.0f} operations ^ {layers} "
                             f"layers × 2 ^ {layers * (layers - 1) // 2} skip bits")
-    grids = [p.grid() for p in space.parameters]
+    counts = [p.count() for p in space.parameters]
     if math.isinf(space.size):
-        finite = math.prod(len(g) for g in grids if g is not None)
-        return space.size, (f"{sum(g is None for g in grids)} real-valued parameter(s) × "
-                            f"{finite} discrete combinations")
-    return space.size, " × ".join(f"{p.name}:{len(g)}"
-                                  for p, g in zip(space.parameters, grids, strict=True))
+        finite = product([c for c in counts if c is not None])
+        return space.size, (f"{sum(c is None for c in counts)} real-valued parameter(s) × "
+                            f"{finite:.4g} discrete combinations")
+    return space.size, " × ".join(f"{p.name}:{c}"
+                                  for p, c in zip(space.parameters, counts, strict=True))
 
 
 def enas_assignments(arc: list[list[int]], operations: list[dict[str, Any]],
@@ -219,20 +259,28 @@ class Space:
         return cls(parameters=tuple(parameters(spec)))
 
     @functools.cached_property
+    def operations(self) -> list[dict[str, Any]]:
+        """The ENAS operations, listed once per space (not once per sample)."""
+        return enas_operations(self.nas)
+
+    @functools.cached_property
     def size(self) -> float:
         """How many distinct configurations (``inf`` if any parameter is continuous)."""
         if self.nas is not None:
             layers = self.nas.graph_config.num_layers
-            return float(len(enas_operations(self.nas))) ** layers * 2.0 ** (
-                layers * (layers - 1) // 2)
-        grids = [p.grid() for p in self.parameters]
-        return math.inf if any(g is None for g in grids) else float(math.prod(map(len, grids)))
+            bits = layers * (layers - 1) // 2
+            try:
+                return operation_count(self.nas) ** layers * 2.0 ** bits
+            except OverflowError:
+                return math.inf
+        counts = [p.count() for p in self.parameters]
+        return math.inf if None in counts else product(counts)
 
     def sample(self, rng: np.random.Generator) -> dict[str, str]:
         """One configuration from the prior (uniform over operations and skip bits for NAS)."""
         if self.nas is None:
             return {p.name: p.sample(rng) for p in self.parameters}
-        operations = enas_operations(self.nas)
+        operations = self.operations
         arc = [[int(rng.integers(len(operations)))] + [int(b) for b in rng.integers(0, 2, r)]
                for r in range(self.nas.graph_config.num_layers)]
         return enas_assignments(arc, operations, self.nas.graph_config)
@@ -240,7 +288,7 @@ class Space:
     def configurations(self) -> Iterator[dict[str, str]]:
         """Every configuration of a finite space, in a fixed order."""
         if self.nas is not None:
-            operations = enas_operations(self.nas)
+            operations = self.operations
             layers = self.nas.graph_config.num_layers
             rows = [[[op, *bits] for op in range(len(operations))
                      for bits in itertools.product((0, 1), repeat=r)] for r in range(layers)]

@@ -11,6 +11,9 @@ concurrent pipelines always end with the best version as champion, never a stale
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from typing import Any, TypeVar
 from pipeline.katib.status import now_rfc3339
 from pipeline.promotion.gates import Gates
 from pipeline.promotion.optimal_trial import OptimalTrial
-from trial_image.contract import fail_fast_http, retry, tags
+from trial_image.contract import fail_fast_http, not_found, retry, tags
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "nasflow."
@@ -67,6 +70,14 @@ def _racing(action: Callable[[], T]) -> T:
                 raise
             time.sleep(0.05 * 2 ** attempt)
     raise AssertionError("unreachable")
+
+
+VARIANTS_TAG = "nasflow.variants"
+
+
+def variants_of(model: str) -> str:
+    """The registered model of ``model``'s compressed variants."""
+    return f"{model}-variants"
 
 
 class Registry:
@@ -139,18 +150,35 @@ class Registry:
 
     # ---- registering -------------------------------------------------------------------------
 
+    def _new_version(self, run: Any, version_tags: dict[str, str]) -> Any:
+        """A new version of ``run``'s model; MLflow's own lines about it ("Registered model …
+        already exists", "Created version …") stay off the user's terminal."""
+        self.mlflow.set_tracking_uri(self.uri)
+        self.mlflow.set_registry_uri(self.uri)
+        with contextlib.redirect_stderr(io.StringIO()):
+            return _racing(lambda: self.mlflow.register_model(
+                self._model_uri(run), self.model, tags=version_tags))
+
+    def variants(self) -> Registry:
+        """The registered model holding this model's compressed variants, each under its own
+        alias (``models:/<model>-variants@int8-full``). This model's versions are its final
+        models alone, so its page leads with the champion and its challengers; the variants
+        are one alias away, and the model carries the tag ``nasflow.variants`` naming them."""
+        other = copy.copy(self)
+        other.model = variants_of(self.model)
+        _racing(lambda: self.client.set_registered_model_tag(self.model, VARIANTS_TAG,
+                                                             other.model))
+        return other
+
     def register_variant(self, run: Any, variant: str) -> Any:
-        """A compressed variant's run as a version of this model with tag ``nasflow.variant``
-        and alias ``<variant>`` (created once; ``champion`` is never touched)."""
+        """A compressed variant's run as a version of this (variants) model with tag
+        ``nasflow.variant`` and alias ``<variant>`` (created once)."""
         existing = self._versions_of_run(run.info.run_id)
         if existing:
             return existing[0]
-        self.mlflow.set_tracking_uri(self.uri)
-        self.mlflow.set_registry_uri(self.uri)
-        version = _racing(lambda: self.mlflow.register_model(
-            self._model_uri(run), self.model, tags={
-                tags.VARIANT: variant, tags.SOURCE_MODEL: run.data.tags.get(tags.SOURCE_MODEL, ""),
-                VALUE: repr(run.data.metrics["Test-Accuracy"]), METRIC: "Test-Accuracy"}))
+        version = self._new_version(run, {
+            tags.VARIANT: variant, tags.SOURCE_MODEL: run.data.tags.get(tags.SOURCE_MODEL, ""),
+            VALUE: repr(run.data.metrics["Test-Accuracy"]), METRIC: "Test-Accuracy"})
         self._alias(variant, version.version)
         return version
 
@@ -168,10 +196,7 @@ class Registry:
             f"{TAG}architecture": run.data.tags.get(tags.CANDIDATE_ID, ""),
             f"{TAG}frontend": run.data.tags.get(tags.FRONTEND, ""),
         }
-        self.mlflow.set_tracking_uri(self.uri)
-        self.mlflow.set_registry_uri(self.uri)
-        version = _racing(lambda: self.mlflow.register_model(
-            self._model_uri(run), self.model, tags=version_tags))
+        version = self._new_version(run, version_tags)
         assignments = "\n".join(f"- `{k}` = `{v[:300]}`" for k, v in optimal.assignments.items())
         self.client.update_model_version(
             self.model, version.version,
@@ -211,8 +236,10 @@ class Registry:
 
         try:
             return self.client.get_model_version_by_alias(self.model, CHAMPION)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if not_found(exc):
+                return None
+            raise
 
     def _model_uri(self, run: Any) -> str:
         """The model the trial stored (MLflow 3 logs it as a model of its own, ``model``)."""

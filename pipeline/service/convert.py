@@ -7,6 +7,7 @@ each suggestion.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kubeflow_katib_api.models import V1beta1Experiment
@@ -16,6 +17,12 @@ from pipeline.service.api import api_pb2
 from pipeline.suggestion.base import TrialResult
 
 INDEX_LABEL = "nasflow.dev/suggestion-index"
+MAX_TRIALS = 100_000  # trials one search may have: every request replays them all
+INDEX_RE = re.compile(r"[0-9]{1,12}")
+
+
+class BadRequest(ValueError):
+    """A request that names something impossible; ``str()`` names the field."""
 PARAMETER_TYPES = {api_pb2.DOUBLE: "double", api_pb2.INT: "int", api_pb2.DISCRETE: "discrete",
                    api_pb2.CATEGORICAL: "categorical"}
 DISTRIBUTIONS = {api_pb2.UNIFORM: "uniform", api_pb2.LOG_UNIFORM: "logUniform",
@@ -78,8 +85,11 @@ def results_of(trials: Any, experiment: V1beta1Experiment) -> dict[int, TrialRes
     out = {}
     for trial in trials:
         index = trial.spec.labels.get(INDEX_LABEL)
-        if index is None or not index.isdigit():
+        if index is None or not INDEX_RE.fullmatch(index):
             continue  # not ours (created by hand): not part of the search's sequence
+        if int(index) >= MAX_TRIALS:
+            raise BadRequest(f"trials[{trial.name}].labels[{INDEX_LABEL}]: {index} is past the "
+                             f"{MAX_TRIALS:,} trials nasflow's service replays")
         status = CONDITIONS.get(trial.status.condition, TrialStatus.CREATED)
         metrics: dict[str, float | None] = {}
         for metric in trial.status.observation.metrics:

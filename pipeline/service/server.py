@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import signal
+import threading
+import time
 from concurrent import futures
 from typing import Any
 
@@ -24,7 +26,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pipeline.katib.status import FINISHED
 from pipeline.service.api import api_pb2, api_pb2_grpc
-from pipeline.service.convert import INDEX_LABEL, experiment_of, results_of
+from pipeline.service.convert import (
+    INDEX_LABEL,
+    MAX_TRIALS,
+    BadRequest,
+    experiment_of,
+    results_of,
+)
 from pipeline.suggestion import create
 from pipeline.suggestion.base import SearchContext, TrialResult, trial_name
 from pipeline.suggestion.registry import algorithms
@@ -32,6 +40,10 @@ from pipeline.validation.algorithm import check_algorithm
 from pipeline.validation.space import check_space
 
 PORT = 6789  # Katib's DefaultSuggestionPort
+# What one request may ask for (INVALID_ARGUMENT past these) and how long it may take:
+MAX_REQUEST = 1_000  # suggestions in one request (Katib asks for parallelTrialCount at most)
+MAX_SECONDS = 60.0  # a request's own deadline, when the client sets none or a longer one
+MAX_MESSAGE = 16 * 1024 * 1024  # bytes of one request: Katib sends every trial it has
 HEALTH_SERVICE = "manager.v1beta1.Suggestion"  # what Katib's gRPC probes ask for
 
 
@@ -41,6 +53,12 @@ def served() -> list[str]:
 
 
 class SuggestionService(api_pb2_grpc.SuggestionServicer):
+    """Every request does bounded work: at most ``MAX_TRIALS`` replayed and
+    ``MAX_REQUEST`` proposed, given up at the client's deadline or ``MAX_SECONDS``; at most
+    ``busy_limit`` run at once, so a thread is always left for the health check."""
+
+    def __init__(self, busy_limit: int) -> None:
+        self.slots = threading.BoundedSemaphore(busy_limit)
 
     def ValidateAlgorithmSettings(self, request: Any, context: Any) -> Any:
         experiment = experiment_of(request.experiment)
@@ -58,16 +76,41 @@ class SuggestionService(api_pb2_grpc.SuggestionServicer):
         return [str(p) for p in check_algorithm(experiment.spec) + check_space(experiment.spec)]
 
     def GetSuggestions(self, request: Any, context: Any) -> Any:
-        experiment = experiment_of(request.experiment)
+        if not self.slots.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy: every suggestion slot is "
+                          "taken; Katib asks again")
+        try:
+            return self._suggest(request, context)
+        finally:
+            self.slots.release()
+
+    def _suggest(self, request: Any, context: Any) -> Any:
+        try:
+            experiment = experiment_of(request.experiment)
+            known = results_of(request.trials, experiment)
+        except BadRequest as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         problems = self._problems(experiment)
+        if request.current_request_number > MAX_REQUEST:
+            problems.append(f"current_request_number: {request.current_request_number} is more "
+                            f"than the {MAX_REQUEST} suggestions one request may ask for")
+        if request.total_request_number > MAX_TRIALS:
+            problems.append(f"total_request_number: {request.total_request_number} is more than "
+                            f"the {MAX_TRIALS:,} trials nasflow's service replays")
         if problems:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        give_up = time.monotonic() + min(MAX_SECONDS, context.time_remaining() or MAX_SECONDS)
+
+        def in_time() -> None:
+            if time.monotonic() > give_up or not context.is_active():
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the suggestions took longer "
+                              "than the request's deadline")
+
         spec = experiment.spec
         settings = {s.name: str(s.value) for s in spec.algorithm.algorithm_settings or []}
         seed = int(settings.get("random_state", 0))
         algorithm = create(SearchContext(experiment, settings, seed))
         parallel = spec.parallel_trial_count or 3
-        known = results_of(request.trials, experiment)
         first = max(request.total_request_number - request.current_request_number,
                     max(known, default=-1) + 1)
         finished = {i: r for i, r in known.items() if r.status in FINISHED}
@@ -76,13 +119,20 @@ class SuggestionService(api_pb2_grpc.SuggestionServicer):
             return [finished[i] for i in sorted(finished) if i < upto]
 
         for index in range(first):  # replay: the state the search had
+            in_time()
             if index in known:
-                algorithm.replay(index, known[index].assignments, seen, parallel)
+                try:
+                    algorithm.replay(index, known[index].assignments, seen, parallel)
+                except (KeyError, ValueError, TypeError, IndexError) as exc:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, (
+                        f"trials[{INDEX_LABEL}={index}].parameterAssignments: not an assignment "
+                        f"of this search space ({type(exc).__name__}: {str(exc)[:200]})"))
             else:
                 algorithm.propose_in_turn(index, seen, parallel)
         reply = api_pb2.GetSuggestionsReply()
         proposed = []
         for index in range(first, first + request.current_request_number):
+            in_time()
             assignments = algorithm.propose_in_turn(index, seen, parallel)
             if not isinstance(assignments, dict):
                 return api_pb2.GetSuggestionsReply()  # exhausted: Katib's services answer empty
@@ -99,8 +149,9 @@ class SuggestionService(api_pb2_grpc.SuggestionServicer):
 def start(host: str = "0.0.0.0", port: int = PORT, workers: int = 4) -> tuple[Any, int]:
     """The server, started: the Suggestion service and the standard gRPC health service
     (SERVING for ``""`` and Katib's probe name). Returns (server, bound port)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
-    api_pb2_grpc.add_SuggestionServicer_to_server(SuggestionService(), server)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                         options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
+    api_pb2_grpc.add_SuggestionServicer_to_server(SuggestionService(max(1, workers - 1)), server)
     checks = health.HealthServicer()
     for service in ("", HEALTH_SERVICE, "api.v1.beta1.Suggestion"):
         checks.set(service, health_pb2.HealthCheckResponse.SERVING)

@@ -31,7 +31,7 @@ from pipeline.suggestion.registry import Algorithm, Setting
 _POSITIVE_OR_NONE = Setting("float", low=0, low_open=True, none_ok=True)
 # Katib's settings and defaults (docs/katib.md §1.4)
 SETTINGS = {
-    "controller_hidden_size": Setting("int", low=1, default="64"),
+    "controller_hidden_size": Setting("int", low=1, high=4096, default="64"),
     "controller_temperature": replace(_POSITIVE_OR_NONE, default="5.0"),
     "controller_tanh_const": replace(_POSITIVE_OR_NONE, default="2.25"),
     "controller_entropy_weight": replace(_POSITIVE_OR_NONE, default="1e-05"),
@@ -41,7 +41,7 @@ SETTINGS = {
                                         default="5e-05"),
     "controller_skip_target": Setting("float", low=0, high=1, low_open=True, default="0.4"),
     "controller_skip_weight": replace(_POSITIVE_OR_NONE, default="0.8"),
-    "controller_train_steps": Setting("int", low=1, default="50"),
+    "controller_train_steps": Setting("int", low=1, high=10_000, default="50"),
     "controller_log_every_steps": Setting("int", low=1, honoured=None),
 }
 DEFAULTS = {name: float(s.default) for name, s in SETTINGS.items() if s.default}
@@ -168,7 +168,7 @@ class Enas(Suggestion):
                          for k, v in DEFAULTS.items()}
         nas = context.experiment.spec.nas_config
         self.graph = nas.graph_config
-        self.operations = search_space.enas_operations(nas)
+        self.operations = self.space.operations
         self.controller = Controller(len(self.operations),
                                      int(self.settings["controller_hidden_size"]),
                                      np.random.default_rng([context.seed, 0xE2A5]))

@@ -40,7 +40,7 @@ class Evolution(Suggestion):
         spec = context.experiment.spec
         self.nas = spec.nas_config
         if self.nas is not None:
-            self.operations = search_space.enas_operations(self.nas)
+            self.operations = self.space.operations
             self.layers = self.nas.graph_config.num_layers
         else:
             self.parameters = self.space.parameters
@@ -101,8 +101,8 @@ class ParetoEvolution(Evolution):
         return self._mutate(scored[parent][0].assignments, rng)
 
 
-_POPULATION = {"population_size": Setting("int", low=2, default="10"),
-               "random_state": Setting("int", low=0)}
+_POPULATION = {"population_size": Setting("int", low=2, high=10_000, default="10"),
+               "random_state": Setting("int", low=0, high=2**32 - 1)}
 ALGORITHMS = (Algorithm(
     "evolution", "Regularized (aging) evolution, Real et al. 2019: tournament of `sample_size`, "
     "age-based removal; mutates one op or skip bit (NAS) or one value (HP)",

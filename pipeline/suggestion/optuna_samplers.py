@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from pipeline.katib.manifest import Problem
-from pipeline.katib.search_space import Space, key
+from pipeline.katib.search_space import ENUMERATE_LIMIT, Space, key
 from pipeline.suggestion import pareto
 from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
 from pipeline.suggestion.registry import Algorithm, Setting
@@ -157,16 +157,20 @@ def _cmaes_space(spec: Any, settings: Mapping[str, str]) -> list[Problem]:
 def _finite_grid(spec: Any, settings: Mapping[str, str]) -> list[Problem]:
     if not spec.parameters or not spec.max_trial_count:
         return []
-    total = Space.of(spec).size
-    if math.isinf(total):
+    space = Space.of(spec)
+    if any(p.count() is None for p in space.parameters):
         return [Problem("spec.parameters", "grid needs a finite space: give double parameters "
                         "a step")]
+    total = space.size
+    if total > ENUMERATE_LIMIT:
+        return [Problem("spec.parameters", f"grid lists every combination: {total:.3g} is more "
+                        f"than {ENUMERATE_LIMIT:,}; use random or tpe, or coarser steps")]
     if spec.max_trial_count > total:
         return [Problem("spec.maxTrialCount", f"grid has only {total:.0f} combinations")]
     return []
 
 
-SEED = Setting("int", low=0)
+SEED = Setting("int", low=0, high=2**32 - 1)  # numpy seeds
 _OPTUNA = "Optuna's {}, with Katib's `algorithmSettings` names"
 ALGORITHMS = (
     Algorithm("random", _OPTUNA.format("RandomSampler"), {"random_state": SEED},
@@ -174,13 +178,13 @@ ALGORITHMS = (
     Algorithm("tpe", _OPTUNA.format("TPESampler") + " (hyperopt's `gamma` fraction)", {
         "gamma": Setting("float", low=0, high=1, low_open=True, high_open=True),
         "prior_weight": Setting("float", low=0, low_open=True),
-        "n_EI_candidates": Setting("int", low=1, default="24"), "random_state": SEED},
+        "n_EI_candidates": Setting("int", low=1, high=10_000, default="24"), "random_state": SEED},
         OptunaSuggestion),
     Algorithm("grid", _OPTUNA.format("GridSampler") + "; double parameters need a step",
               {"random_state": SEED}, OptunaSuggestion, checks=(_finite_grid,)),
     Algorithm("multivariate-tpe", _OPTUNA.format("TPESampler(multivariate=True)"), {
         "n_startup_trials": Setting("int", low=0, default="10"),
-        "n_ei_candidates": Setting("int", low=0, default="24"), "random_state": SEED},
+        "n_ei_candidates": Setting("int", low=0, high=10_000, default="24"), "random_state": SEED},
         OptunaSuggestion),
     Algorithm("bayesianoptimization", _OPTUNA.format("GPSampler") + " (a Gaussian process with "
               "expected improvement; skopt's other estimators and acquisitions are ignored)", {
@@ -202,7 +206,7 @@ ALGORITHMS = (
     Algorithm("nsga2", "Optuna's NSGAIISampler: Pareto search over `objectives` (non-dominated "
               "sorting, crowding distance, crossover and mutation of the population)", {
         "objectives": Setting("text", required=True, nasflow_only=True),
-        "population_size": Setting("int", low=2, default="10"),
+        "population_size": Setting("int", low=2, high=10_000, default="10"),
         "crossover_prob": Setting("float", low=0, high=1, default="0.9"),
         "random_state": SEED}, OptunaSuggestion, katib=False,
         checks=(pareto.check_objectives,)),

@@ -11,7 +11,7 @@ from pipeline.suggestion.registry import Algorithm, Setting
 ALGORITHMS = (Algorithm(
     "pbt", "Katib's population-based training (exploit/explore over checkpoints)", {
         "suggestion_trial_dir": Setting("text", required=True),
-        "n_population": Setting("int", low=5, required=True),
+        "n_population": Setting("int", low=5, high=10_000, required=True),
         "truncation_threshold": Setting("float", low=0, high=1, required=True),
         "resample_probability": Setting("float", low=0, high=1)},
     None, local_limit="algorithm pbt (needs Katib's shared checkpoint volume)"),)

@@ -11,6 +11,7 @@ the conformance suite read :func:`algorithms`; adding an algorithm is one module
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from typing import Any, Literal
 from pipeline.katib.manifest import Problem
 from pipeline.suggestion.base import Suggestion
 
+INT32_MAX = 2**31 - 1  # every numeric setting stays within Katib's int32 counts
 # The algorithm modules, in the order ``validate`` lists the algorithms it knows.
 MODULES = ("optuna_samplers", "hyperband", "pbt", "enas", "darts", "evolution")
 
@@ -51,6 +53,10 @@ class Setting:
             x = number(value)
         except ValueError:
             return "must be an integer" if self.kind == "int" else "must be a number"
+        if isinstance(x, float) and not math.isfinite(x):
+            return "must be a finite number"
+        if self.high is None and abs(x) > INT32_MAX:  # no setting needs more
+            return f"must be between -{INT32_MAX} and {INT32_MAX}"
         if self.low is not None and (x <= self.low if self.low_open else x < self.low):
             return f"must be {'>' if self.low_open else '>='} {_bound(self.low)}"
         if self.high is not None and (x >= self.high if self.high_open else x > self.high):

@@ -7,6 +7,7 @@ from typing import Any
 
 from pipeline.katib.manifest import Problem
 from pipeline.suggestion.registry import algorithms
+from pipeline.validation.space import check_space
 
 
 def check_algorithm(spec: Any) -> list[Problem]:
@@ -39,6 +40,7 @@ def check_algorithm(spec: Any) -> list[Problem]:
     if declared.space == "parameters" and spec.nas_config is not None:
         out.append(Problem("spec.algorithm.algorithmName",
                            f"{name} searches spec.parameters, not a nasConfig"))
-    for check in declared.checks:
-        out += check(spec, settings)
+    if not check_space(spec):  # the algorithm's own checks read a valid space
+        for check in declared.checks:
+            out += check(spec, settings)
     return out

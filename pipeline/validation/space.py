@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.katib.manifest import Problem
-from pipeline.katib.search_space import DISTRIBUTIONS
+from pipeline.katib.search_space import DISTRIBUTIONS, operation_count
 from pipeline.validation.experiment import int32
+
+# Bounds that keep every search space countable and samplable in bounded memory and time:
+INT_LIMIT = 2**53  # |int bounds|: integers a float64 holds exactly, as Optuna's samplers need
+MAX_OPERATIONS = 10_000  # ENAS operations after expanding each operation's parameter values
+MAX_LAYERS = 64  # ENAS layers: the architecture string grows with layers squared (skip bits)
 
 
 def check_space(spec: Any) -> list[Problem]:
@@ -46,30 +51,36 @@ def _feasible_space(p, where: str) -> list[Problem]:
         if kind == "discrete":
             for j, v in enumerate(fs.list):
                 try:
-                    float(v)
-                except ValueError:
+                    if not abs(float(v)) <= 1e300:
+                        raise ValueError
+                except (TypeError, ValueError):
                     return [Problem(f"{where}.list[{j}]",
-                                    f"discrete values must be numbers: {v!r}")]
+                                    f"discrete values must be finite numbers: {v!r}")]
         return []
     out = []
     if fs.list:
         out.append(Problem(f"{where}.list", f"an {kind} parameter takes min/max, not a list"))
     number = int if kind == "int" else float
     bounds = {}
-    for key in ("min", "max"):
+    for key in ("min", "max", "step"):
         raw = getattr(fs, key)
+        if raw is None and key == "step":
+            continue
         try:
             bounds[key] = number(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             out.append(Problem(f"{where}.{key}", f"must be an {kind} value, got {raw!r}"))
-    if len(bounds) == 2 and bounds["min"] > bounds["max"]:
+            continue
+        value = bounds[key]
+        if abs(value) > INT_LIMIT if kind == "int" else not abs(value) <= 1e300:  # nan, inf
+            limit = f"between -{INT_LIMIT} and {INT_LIMIT}" if kind == "int" else \
+                "a finite number between -1e300 and 1e300"
+            out.append(Problem(f"{where}.{key}", f"{raw!r} must be {limit}"))
+            del bounds[key]
+    if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
         out.append(Problem(f"{where}.min", f"{bounds['min']} is greater than max {bounds['max']}"))
-    if fs.step is not None:
-        try:
-            if number(fs.step) <= 0:
-                out.append(Problem(f"{where}.step", "must be > 0"))
-        except ValueError:
-            out.append(Problem(f"{where}.step", f"must be an {kind} value, got {fs.step!r}"))
+    if bounds.get("step", 1) <= 0:
+        out.append(Problem(f"{where}.step", "must be > 0"))
     if fs.distribution is not None:
         if fs.distribution not in DISTRIBUTIONS:
             out.append(Problem(f"{where}.distribution",
@@ -91,6 +102,9 @@ def _nas_config(nas) -> list[Problem]:
             out += int32(size, f"{where}.{field}[{i}]")
     if not graph.num_layers or graph.num_layers < 1:
         out.append(Problem("spec.nasConfig.graphConfig.numLayers", "required, >= 1"))
+    elif graph.num_layers > MAX_LAYERS:
+        out.append(Problem("spec.nasConfig.graphConfig.numLayers",
+                           f"{graph.num_layers} layers: nasflow searches at most {MAX_LAYERS}"))
     if not nas.operations:
         out.append(Problem("spec.nasConfig.operations", "at least one operation is required"))
     for i, op in enumerate(nas.operations or []):
@@ -104,6 +118,13 @@ def _nas_config(nas) -> list[Problem]:
                                "parameter (Katib: Missing ParameterConfigs in Operation)"))
         for j, p in enumerate(params):
             out += _feasible_space(p, f"{where}.parameters[{j}]")
+    if not out:
+        count = operation_count(nas)
+        if count > MAX_OPERATIONS:
+            out.append(Problem("spec.nasConfig.operations", f"{count:.3g} operations after "
+                               f"expanding each parameter's values (ENAS numbers every "
+                               f"combination); at most {MAX_OPERATIONS:,}: narrow the ranges or "
+                               "give double parameters a coarser step"))
     return out
 
 

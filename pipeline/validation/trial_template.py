@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pipeline.katib.manifest import Problem
+from pipeline.katib.manifest import EXPERIMENT_LABEL, Problem
 from pipeline.suggestion.registry import algorithms
 from pipeline.validation.trial_job import check_job
 
@@ -67,6 +67,7 @@ def check_trial_template(spec: Any, raw: dict[str, Any]) -> list[Problem]:
             out.append(Problem(f"{base}.primaryContainerName",
                                f"{template.primary_container_name!r} is not a container of the "
                                f"trial Job (containers: {', '.join(map(str, names))})"))
+    out += _experiment_label(trial_spec, raw, base)
     declared = [p.name for p in template.trial_parameters or []]
     references = [p.reference for p in template.trial_parameters or []]
     algorithm = spec.algorithm.algorithm_name if spec.algorithm else ""
@@ -125,3 +126,19 @@ def _meta_reference(key: str, trial_spec: dict, where: str) -> list[Problem]:
     return []
 
 
+
+
+def _experiment_label(trial_spec: dict, raw: dict[str, Any], base: str) -> list[Problem]:
+    """Katib substitutes ``${trialSpec.Labels[...]}`` from the template as written, so a label
+    ``katib.kubeflow.org/experiment`` left at another name (a copied manifest, renamed) sends
+    every trial's MLflow run, on both engines, into the other experiment."""
+    metadata = trial_spec.get("metadata") if isinstance(trial_spec, dict) else None
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    value = labels.get(EXPERIMENT_LABEL) if isinstance(labels, dict) else None
+    name = (raw.get("metadata") or {}).get("name") if isinstance(raw.get("metadata"), dict) \
+        else None
+    if value is None or not isinstance(name, str) or value == name:
+        return []
+    return [Problem(f"{base}.trialSpec.metadata.labels[{EXPERIMENT_LABEL}]",
+                    f"is {value!r} but metadata.name is {name!r}: set it to {name!r} (trials "
+                    f"read their MLflow experiment from this label and would log into {value!r})")]

@@ -68,16 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def variant_names(text: str) -> list[str]:
+    """The comma-separated variants of ``text``; InputError naming an unknown one."""
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    for v in variants:
+        if v not in litert.QUANTIZATIONS and v != "distilled" and not re.fullmatch(
+                r"pruned-([1-9]|[1-9]\d)", v):
+            raise InputError(f"--variants: unknown variant {v[:60]!r}; known: "
+                             f"{', '.join(litert.QUANTIZATIONS)}, pruned-<1..99>, distilled")
+    if not variants:
+        raise InputError("--variants: name at least one variant")
+    return variants
+
+
 def main(argv: list[str]) -> int:
     from trial_image.trial_run import prepare_tensorflow
 
     args = build_parser().parse_args(argv)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    for v in variants:
-        if v not in litert.QUANTIZATIONS and v != "distilled" and not re.fullmatch(
-                r"pruned-([1-9]|[1-9]\d)", v):
-            raise InputError(f"--variants: unknown variant {v!r}; known: "
-                             f"{', '.join(litert.QUANTIZATIONS)}, pruned-<1..99>, distilled")
+    variants = variant_names(args.variants)
     if "distilled" in variants and not args.student_run:
         raise InputError("--variants distilled needs --student-run")
     prepare_tensorflow(args.seed)  # quiet, seeded, deterministic: a rerun measures the same
