@@ -24,8 +24,8 @@ from trial_image.tracking import (
     default_tracking_uri,
     fail_fast_http,
     is_outage,
-    not_found,
     open_experiment,
+    or_none,
     parse_model_uri,
     retry,
 )
@@ -33,5 +33,5 @@ from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
 
 __all__ = ["AUGMENTATIONS", "COMPRESSION_VARIANTS", "DARTS_DEFAULTS", "DARTS_PRIMITIVES",
            "LR_SCHEDULES", "SERVICE_ACCOUNT_NAMESPACE", "TrackingError", "TrialError",
-           "access_problem", "default_tracking_uri", "fail_fast_http", "is_outage", "not_found",
-           "open_experiment", "parse_model_uri", "retry", "tags", "variant_names"]
+           "access_problem", "default_tracking_uri", "fail_fast_http", "is_outage",
+           "open_experiment", "or_none", "parse_model_uri", "retry", "tags", "variant_names"]

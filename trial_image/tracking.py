@@ -176,15 +176,22 @@ def open_experiment(uri: str, name: str, retry_seconds: float) -> tuple[Any, Any
                     retry_seconds)
     return client, experiment
 
+def or_none(action: Callable[[], T]) -> T | None:
+    """``action()``, or None where MLflow says what it reads (a model, version, alias, user)
+    does not exist. An existing model without the alias answers 400 INVALID_PARAMETER_VALUE
+    ("Registered model alias champion not found"), not RESOURCE_DOES_NOT_EXIST: both mean
+    "none yet" (teams pre-create models). Any other error propagates."""
+    from mlflow.exceptions import MlflowException
 
-
-def not_found(exc: Exception) -> bool:
-    """Whether MLflow said the model, version or alias does not exist. An existing model
-    without the alias answers 400 INVALID_PARAMETER_VALUE ("Registered model alias champion not
-    found"), not RESOURCE_DOES_NOT_EXIST: both mean "none yet" (teams pre-create models)."""
-    code = getattr(exc, "error_code", "")
-    return code == "RESOURCE_DOES_NOT_EXIST" or (
-        code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc))
+    try:
+        return action()
+    except MlflowException as exc:
+        text = str(exc)
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+                exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in text
+                and "not found" in text):
+            return None
+        raise
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None] | None:
@@ -291,7 +298,6 @@ class Tracker:
         on ``x, y`` (the champion on this run's test split), and which version that was;
         (None, why) when there is none yet."""
         import numpy as np
-        from mlflow.exceptions import MlflowException
 
         parsed = parse_model_uri(uri)
         if parsed is None:
@@ -299,16 +305,9 @@ class Tracker:
                                 f"models:/NAME/VERSION, got {uri!r}")
         name, alias, number = parsed
 
-        def find() -> Any:
-            try:
-                return self.client.get_model_version_by_alias(name, alias) if alias else \
-                    self.client.get_model_version(name, number)
-            except MlflowException as exc:
-                if not_found(exc):
-                    return None
-                raise
-
-        version = retry(find, f"finding {uri}", self.retry_seconds)
+        version = retry(lambda: or_none(
+            lambda: self.client.get_model_version_by_alias(name, alias) if alias else
+            self.client.get_model_version(name, number)), f"finding {uri}", self.retry_seconds)
         if version is None:
             return None, f"{uri}: none yet"
         model = retry(lambda: self.mlflow.pyfunc.load_model(

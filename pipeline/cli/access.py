@@ -29,11 +29,10 @@ MODEL_PERMISSION = "MANAGE"
 
 def cmd_grant(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 
     from pipeline.promotion.registry import variants_of
-    from trial_image.contract import fail_fast_http, not_found, retry
+    from trial_image.contract import fail_fast_http, or_none, retry
 
     fail_fast_http()
     uri = tracking_uri(args)
@@ -47,14 +46,7 @@ def cmd_grant(args: argparse.Namespace) -> int:
 
     def find(action: Any, what: str) -> Any:
         """What ``action`` reads, or None where MLflow says it does not exist."""
-        def attempt() -> Any:
-            try:
-                return action()
-            except MlflowException as exc:
-                if not_found(exc):
-                    return None
-                raise
-        return call(attempt, what)
+        return call(lambda: or_none(action), what)
 
     created = find(lambda: admin.get_user(args.user), f"reading user {args.user!r}") is None
     if created:

@@ -53,14 +53,14 @@ COUNT = number(1, 10_000, integer=True)
 
 
 def experiment_name(text: str) -> str:
-    """An argparse type: a Katib experiment name (DNS-1123, at most 40 characters), so a name
+    """An argparse type: a Katib experiment name (Katib's rule, :func:`check_name`), so a name
     never reaches outside the workdir (``../x``, ``/etc``)."""
-    from pipeline.validation.experiment import NAME_RE
+    from pipeline.cluster.render import RenderError, check_name
 
-    if len(text) > 40 or not NAME_RE.match(text):
-        raise argparse.ArgumentTypeError(f"{text[:60]!r} is not a Katib experiment name "
-                                         "(lower-case letters, digits and '-', at most 40)")
-    return text
+    try:
+        return check_name(text)
+    except RenderError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def workdir(text: str) -> Path:

@@ -24,7 +24,7 @@ class RenderError(ValueError):
 
 def check_name(name: str) -> str:
     if len(name) > MAX_NAME or not NAME_RE.match(name):
-        raise RenderError(f"experiment name {name!r} must match {NAME_RE.pattern} and have at "
+        raise RenderError(f"experiment name {name[:60]!r} must match {NAME_RE.pattern} and have at "
                           f"most {MAX_NAME} characters (Katib's rule)")
     return name
 

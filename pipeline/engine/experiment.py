@@ -93,6 +93,7 @@ class ExperimentEngine:
         self.done: queue.Queue[TrialProcess] = queue.Queue()
         self.exhausted = False
         self.interrupted = False
+        self.progress_due = True  # a trial started or ended since the progress line was drawn
         self.started = time.time()
         self.conditions = Conditions(on_change=self._save)
         self.data: dict[str, Any] = {}
@@ -265,7 +266,8 @@ class ExperimentEngine:
                 self._progress()
                 return reason
             self._launch()
-            self._progress()  # after launching: the line counts every trial running now
+            if self.progress_due:  # after launching: the line counts every trial running now
+                self._progress()
 
     def _launch(self) -> None:
         for record in self.trials:  # interrupted trials first, as they were
@@ -316,6 +318,7 @@ class ExperimentEngine:
         self.store.save_trial(record)
         if proc.process is not None:
             self.running[index] = proc
+        self.progress_due = True
 
     def _watch_running(self) -> None:
         now = time.monotonic()
@@ -336,6 +339,7 @@ class ExperimentEngine:
 
     def _finish(self, proc: TrialProcess) -> None:
         self.running.pop(proc.index, None)
+        self.progress_due = True
         t = self.trials[proc.index]
         t.finished = time.time()
         try:
@@ -381,6 +385,7 @@ class ExperimentEngine:
         self.store.save_experiment(self.name, self._stored_manifest, self._status(), self.data)
 
     def _progress(self) -> None:
+        self.progress_due = False
         if self.options.on_progress is not None:
             self.options.on_progress(progress(self.trials, len(self.running), self.max_trials,
                                               self.scoring, self.started))

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from pipeline.katib.status import now_rfc3339
 from pipeline.promotion.gates import Gates
 from pipeline.promotion.optimal_trial import OptimalTrial
-from trial_image.contract import fail_fast_http, not_found, retry, tags
+from trial_image.contract import fail_fast_http, or_none, retry, tags
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "nasflow."
@@ -232,14 +232,7 @@ class Registry:
         return None
 
     def _champion(self) -> Any | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_model_version_by_alias(self.model, CHAMPION)
-        except MlflowException as exc:
-            if not_found(exc):
-                return None
-            raise
+        return or_none(lambda: self.client.get_model_version_by_alias(self.model, CHAMPION))
 
     def _model_uri(self, run: Any) -> str:
         """The model the trial stored (MLflow 3 logs it as a model of its own, ``model``)."""

@@ -21,8 +21,6 @@ MAX_TRIALS = 100_000  # trials one search may have: every request replays them a
 INDEX_RE = re.compile(r"[0-9]{1,12}")
 
 
-class BadRequest(ValueError):
-    """A request that names something impossible; ``str()`` names the field."""
 PARAMETER_TYPES = {api_pb2.DOUBLE: "double", api_pb2.INT: "int", api_pb2.DISCRETE: "discrete",
                    api_pb2.CATEGORICAL: "categorical"}
 DISTRIBUTIONS = {api_pb2.UNIFORM: "uniform", api_pb2.LOG_UNIFORM: "logUniform",
@@ -36,6 +34,10 @@ CONDITIONS = {
     api_pb2.TrialStatus.METRICSUNAVAILABLE: TrialStatus.METRICS_UNAVAILABLE,
     api_pb2.TrialStatus.EARLYSTOPPED: TrialStatus.EARLY_STOPPED,
 }
+
+
+class BadRequest(ValueError):
+    """A request that names something impossible; ``str()`` names the field."""
 
 
 def _parameter(p: Any) -> dict[str, Any]:

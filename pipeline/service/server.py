@@ -73,7 +73,8 @@ class SuggestionService(api_pb2_grpc.SuggestionServicer):
         if name not in served():
             return [f"spec.algorithm.algorithmName: nasflow's suggestion service serves "
                     f"{', '.join(served())}, not {name!r}"]
-        return [str(p) for p in check_algorithm(experiment.spec) + check_space(experiment.spec)]
+        space = check_space(experiment.spec)
+        return [str(p) for p in check_algorithm(experiment.spec, space_valid=not space) + space]
 
     def GetSuggestions(self, request: Any, context: Any) -> Any:
         if not self.slots.acquire(blocking=False):

@@ -37,8 +37,9 @@ def validate(source: str, raw: dict[str, Any]) -> tuple[V1beta1Experiment | None
         return experiment, [*problems, Problem("spec", "required")]
     problems += check_counts(spec)
     problems += check_objective(spec)
-    problems += check_algorithm(spec)
-    problems += check_space(spec)
+    space = check_space(spec)
+    problems += check_algorithm(spec, space_valid=not space)
+    problems += space
     problems += check_trial_template(spec, raw)
     problems += check_metrics_collector(spec, raw)
     problems += check_early_stopping(spec)

@@ -7,10 +7,11 @@ from typing import Any
 
 from pipeline.katib.manifest import Problem
 from pipeline.suggestion.registry import algorithms
-from pipeline.validation.space import check_space
 
 
-def check_algorithm(spec: Any) -> list[Problem]:
+def check_algorithm(spec: Any, space_valid: bool) -> list[Problem]:
+    """``space_valid``: :func:`~pipeline.validation.space.check_space` found nothing (the
+    algorithm's own checks read the space, so they run only on a valid one)."""
     algorithm = spec.algorithm
     if algorithm is None or not algorithm.algorithm_name:
         return [Problem("spec.algorithm.algorithmName", "required")]
@@ -40,7 +41,7 @@ def check_algorithm(spec: Any) -> list[Problem]:
     if declared.space == "parameters" and spec.nas_config is not None:
         out.append(Problem("spec.algorithm.algorithmName",
                            f"{name} searches spec.parameters, not a nasConfig"))
-    if not check_space(spec):  # the algorithm's own checks read a valid space
+    if space_valid:
         for check in declared.checks:
             out += check(spec, settings)
     return out
