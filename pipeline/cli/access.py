@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from typing import Any
 
 from pipeline.cli.common import UsageError, mlflow_retry_flag, tracking_uri
@@ -28,17 +29,20 @@ MODEL_PERMISSION = "MANAGE"
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
+    uri = tracking_uri(args)
+    if not uri.startswith(("http://", "https://")):
+        raise UsageError(f"--tracking-uri {uri!r}: permissions live on an MLflow server "
+                         "(http:// or https://) started with --app-name basic-auth")
     from mlflow import MlflowClient
-    from mlflow.server.auth.client import AuthServiceClient
+
+    with warnings.catch_warnings():  # its package imports MLflow's server app, which warns
+        warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")
+        from mlflow.server.auth.client import AuthServiceClient
 
     from pipeline.promotion.registry import variants_of
     from trial_image.contract import fail_fast_http, or_none, retry
 
     fail_fast_http()
-    uri = tracking_uri(args)
-    if not uri.startswith(("http://", "https://")):
-        raise UsageError(f"--tracking-uri {uri!r}: permissions live on an MLflow server "
-                         "(http:// or https://) started with --app-name basic-auth")
     admin, client = AuthServiceClient(uri), MlflowClient(uri)
 
     def call(action: Any, what: str) -> Any:

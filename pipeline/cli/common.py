@@ -40,12 +40,17 @@ def number(low: float, high: float, integer: bool = False,
                 f"{text[:40]!r} is not {'an integer' if integer else 'a number'}") from None
         if not (low < value if low_open else low <= value) or not value <= high:
             bracket = "(" if low_open else "["
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not in {bracket}{low:g}, "
-                                             f"{high:g}]")
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not in {bracket}{_exact(low)}, "
+                                             f"{_exact(high)}]")
         return value
 
     parse.__name__ = "integer" if integer else "number"  # argparse names the type in errors
     return parse
+
+
+def _exact(bound: float) -> str:
+    """A bound as written, not rounded (2**32 - 1, not 4.29497e+09)."""
+    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e16 else f"{bound:g}"
 
 
 SECONDS = number(0, 30 * 86400, low_open=True)  # a timeout: positive, at most 30 days
