@@ -53,6 +53,9 @@ bench: install
 	$(BIN)/python benchmarks/latency_spread.py
 	$(BIN)/python benchmarks/pareto_search.py
 	$(BIN)/python benchmarks/compression.py
+	$(BIN)/python benchmarks/holdout_blobs.py
+	$(BIN)/python benchmarks/mlflow_auth.py
+	$(BIN)/python benchmarks/data_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow

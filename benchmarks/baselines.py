@@ -14,9 +14,9 @@ def svc_test_accuracy() -> float:
     from trial_image import data as datasets
 
     data = datasets.load("digits").merged()
-    flat = data.x_train.reshape(len(data.x_train), -1)
-    model = SVC(C=10).fit(flat, data.y_train)
-    return float(model.score(data.x_test.reshape(len(data.x_test), -1), data.y_test))
+    flat = data.train.x.reshape(len(data.train.x), -1)
+    model = SVC(C=10).fit(flat, data.train.y)
+    return float(model.score(data.test.x.reshape(len(data.test.x), -1), data.test.y))
 
 
 def keras_tuner_search(tmp: Path, trials: int, epochs: int, seed: int = 0) -> Any:
@@ -58,8 +58,8 @@ def keras_tuner_search(tmp: Path, trials: int, epochs: int, seed: int = 0) -> An
 
     tuner = Tuner(hypermodel, objective="val_accuracy", max_trials=trials, seed=seed,
                   directory=str(tmp / "kt"), project_name="digits", overwrite=True)
-    tuner.search(data.x_train, data.y_train, epochs=epochs, verbose=0,
-                 validation_data=(data.x_val, data.y_val),
+    tuner.search(data.train.x, data.train.y, epochs=epochs, verbose=0,
+                 validation_data=(data.validation.x, data.validation.y),
                  callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=5)])
     return tuner
 
@@ -73,8 +73,8 @@ def keras_tuner_retrained(tuner: Any, epochs: int) -> float:
     best = tuner.get_best_hyperparameters(1)[0]
     model = tuner.hypermodel.build(best)
     merged = data.merged()
-    model.fit(merged.x_train, merged.y_train, epochs=epochs, verbose=0,
+    model.fit(merged.train.x, merged.train.y, epochs=epochs, verbose=0,
               batch_size=best.get("batch_size"))
-    return float(model.evaluate(data.x_test, data.y_test, verbose=0)[1])
+    return float(model.evaluate(data.test.x, data.test.y, verbose=0)[1])
 
 

@@ -78,7 +78,7 @@ def supernet_side(epochs: int) -> dict:
     times = []
     for epoch in range(epochs + 1):
         start = time.perf_counter()
-        search.epoch(epoch, weight_half, alpha_half, (data.x_val, data.y_val))
+        search.epoch(epoch, weight_half, alpha_half, data.validation)
         times.append(time.perf_counter() - start)
     return {"first_epoch_s": times[0], "epoch_s": sum(times[1:]) / epochs,
             "parameters": model.count_params(), "peak_mib": peak_mib()}

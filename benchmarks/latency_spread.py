@@ -54,7 +54,7 @@ def main() -> None:
     for r in range(args.rounds):
         order = np.random.default_rng(100 + r).permutation(len(models))
         for i in order:
-            latency[i][r] = inference_latency_ms(models[i], data.x_train[:1])
+            latency[i][r] = inference_latency_ms(models[i], data.train.x[:1])
     madds = [multiply_adds(m) for m in models]
     params = [m.count_params() for m in models]
     print(f"{'candidate':>9} {'MAdds':>9} {'params':>7}  latency ms per round")

@@ -44,9 +44,10 @@ def make_model(spec, seed: int) -> keras.Model:
 def plain_fit(spec, data, seed: int) -> float:
     model = make_model(spec, seed)
     start = time.perf_counter()
-    model.fit(data.x_train, data.y_train, batch_size=spec.training.batch_size,
-              epochs=spec.training.epochs, validation_data=(data.x_val, data.y_val), verbose=0)
-    return spec.training.epochs * len(data.x_train) / (time.perf_counter() - start)
+    model.fit(data.train.x, data.train.y, batch_size=spec.training.batch_size,
+              epochs=spec.training.epochs, validation_data=(data.validation.x, data.validation.y),
+              verbose=0)
+    return spec.training.epochs * len(data.train.x) / (time.perf_counter() - start)
 
 
 def nasflow_trial(spec, data, seed: int, uri: str, round_: int) -> tuple[float, float]:
@@ -59,7 +60,7 @@ def nasflow_trial(spec, data, seed: int, uri: str, round_: int) -> tuple[float, 
         result = train(model, data, spec.training, seed=seed, patience=10_000, time_budget=None,
                        on_epoch=lambda e, m: (reporter.report(m), tracker.log_epoch(e, m)))
     start = time.perf_counter()
-    tracker.finish({"Test-Accuracy": 0.0}, model, data.x_test[:5])
+    tracker.finish({"Test-Accuracy": 0.0}, model, data.test.x[:5])
     return result.samples_per_second, time.perf_counter() - start
 
 
@@ -89,7 +90,7 @@ def main() -> None:
             server.stop()
     p, o = statistics.median(plain), statistics.median(ours)
     print(f"candidate: 2 conv blocks x 32 filters, dense 64, {args.epochs} epochs, batch 64, "
-          f"digits ({len(data.x_train)} training images), {args.rounds} rounds, medians")
+          f"digits ({len(data.train.x)} training images), {args.rounds} rounds, medians")
     print(f"plain model.fit           : {p:9.0f} samples/s  (rounds: "
           f"{', '.join(f'{x:.0f}' for x in plain)})")
     print(f"nasflow trainer + MLflow  : {o:9.0f} samples/s  (rounds: "

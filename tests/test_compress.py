@@ -48,19 +48,19 @@ def trained():
     keras.utils.set_random_seed(0)
     model = tiny_model()
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(data.x_train, data.y_train, epochs=3, verbose=0)
+    model.fit(data.train.x, data.train.y, epochs=3, verbose=0)
     return data, model
 
 
 def test_full_integer_model_is_int8_inside_and_takes_raw_images(trained):
     data, model = trained
-    content = litert.convert(model, "int8-full", data.x_train[:100])
+    content = litert.convert(model, "int8-full", data.train.x[:100])
     interpreter = litert.LiteRT(content)
     assert interpreter.input["dtype"] == np.int8 and interpreter.output["dtype"] == np.int8
     assert "int8" in interpreter.tensor_types() and "float32" not in interpreter.tensor_types()
     # raw images in, probabilities out, close to the float model's
-    ours = interpreter.predict(data.x_test)
-    theirs = model.predict(data.x_test, verbose=0)
+    ours = interpreter.predict(data.test.x)
+    theirs = model.predict(data.test.x, verbose=0)
     assert ours.shape == theirs.shape
     assert np.mean(ours.argmax(1) == theirs.argmax(1)) > 0.95
     assert "float16" in litert.LiteRT(litert.convert(model, "float16")).tensor_types()
@@ -75,20 +75,20 @@ def kernel_scales(content: bytes) -> list[int]:
 
 def test_full_integer_int8_has_one_weight_scale_per_tensor_unless_that_costs_the_budget(trained):
     data, model = trained
-    accuracy = float(np.mean(model.predict(data.x_test, verbose=0).argmax(1) == data.y_test))
+    accuracy = float(np.mean(model.predict(data.test.x, verbose=0).argmax(1) == data.test.y))
     measured = []
 
     def accuracy_of(content: bytes) -> float:
-        measured.append(float(np.mean(litert.LiteRT(content).predict(data.x_test).argmax(1)
-                                      == data.y_test)))
+        measured.append(float(np.mean(litert.LiteRT(content).predict(data.test.x).argmax(1)
+                                      == data.test.y)))
         return measured[-1]
 
     source = SimpleNamespace(model=model, accuracy=accuracy, accuracy_of=accuracy_of)
-    small, extra = int8_full(source, data.x_train[:100], max_drop=5.0)
+    small, extra = int8_full(source, data.train.x[:100], max_drop=5.0)
     assert kernel_scales(small) == [1, 1]
     assert extra == {"Per-Channel-Scales": 0.0, "Per-Tensor-Test-Accuracy": measured[0]}
     # a budget the per-tensor file cannot meet: one scale per output channel instead
-    large, extra = int8_full(source, data.x_train[:100], max_drop=(accuracy - measured[0]) * 100
+    large, extra = int8_full(source, data.train.x[:100], max_drop=(accuracy - measured[0]) * 100
                              - 0.01)
     assert kernel_scales(large) == [16, 16]
     assert extra["Per-Channel-Scales"] == 1.0 and len(large) - len(small) >= 12 * 60
@@ -104,7 +104,7 @@ def test_pruning_follows_the_polynomial_schedule_and_keeps_pruned_weights_at_zer
     keras.utils.set_random_seed(0)
     model = tiny_model()
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(data.x_train, data.y_train, epochs=4, batch_size=64, verbose=0,
+    model.fit(data.train.x, data.train.y, epochs=4, batch_size=64, verbose=0,
               callbacks=[MagnitudePruning(0.8, steps=40, frequency=5)])
     assert sparsity(model) == pytest.approx(0.8, abs=0.01)
     dense = litert.convert(tiny_model(), "float32")
@@ -137,14 +137,17 @@ def test_distillation_loss_and_the_online_teacher():
         initial.append([w.copy() for w in built.get_weights()])
         return built
 
-    student = distill(student_builder, frozen, data.x_train[:128], data.y_train[:128],
-                      temperature=4.0, alpha=0.5, epochs=1, learning_rate=1e-3)
+    from trial_image.data.dataset import ArraySplit
+
+    sample = ArraySplit("train", data.train.x[:128], data.train.y[:128])
+    student = distill(student_builder, frozen, sample, temperature=4.0, alpha=0.5, epochs=1,
+                      learning_rate=1e-3)
     assert all(np.array_equal(a, b) for a, b in zip(before, frozen.get_weights(), strict=True))
     assert not frozen.trainable and student.trainable
     assert not all(np.array_equal(a, b) for a, b in zip(initial[0], student.get_weights(),
                                                         strict=True))  # trained
-    distill(student_builder, frozen, data.x_train[:128], data.y_train[:128], temperature=4.0,
-            alpha=0.5, epochs=1, learning_rate=1e-3)
+    distill(student_builder, frozen, sample, temperature=4.0, alpha=0.5, epochs=1,
+            learning_rate=1e-3)
     # same seed, same initial student (the same result too, where ops are deterministic, as
     # in the compress process: not asserted here, in a process that is not)
     assert all(np.array_equal(a, b) for a, b in zip(*initial, strict=True))
@@ -198,8 +201,8 @@ def test_compress_registers_variants_measured_with_themselves(mlflow_server, cha
         assert run.data.metrics["Interpreter-Threads"] == 1
         # the pyfunc model takes raw images and reproduces the logged accuracy
         model = mlflow.pyfunc.load_model(f"runs:/{r['run_id']}/model")
-        predicted = np.asarray(model.predict(data.x_test.astype("float32"))).argmax(1)
-        assert np.mean(predicted == data.y_test) == pytest.approx(
+        predicted = np.asarray(model.predict(data.test.x.astype("float32"))).argmax(1)
+        assert np.mean(predicted == data.test.y) == pytest.approx(
             run.data.metrics["Test-Accuracy"])
     sizes = {v: r["size"] for v, r in results.items()}
     assert sizes["int8-full"] <= 0.4 * sizes["float32"]

@@ -20,6 +20,7 @@ from trial_image.darts.settings import (
     parse_search_space,
     parse_settings,
 )
+from trial_image.data.dataset import ArraySplit
 from trial_image.frontends.genotype import format_genotype, parse_genotype
 
 KATIB_FILTER = r"([\w-]+)=(Genotype.*)"  # darts-cpu.yaml's metricsFormat
@@ -134,11 +135,12 @@ def test_alpha_steps_move_only_alpha_and_weight_steps_only_weights(small_search,
 def test_each_step_sees_only_its_half(small_search, monkeypatch):
     make, data, (weight_half, alpha_half, batch) = small_search
     search = make(False)
+    head = ArraySplit("validation", data.validation.x[:64], data.validation.y[:64])
     # each pass reshuffles and drops a different remainder: five passes cover each half
     rows = {name: {x.tobytes() for _ in range(5) for x, _ in ds.unbatch().as_numpy_iterator()}
             for name, ds in (("w", weight_half), ("alpha", alpha_half))}
     assert not rows["w"] & rows["alpha"]
-    assert len(rows["w"]) + len(rows["alpha"]) >= len(data.x_train) - 2 * batch
+    assert len(rows["w"]) + len(rows["alpha"]) >= len(data.train.x) - 2 * batch
     seen = {"w": set(), "alpha": set()}
     alpha_step, weight_step = search.alpha_step, search.weight_step
 
@@ -150,19 +152,20 @@ def test_each_step_sees_only_its_half(small_search, monkeypatch):
 
     monkeypatch.setattr(search, "alpha_step", record("alpha", alpha_step))
     monkeypatch.setattr(search, "weight_step", record("w", weight_step))
-    search.epoch(0, weight_half, alpha_half, (data.x_val[:64], data.y_val[:64]))
+    search.epoch(0, weight_half, alpha_half, head)
     assert seen["alpha"] <= rows["alpha"] and seen["w"] <= rows["w"]
-    steps = len(data.x_train) // 2 // batch
+    steps = len(data.train.x) // 2 // batch
     assert len(seen["alpha"]) == len(seen["w"]) == steps * batch
 
 
 def test_warmup_epochs_train_the_weights_only(small_search):
     make, data, (weight_half, alpha_half, _) = small_search
     search = make(False, warmup=1)
+    head = ArraySplit("validation", data.validation.x[:64], data.validation.y[:64])
     alphas, weights = _values(search.alphas), _values(search.weights)
-    search.epoch(0, weight_half, alpha_half, (data.x_val[:64], data.y_val[:64]))
+    search.epoch(0, weight_half, alpha_half, head)
     assert not any(_changed(alphas, search.alphas)) and all(_changed(weights, search.weights))
-    search.epoch(1, weight_half, alpha_half, (data.x_val[:64], data.y_val[:64]))
+    search.epoch(1, weight_half, alpha_half, head)
     assert all(_changed(alphas, search.alphas))
 
 

@@ -103,18 +103,20 @@ def test_what_the_trial_asks_its_data_loader_for(monkeypatch, flags, asked):
     argv, per_block = cli.normalise_argv(["--dataset=digits", *flags])
     with pytest.raises(Loaded):
         cli.run(cli.build_parser().parse_args(argv), per_block)
-    assert calls == [asked]
+    assert calls == [{**asked, "cache": None}]
 
 
 def test_the_splits_each_role_trains_and_tests_on():
     from trial_image import data
 
     selection = data.load("digits", test=False)
-    assert len(selection.x_test) == 0 and selection.splits == ("train", "validation")
+    assert selection.test is None
+    assert [s.name for s in selection.splits] == ["train", "validation"]
     final = data.load("digits").merged()
-    assert final.splits == ("train+validation", "test") and not final.has_validation
-    assert len(final.x_train) == len(selection.x_train) + len(selection.x_val) == 1437
-    assert len(final.x_test) == 360
+    assert [s.name for s in final.splits] == ["train+validation", "test"]
+    assert not final.has_validation
+    assert len(final.train.x) == len(selection.train.x) + len(selection.validation.x) == 1437
+    assert len(final.test.x) == 360
 
 
 # ---- rendering the final Job -----------------------------------------------------------------

@@ -131,8 +131,8 @@ import mlflow, numpy as np
 from trial_image.data import load
 model = mlflow.pyfunc.load_model(sys.argv[1])
 data = load("digits")
-predicted = np.asarray(model.predict(data.x_test)).argmax(axis=1)
-print(json.dumps({"accuracy": float(np.mean(predicted == data.y_test))}))
+predicted = np.asarray(model.predict(data.test.x)).argmax(axis=1)
+print(json.dumps({"accuracy": float(np.mean(predicted == data.test.y))}))
 """
 
 

@@ -213,3 +213,27 @@ def test_a_promoter_acting_on_a_stale_read_does_not_win(mlflow_server, monkeypat
     reg = Registry(uri, model)
     assert reg.client.get_model_version_by_alias(model, "champion").tags["nasflow.trial"] == "high"
     assert results["low"].decision == "challenger" and results["high"].decision == "champion"
+
+
+def test_promotion_says_when_the_test_data_differs(mlflow_server, registry):
+    """Champion and challenger tested on different test splits (the data grew, or another
+    dataset): the versions carry their runs' digests and the decision line says so."""
+    from pipeline.cli.promote import decision_line
+
+    uri, exp = mlflow_server.uri, f"exp-{uuid.uuid4().hex[:6]}"
+    digests = {"t1": "aaaa", "t2": "aaaa", "t3": "bbbb"}
+    for (trial, digest), acc in zip(digests.items(), (0.90, 0.85, 0.80), strict=True):
+        trial_run(uri, exp, trial, acc, tags={"nasflow.test_digest": digest,
+                                              "nasflow.data_digest": f"all-{digest}"})
+    registry.promote(optimal(exp, "t1", 0.90))
+    tags = registry.client.get_model_version(registry.model, "1").tags
+    assert (tags["nasflow.test_digest"], tags["nasflow.data_digest"]) == ("aaaa", "all-aaaa")
+    same = registry.promote(optimal(exp, "t2", 0.85))
+    assert same.other_test_data is None
+    assert "different test data" not in decision_line(same, optimal(exp, "t2", 0.85),
+                                                      "Validation-Accuracy")
+    other = registry.promote(optimal(exp, "t3", 0.80))
+    assert (other.decision, other.other_test_data) == ("challenger", "1")
+    line = decision_line(other, optimal(exp, "t3", 0.80), "Validation-Accuracy")
+    assert line.endswith("note: version 1 was tested on different test data (its test digest "
+                         "differs): the scores compare different splits")

@@ -126,8 +126,8 @@ def test_make_run_ends_with_a_loadable_champion(story):
     assert champion.run_id == final.info.run_id
     model = mlflow.pyfunc.load_model("models:/story-digits@champion")
     data = load("digits")
-    predicted = np.asarray(model.predict(data.x_test)).argmax(axis=1)
-    assert float(np.mean(predicted == data.y_test)) == pytest.approx(accuracy, abs=1e-6)
+    predicted = np.asarray(model.predict(data.test.x)).argmax(axis=1)
+    assert float(np.mean(predicted == data.test.y)) == pytest.approx(accuracy, abs=1e-6)
 
 
 # What nasflow itself prints to stderr: its progress line and its own "nasflow <command>:" lines.
@@ -184,14 +184,14 @@ def test_the_champion_is_served_over_http(story):
         data = load("digits")
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
-            data=json.dumps({"inputs": data.x_test.tolist()}).encode(),
+            data=json.dumps({"inputs": data.test.x.tolist()}).encode(),
             headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = np.asarray(json.loads(response.read())["predictions"])
     finally:
         stop_process_group(server)
     assert predictions.shape == (360, 10)
-    assert float(np.mean(predictions.argmax(axis=1) == data.y_test)) == pytest.approx(
+    assert float(np.mean(predictions.argmax(axis=1) == data.test.y)) == pytest.approx(
         final.data.metrics["Test-Accuracy"], abs=1e-6)
 
 

@@ -83,9 +83,9 @@ def test_trial_trains_reports_and_logs_a_loadable_model(front_end, mlflow_server
     mlflow.set_tracking_uri(mlflow_server.uri)
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     digits = datasets.load("digits")
-    predictions = np.asarray(model.predict(digits.x_test))
-    assert predictions.shape == (len(digits.x_test), 10)
-    accuracy = float(np.mean(predictions.argmax(axis=1) == digits.y_test))
+    predictions = np.asarray(model.predict(digits.test.x))
+    assert predictions.shape == (len(digits.test.x), 10)
+    accuracy = float(np.mean(predictions.argmax(axis=1) == digits.test.y))
     assert accuracy == pytest.approx(run.data.metrics["Test-Accuracy"], abs=1e-6)
     if front_end == "hyperparameters":
         assert accuracy > 0.5  # it learned something in 4 epochs

@@ -47,13 +47,14 @@ def _image_size(value: str) -> tuple[int, int]:
 
 
 def _data_flags(p: argparse.ArgumentParser) -> None:
-    from trial_image.data import DATASETS_HELP
+    from trial_image.data import CACHES_HELP, DATASETS_HELP
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="digits", help=DATASETS_HELP)
     g.add_argument("--validation-split", type=float, default=0.2)
     g.add_argument("--image-size", type=_image_size, default=(32, 32),
-                   help="HxW images are resized to, for dir:PATH (default 32x32)")
+                   help="HxW images are resized to, for dir: and tfrecord: (default 32x32)")
+    g.add_argument("--data-cache", default=None, metavar="memory|FOLDER", help=CACHES_HELP)
 
 
 def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
@@ -262,7 +263,7 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
         raise InputError("--evaluate-model measures on the test split, which --skip-test leaves "
                          "out")
     data = datasets.load(args.dataset, args.validation_split, args.image_size,
-                         test=not args.skip_test)
+                         test=not args.skip_test, cache=args.data_cache)
     if args.train_on == "train+validation":
         data = data.merged()
     spec = make_spec(args, per_block, data)
@@ -282,7 +283,7 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
                     for i, v in values.items()})
         params = {**{k: str(v) for k, v in raw.items()}, "candidate_id": spec.candidate_id,
                   "num_nodes": len(spec.nodes), "parameter_count": model.count_params(),
-                  "splits": ",".join(data.splits)}
+                  "splits": ",".join(s.name for s in data.splits)}
         trial.start(run_tags, params, {"candidate_spec.json": spec.to_dict(),
                                    "trial_parameters.json": raw})
         trial.train_candidate(spec, model)
@@ -295,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     end_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["data"]:
+        from trial_image.data.shards import main as write_shards
+
+        return write_shards(argv[1:])
     if argv[:1] == ["compress"]:
         from trial_image.compress.run import main as compress
 

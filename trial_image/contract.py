@@ -27,6 +27,7 @@ from trial_image.tracking import (
     open_experiment,
     or_none,
     parse_model_uri,
+    racing,
     retry,
 )
 from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
@@ -34,4 +35,5 @@ from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
 __all__ = ["AUGMENTATIONS", "COMPRESSION_VARIANTS", "DARTS_DEFAULTS", "DARTS_PRIMITIVES",
            "LR_SCHEDULES", "SERVICE_ACCOUNT_NAMESPACE", "TrackingError", "TrialError",
            "access_problem", "default_tracking_uri", "fail_fast_http", "is_outage",
-           "open_experiment", "or_none", "parse_model_uri", "retry", "tags", "variant_names"]
+           "open_experiment", "or_none", "parse_model_uri", "racing", "retry", "tags",
+           "variant_names"]

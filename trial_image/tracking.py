@@ -176,6 +176,26 @@ def open_experiment(uri: str, name: str, retry_seconds: float) -> tuple[Any, Any
                     retry_seconds)
     return client, experiment
 
+RACES = ("unique constraint", "already exists", "database is locked")
+
+
+def racing(action: Callable[[], T]) -> T:
+    """Run an idempotent write again when a concurrent writer made the server's
+    check-then-insert collide (a UNIQUE constraint, SQLite's lock): registry writes, and the
+    dataset inputs of trials that start together on the same data."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(8):
+        try:
+            return action()
+        except MlflowException as exc:
+            text = str(exc).lower()
+            if attempt == 7 or not any(s in text for s in RACES):
+                raise
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
 def or_none(action: Callable[[], T]) -> T | None:
     """``action()``, or None where MLflow says what it reads (a model, version, alias, user)
     does not exist. An existing model without the alias answers 400 INVALID_PARAMETER_VALUE
@@ -235,6 +255,13 @@ class Tracker:
             retry(lambda f=figure, p=path: self.mlflow.log_figure(f, p), f"logging {path}",
                   self.retry_seconds)
 
+    def log_inputs(self, data: Any) -> None:
+        """The splits the run reads, as MLflow dataset inputs (one request)."""
+        from trial_image.data.lineage import log_inputs
+
+        retry(lambda: racing(lambda: log_inputs(self.mlflow, data)), "logging the datasets",
+              self.retry_seconds)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         retry(lambda: self.mlflow.set_tags(tags), "setting tags", self.retry_seconds)
 
@@ -293,11 +320,11 @@ class Tracker:
               "logging final metrics", self.retry_seconds)
         retry(lambda: self.mlflow.end_run("FINISHED"), "ending the MLflow run", self.retry_seconds)
 
-    def registered_accuracy(self, uri: str, x: Any, y: Any) -> tuple[float | None, str]:
+    def registered_accuracy(self, uri: str, split: Any) -> tuple[float | None, str]:
         """Accuracy of the registered model ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``)
-        on ``x, y`` (the champion on this run's test split), and which version that was;
+        on ``split`` (the champion on this run's test split), and which version that was;
         (None, why) when there is none yet."""
-        import numpy as np
+        from trial_image.training import predict_classes
 
         parsed = parse_model_uri(uri)
         if parsed is None:
@@ -312,8 +339,8 @@ class Tracker:
             return None, f"{uri}: none yet"
         model = retry(lambda: self.mlflow.pyfunc.load_model(
             f"models:/{name}/{version.version}"), f"loading {uri}", self.retry_seconds)
-        predicted = np.asarray(model.predict(x)).argmax(axis=1)
-        return float(np.mean(predicted == y)), f"models:/{name}/{version.version}"
+        truth, predicted = predict_classes(model.predict, split)
+        return float((truth == predicted).mean()), f"models:/{name}/{version.version}"
 
     def end(self, status: str, reason: str) -> None:
         """Best effort: end the run FAILED or KILLED with its reason; never raises."""

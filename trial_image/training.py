@@ -6,11 +6,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
 
-from trial_image.data import Dataset, pipeline
+from trial_image.data import Dataset, Split
 from trial_image.errors import TrainingFailed
 from trial_image.katib_metrics import KERAS_TO_KATIB
 from trial_image.spec import Training
@@ -102,9 +103,8 @@ def train(
         callbacks.append(budget)
     start = time.perf_counter()
     model.fit(
-        pipeline(data.x_train, data.y_train, training.batch_size, shuffle_seed=seed,
-                 augment=training.augment),
-        validation_data=pipeline(data.x_val, data.y_val, max(training.batch_size, 256), None)
+        data.train.batches(training.batch_size, shuffle_seed=seed, augment=training.augment),
+        validation_data=data.validation.batches(max(training.batch_size, 256))
         if data.has_validation else None,
         epochs=training.epochs,
         shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn
@@ -127,13 +127,19 @@ def train(
         history=report.history,
         stop_reason=reason,
         fit_seconds=fit_seconds,
-        samples_per_second=len(report.history) * len(data.x_train) / fit_seconds,
+        samples_per_second=len(report.history) * data.train.count / fit_seconds,
     )
 
 
-def evaluate_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    _, accuracy = model.evaluate(pipeline(x, y, 256, None), verbose=0)
-    return float(accuracy)
+def predict_classes(predict: Callable[[np.ndarray], Any], split: Split
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(true, predicted) classes over ``split``, one batch in memory at a time: ``predict``
+    maps a batch of raw images to class scores (a Keras model, a pyfunc, a LiteRT file)."""
+    truth, predicted = [], []
+    for x, y in split.arrays():
+        truth.append(y)
+        predicted.append(np.asarray(predict(x)).argmax(axis=1))
+    return np.concatenate(truth), np.concatenate(predicted)
 
 
 def inference_latency_ms(model: keras.Model, sample: np.ndarray, repeats: int = 50) -> float:

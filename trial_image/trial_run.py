@@ -114,12 +114,16 @@ class TrialRun:
 
     def start(self, run_tags: dict[str, str], params: dict[str, Any],
               artifacts: dict[str, Any]) -> None:
+        from trial_image.data.lineage import digest_tags
+
         base = {tags.EXPERIMENT: self.experiment, tags.TRIAL: self.trial,
-                tags.NAMESPACE: _namespace(self.args), tags.DATASET: self.data.name}
+                tags.NAMESPACE: _namespace(self.args), tags.DATASET: self.data.name,
+                **digest_tags(self.data)}
         if self.args.algorithm:
             base[tags.ALGORITHM] = self.args.algorithm
         self.tracker.start(self.trial, os.environ.get("MLFLOW_PARENT_RUN_ID") or None,
                            {**base, **run_tags}, params, artifacts)
+        self.tracker.log_inputs(self.data)
         signal.signal(signal.SIGTERM, _raise_terminated)
 
     def __enter__(self) -> TrialRun:
@@ -143,12 +147,7 @@ class TrialRun:
         """Train and evaluate ``spec`` (its ``model`` if built already); log final metrics and
         the model, end the run FINISHED."""
         from trial_image.builder import build_model, multiply_adds
-        from trial_image.training import (
-            compile_model,
-            evaluate_accuracy,
-            inference_latency_ms,
-            train,
-        )
+        from trial_image.training import compile_model, inference_latency_ms, train
 
         args, data = self.args, self.data
         model = model or build_model(spec)
@@ -156,7 +155,7 @@ class TrialRun:
         costs = {"Parameter-Count": float(model.count_params()),
                  "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
                  "Multiply-Adds": float(multiply_adds(model)),
-                 "Inference-Latency-Ms": inference_latency_ms(model, data.x_train[:1])}
+                 "Inference-Latency-Ms": inference_latency_ms(model, data.train.take(1)[0])}
         report = self.report
         if args.reward is not None and data.has_validation:  # final training has none
             reward, cost = args.reward, costs[args.reward.metric]
@@ -165,7 +164,7 @@ class TrialRun:
                 rewarded = reward(metrics["Validation-Accuracy"], cost)
                 self.report(epoch, {**metrics, "Reward": rewarded})
 
-        compile_model(model, spec.training, math.ceil(len(data.x_train) / spec.training.batch_size))
+        compile_model(model, spec.training, math.ceil(data.train.count / spec.training.batch_size))
         result = train(model, data, spec.training, seed=args.seed, patience=args.patience,
                        time_budget=args.time_budget, on_epoch=report)
         final = dict(costs)
@@ -174,33 +173,34 @@ class TrialRun:
         if data.has_validation:
             summary["Best-Validation-Accuracy"] = max(h["Validation-Accuracy"]
                                                       for h in result.history)
-        if len(data.x_test):
-            final["Test-Accuracy"] = evaluate_accuracy(model, data.x_test, data.y_test)
-            summary.update(self._evaluate(spec, model))
+        if data.test is not None:
+            evaluation = self._evaluate(spec, model)
+            final["Test-Accuracy"] = evaluation.pop("Test-Accuracy")
+            summary.update(evaluation)
         self.reporter.report(final)
         # a selection run of final training only ranks its candidate: it stores no model
         self.tracker.finish({**final, **(extra_metrics or {}), **summary,
                              "Trial-Seconds": time.perf_counter() - self.started},
-                            None if args.role == "selection" else model, data.x_train[:5])
+                            None if args.role == "selection" else model, data.train.take(5)[0])
         tested = (f"test accuracy {final['Test-Accuracy']:.4f}" if "Test-Accuracy" in final
                   else "the test split was not loaded")
         print(f"trial {self.trial}: {result.stop_reason} after {len(result.history)} epoch(s); "
               f"{tested}", file=sys.stderr)
 
     def _evaluate(self, spec: Any, model: Any) -> dict[str, float]:
-        """Macro precision/recall/F1 on the test split; with ``--evaluate-model`` the registered
-        model on the same split; for a final run the per-class figures, the confusion matrix and
-        the architecture diagram as artifacts."""
-        import numpy as np
-
+        """Accuracy and macro precision/recall/F1 on the test split (one pass over it); with
+        ``--evaluate-model`` the registered model on the same split; for a final run the
+        per-class figures, the confusion matrix and the architecture diagram as artifacts."""
         from trial_image.report import architecture_figure, classification, confusion_figure
+        from trial_image.training import predict_classes
 
         data = self.data
-        predicted = np.asarray(model.predict(data.x_test, verbose=0)).argmax(axis=1)
-        metrics, table = classification(data.y_test, predicted, data.num_classes)
+        truth, predicted = predict_classes(model.predict_on_batch, data.test)
+        metrics, table = classification(truth, predicted, data.num_classes)
+        metrics["Test-Accuracy"] = float((truth == predicted).mean())
         if self.args.evaluate_model:
             accuracy, compared = self.tracker.registered_accuracy(
-                self.args.evaluate_model, data.x_test, data.y_test)
+                self.args.evaluate_model, data.test)
             self.tracker.set_tags({tags.COMPARED_WITH: compared})
             if accuracy is not None:
                 metrics["Champion-Test-Accuracy"] = accuracy

@@ -61,6 +61,9 @@ def decision_line(decision: Any, optimal: Any, metric: str) -> str:
         line += f" ({decision.reason})" if decision.reason else ""
         if decision.champion:
             line += f"; champion stays version {decision.champion}{champion}"
+    if decision.other_test_data:
+        line += (f"; note: version {decision.other_test_data} was tested on different test data "
+                 f"(its test digest differs): the scores compare different splits")
     return line
 
 

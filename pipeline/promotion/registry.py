@@ -15,14 +15,13 @@ import contextlib
 import copy
 import io
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from pipeline.katib.status import now_rfc3339
 from pipeline.promotion.gates import Gates
 from pipeline.promotion.optimal_trial import OptimalTrial
-from trial_image.contract import fail_fast_http, or_none, retry, tags
+from trial_image.contract import fail_fast_http, or_none, racing, retry, tags
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "nasflow."
@@ -30,8 +29,6 @@ METRIC, GOAL, VALUE = f"{TAG}objective.metric", f"{TAG}objective.type", f"{TAG}o
 DECISION, PREVIOUS, ROLLED_BACK = f"{TAG}decision", f"{TAG}previous_champion", f"{TAG}rolled_back"
 GATES, REASON = f"{TAG}gates", f"{TAG}reason"
 MAX_ROUNDS = 50
-RACES = ("UNIQUE constraint", "already exists", "database is locked")
-T = TypeVar("T")
 NO_GATES = Gates()
 
 
@@ -51,25 +48,19 @@ class Decision:
     created: bool  # False: the run was registered already (idempotent re-run)
     reason: str = ""  # why not champion: a failed gate, or not better than the champion
     same_data: bool = False  # the champion's score was measured on this model's test split
+    # the version compared with was tested on other test data (its test digest differs)
+    other_test_data: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
-def _racing(action: Callable[[], T]) -> T:
-    """Run a registry write again when a concurrent writer made the server's check-then-insert
-    collide (SQLite's UNIQUE constraint or lock); every write here is idempotent."""
-    from mlflow.exceptions import MlflowException
-
-    for attempt in range(8):
-        try:
-            return action()
-        except MlflowException as exc:
-            text = str(exc)
-            if attempt == 7 or not any(s in text for s in RACES):
-                raise
-            time.sleep(0.05 * 2 ** attempt)
-    raise AssertionError("unreachable")
+def _other_test_data(version: Any, compared: Any | None) -> str | None:
+    """The compared version's number when both carry a test digest and the digests differ."""
+    if compared is None:
+        return None
+    ours, theirs = version.tags.get(tags.TEST_DIGEST), compared.tags.get(tags.TEST_DIGEST)
+    return compared.version if ours and theirs and ours != theirs else None
 
 
 VARIANTS_TAG = "nasflow.variants"
@@ -156,7 +147,7 @@ class Registry:
         self.mlflow.set_tracking_uri(self.uri)
         self.mlflow.set_registry_uri(self.uri)
         with contextlib.redirect_stderr(io.StringIO()):
-            return _racing(lambda: self.mlflow.register_model(
+            return racing(lambda: self.mlflow.register_model(
                 self._model_uri(run), self.model, tags=version_tags))
 
     def variants(self) -> Registry:
@@ -166,7 +157,7 @@ class Registry:
         are one alias away, and the model carries the tag ``nasflow.variants`` naming them."""
         other = copy.copy(self)
         other.model = variants_of(self.model)
-        _racing(lambda: self.client.set_registered_model_tag(self.model, VARIANTS_TAG,
+        racing(lambda: self.client.set_registered_model_tag(self.model, VARIANTS_TAG,
                                                              other.model))
         return other
 
@@ -195,6 +186,8 @@ class Registry:
             f"{TAG}dataset": run.data.tags.get(tags.DATASET, ""),
             f"{TAG}architecture": run.data.tags.get(tags.CANDIDATE_ID, ""),
             f"{TAG}frontend": run.data.tags.get(tags.FRONTEND, ""),
+            **{key: run.data.tags[key] for key in (tags.DATA_DIGEST, tags.TEST_DIGEST)
+               if key in run.data.tags},
         }
         version = self._new_version(run, version_tags)
         assignments = "\n".join(f"- `{k}` = `{v[:300]}`" for k, v in optimal.assignments.items())
@@ -210,11 +203,11 @@ class Registry:
         return version, True
 
     def _alias(self, alias: str, version: str) -> None:
-        _racing(lambda: self.client.set_registered_model_alias(self.model, alias, version))
+        racing(lambda: self.client.set_registered_model_alias(self.model, alias, version))
 
     def _tag(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
-            _racing(lambda k=key, v=value: self.client.set_model_version_tag(
+            racing(lambda k=key, v=value: self.client.set_model_version_tag(
                 self.model, version, k, v))
 
     def _versions_of_run(self, run_id: str) -> list[Any]:
@@ -311,9 +304,12 @@ class Registry:
         if ours and previous is None:
             previous = (self.client.get_model_version(self.model, version.version)
                         .tags.get(PREVIOUS))
+        compared = (self.client.get_model_version(self.model, previous) if ours and previous
+                    else None if ours else champion)
         return Decision(self.model, version.version, CHAMPION if ours else CHALLENGER,
                         champion.version if champion else "", previous, score,
-                        champion_score, created, reason or "", fair)
+                        champion_score, created, reason or "", fair,
+                        None if fair else _other_test_data(version, compared))
 
     def promote(self, optimal: OptimalTrial, min_improvement: float = 0.0,
                 metric: str | None = None, maximize: bool | None = None,

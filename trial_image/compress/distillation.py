@@ -24,6 +24,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from trial_image.data import Split
+
 
 def soften(probabilities: Any, temperature: float) -> Any:
     """``softmax(log p / T)``; works on NumPy arrays and Keras tensors alike."""
@@ -61,20 +63,18 @@ class Distiller(keras.Model):
         return ops.mean(distillation_loss(y, y_pred, teacher, self.temperature, self.alpha))
 
 
-def distill(student: Callable[[], keras.Model], teacher: keras.Model | None, x: np.ndarray,
-            y: np.ndarray, *, temperature: float, alpha: float, epochs: int,
-            learning_rate: float, batch_size: int = 64, seed: int = 0) -> keras.Model:
+def distill(student: Callable[[], keras.Model], teacher: keras.Model | None, train: Split, *,
+            temperature: float, alpha: float, epochs: int, learning_rate: float,
+            batch_size: int = 64, seed: int = 0) -> keras.Model:
     """The student ``student()`` builds (after seeding: the same seed, the same initial weights),
-    trained on ``x, y`` (integer labels, light shifts) for ``epochs`` with a cosine learning
+    trained on ``train`` (integer labels, light shifts) for ``epochs`` with a cosine learning
     rate; ``teacher=None`` or ``alpha=1``: on the labels alone."""
-    from trial_image.data import pipeline
-
     keras.utils.set_random_seed(seed)
     student = student()
-    steps = epochs * int(np.ceil(len(x) / batch_size))
+    steps = epochs * int(np.ceil(train.count / batch_size))
     model = Distiller(student, teacher, temperature, alpha)
     model.compile(optimizer=keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(learning_rate, steps)))
-    model.fit(pipeline(x, y, batch_size, shuffle_seed=seed, augment="light"), epochs=epochs,
+    model.fit(train.batches(batch_size, shuffle_seed=seed, augment="light"), epochs=epochs,
               shuffle=False, verbose=0)  # the pipeline shuffles, seeded
     return student

@@ -107,30 +107,29 @@ def make(variant: str, source: Source, args: argparse.Namespace) -> tuple[bytes,
 
     data = source.data
     if variant == "int8-full":
-        return int8_full(source, data.x_train[:CALIBRATION_IMAGES], args.max_accuracy_drop)
+        return int8_full(source, data.train.take(CALIBRATION_IMAGES)[0], args.max_accuracy_drop)
     if variant in litert.QUANTIZATIONS:
         return litert.convert(source.model, variant), {}
     if variant.startswith("pruned-"):
         from trial_image.compress.pruning import MagnitudePruning, sparsity
-        from trial_image.data import pipeline
 
         target = int(variant.split("-")[1]) / 100
         model = keras.models.clone_model(source.model)
         model.set_weights(source.model.get_weights())
         keras.utils.set_random_seed(args.seed)
-        steps = args.prune_epochs * int(np.ceil(len(data.x_train) / 64))
+        steps = args.prune_epochs * int(np.ceil(data.train.count / 64))
         model.compile(optimizer=keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(1e-3, steps)),
             loss="sparse_categorical_crossentropy")
-        model.fit(pipeline(data.x_train, data.y_train, 64, shuffle_seed=args.seed,
-                           augment="light"), epochs=args.prune_epochs, shuffle=False,
+        model.fit(data.train.batches(64, shuffle_seed=args.seed, augment="light"),
+                  epochs=args.prune_epochs, shuffle=False,
                   callbacks=[MagnitudePruning(target, int(steps * 0.7))], verbose=0)
         return litert.convert(model, "float32"), {"Sparsity": sparsity(model)}
     from trial_image.builder import build_model
     from trial_image.compress.distillation import distill
 
     spec = source.student_spec(args.student_run)
-    student = distill(lambda: build_model(spec), source.model, data.x_train, data.y_train,
+    student = distill(lambda: build_model(spec), source.model, data.train,
                       temperature=args.temperature, alpha=args.alpha,
                       epochs=args.distill_epochs, learning_rate=spec.training.learning_rate,
                       seed=args.seed)
@@ -183,17 +182,22 @@ class Source:
         params = self.run.data.params
         size = tuple(int(s) for s in params.get("image_size", "(32, 32)").strip("()").split(","))
         self.data = datasets.load(self.run.data.tags.get(tags.DATASET, "digits"),
-                                  float(params.get("validation_split", 0.2)), size)
+                                  float(params.get("validation_split", 0.2)), size,
+                                  cache=params.get("data_cache"))
         if params.get("train_on") == "train+validation":  # a final model: what it trained on
             self.data = self.data.merged()  # calibrates, fine-tunes and teaches on the same
-        self.accuracy = self._accuracy(self.model.predict(self.data.x_test, verbose=0))
+        self.accuracy = self._accuracy(self.model.predict_on_batch)
 
-    def _accuracy(self, probabilities: np.ndarray) -> float:
-        return float(np.mean(np.argmax(probabilities, axis=1) == self.data.y_test))
+    def _accuracy(self, predict: Any) -> float:
+        """Test accuracy of ``predict`` (raw images → class scores), one batch at a time."""
+        from trial_image.training import predict_classes
+
+        truth, predicted = predict_classes(predict, self.data.test)
+        return float((truth == predicted).mean())
 
     def accuracy_of(self, content: bytes) -> float:
         """Test accuracy of a ``.tflite`` file, run by the LiteRT interpreter."""
-        return self._accuracy(litert.LiteRT(content).predict(self.data.x_test))
+        return self._accuracy(litert.LiteRT(content).predict)
 
     def student_spec(self, run_id: str) -> Any:
         from trial_image.spec import CandidateSpec
@@ -213,21 +217,25 @@ class Source:
                     ) -> dict[str, Any]:
         from trial_image.compress.pruning import compressed_size
         from trial_image.compress.pyfunc import log_model
+        from trial_image.data.lineage import digest_tags, log_inputs
+        from trial_image.tracking import racing
 
         model = litert.LiteRT(content)
-        accuracy = self._accuracy(model.predict(self.data.x_test))
+        accuracy = self._accuracy(model.predict)
+        sample = self.data.test.take(5)[0]
         metrics = {"Test-Accuracy": accuracy,
                    "Accuracy-Drop": round((self.accuracy - accuracy) * 100, 6),  # points
                    "File-Size-Bytes": float(len(content)),
                    "Compressed-Size-Bytes": float(compressed_size(content)),
-                   "Inference-Latency-Ms": model.latency_ms(self.data.x_test),
+                   "Inference-Latency-Ms": model.latency_ms(sample),
                    "Interpreter-Threads": float(litert.THREADS),
                    "Source-Test-Accuracy": self.accuracy,
                    "Parameter-Count": float(self.model.count_params()), **extra}
         source_model = f"models:/{self.name}/{self.version.version}"
         run_tags = {tags.ROLE: "variant", tags.VARIANT: variant, tags.SOURCE_MODEL: source_model,
                     tags.EXPERIMENT: self.run.data.tags.get(tags.EXPERIMENT, self.name),
-                    tags.DATASET: self.data.name, "mlflow.parentRunId": self.run.info.run_id}
+                    tags.DATASET: self.data.name, "mlflow.parentRunId": self.run.info.run_id,
+                    **digest_tags(self.data)}
         created = self.retry(lambda: self.client.create_run(
             self.run.info.experiment_id, run_name=f"{self.name}-v{self.version.version}-"
             f"{variant}", tags=run_tags), f"creating the {variant} run")
@@ -235,9 +243,11 @@ class Source:
                 self.mlflow.start_run(run_id=created.info.run_id):
             path = Path(tmp) / f"{variant}.tflite"
             path.write_bytes(content)
+            self.retry(lambda: racing(lambda: log_inputs(self.mlflow, self.data)),
+                       "logging the datasets")
             self.retry(lambda: self.mlflow.log_metrics(metrics), "logging the variant's metrics")
             self.retry(lambda: self.mlflow.log_artifact(str(path)), "storing the .tflite file")
-            self.retry(lambda: log_model(path, self.data.x_test[:5], self.data.num_classes),
+            self.retry(lambda: log_model(path, sample, self.data.num_classes),
                        "storing the variant's model")
         return {"variant": variant, "run_id": created.info.run_id, **metrics}
 

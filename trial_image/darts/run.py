@@ -24,8 +24,6 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
 from trial_image import data as datasets
 from trial_image import tags
 from trial_image.darts.settings import parse_num_layers, parse_search_space, parse_settings
@@ -38,13 +36,10 @@ def halves(data: Any, batch_size: int, seed: int) -> tuple[Any, Any, int]:
     Whole batches only (a last, smaller batch would retrace the compiled steps); the batch
     shrinks to the half's size on tiny datasets.
     """
-    order = np.random.default_rng(seed).permutation(len(data.x_train))
-    half = len(order) // 2
-    batch = min(batch_size, half)
-    weight_half, alpha_half = (
-        datasets.pipeline(data.x_train[index], data.y_train[index], batch, seed + part,
-                          drop_remainder=True)
-        for part, index in enumerate((order[:half], order[half:2 * half])))
+    parts = data.train.halves(seed)
+    batch = min(batch_size, min(p.count for p in parts))
+    weight_half, alpha_half = (p.batches(batch, seed + i, drop_remainder=True)
+                               for i, p in enumerate(parts))
     return weight_half, alpha_half, batch
 
 
@@ -55,7 +50,8 @@ def run_darts(args: argparse.Namespace) -> int:
     settings = parse_settings(args.algorithm_settings)
     primitives = parse_search_space(args.search_space)
     num_layers = parse_num_layers(args.num_layers)
-    data = datasets.load(args.dataset, args.validation_split, args.image_size)
+    data = datasets.load(args.dataset, args.validation_split, args.image_size,
+                         cache=args.data_cache)
     prepare_tensorflow(args.seed)
 
     from trial_image.darts.heatmap import alpha_heatmap
@@ -88,7 +84,7 @@ def run_darts(args: argparse.Namespace) -> int:
         guard = CollapseGuard(settings.max_skip_connections, settings.warmup_epochs)
         accuracies = []
         for epoch in range(settings.num_epochs):
-            result = search.epoch(epoch, weight_half, alpha_half, (data.x_val, data.y_val), log)
+            result = search.epoch(epoch, weight_half, alpha_half, data.validation, log)
             accuracies.append(result.validation_accuracy)
             genotype = search.genotype()
             skips, share = skip_share(genotype)

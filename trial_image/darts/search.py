@@ -23,6 +23,8 @@ import tensorflow as tf
 
 from trial_image.darts.settings import NONE, DartsSettings
 from trial_image.darts.supernet import SupernetShape
+from trial_image.data import Split
+from trial_image.training import predict_classes
 
 
 def _gradient(tape: tf.GradientTape, loss: tf.Tensor, variables: list) -> list[tf.Tensor]:
@@ -149,7 +151,7 @@ class BilevelSearch:
                                                                       s.num_epochs))
 
     def epoch(self, epoch: int, weight_half: tf.data.Dataset, alpha_half: tf.data.Dataset,
-              validation: tuple[np.ndarray, np.ndarray], log=None) -> EpochResult:
+              validation: Split, log=None) -> EpochResult:
         lr = self.learning_rate(epoch)
         self.w_lr.assign(lr)
         self.w_optimizer.learning_rate = lr
@@ -169,14 +171,11 @@ class BilevelSearch:
             if log and step % self.settings.print_step == 0:
                 log(f"epoch {epoch + 1} step {step}: loss {float(loss):.4f}, lr {lr:.5f}")
         return EpochResult(float(np.mean(losses)), correct / max(seen, 1),
-                           self.accuracy(*validation), lr)
+                           self.accuracy(validation), lr)
 
-    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
-        right = 0
-        for start in range(0, len(x), 256):
-            probabilities = self.predict(tf.constant(x[start:start + 256]))
-            right += int(np.sum(np.argmax(probabilities, -1) == y[start:start + 256]))
-        return right / len(x)
+    def accuracy(self, split: Split) -> float:
+        truth, predicted = predict_classes(lambda x: self.predict(tf.constant(x)), split)
+        return float((truth == predicted).mean())
 
     # ---- the result --------------------------------------------------------------------------
 
