@@ -202,10 +202,6 @@ RULES = [
                             "algorithmSettings": [{"name": "start_step", "value": "0"}]},
      "spec.earlyStopping.algorithmSettings[0].value", "start_step must be >= 1"),
     ("spec.resumePolicy", "Sometimes", "spec.resumePolicy", "Never, LongRunning or FromVolume"),
-    ("spec.trialTemplate.trialSpec.spec.template.spec.containers.0.env",
-     [{"name": "AWS_SECRET_ACCESS_KEY", "value": "wJalrXUtnFEMI"}],
-     "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].env[0]",
-     "AWS_SECRET_ACCESS_KEY is a literal value: read credentials from a Secret"),
 ]
 
 
@@ -214,17 +210,6 @@ RULES = [
 def test_rule(field, value, path, message):
     _, problems = validate("m.yaml", mutate(field, value))
     assert any(p.path == path and message in p.message for p in problems), problems
-
-
-def test_a_literal_credential_is_refused_without_repeating_it():
-    doc = mutate("spec.trialTemplate.trialSpec.spec.template.spec.containers.0.env",
-                 [{"name": "MLFLOW_TRACKING_PASSWORD", "value": "hunter2-secret"},
-                  {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {
-                      "name": "s3", "key": "secret"}}}])
-    _, problems = validate("m.yaml", doc)
-    assert [p.path for p in problems] == [
-        "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].env[0]"]
-    assert "hunter2" not in str(problems)
 
 
 def test_base_manifest_is_valid():

@@ -13,11 +13,6 @@ TRIAL_PARAM_RE = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 META_RE = re.compile(r"^\$\{trialSpec\.(.+?)\}$")
 META_KEYS = {"Name", "Namespace", "Kind", "APIVersion"}
 JOB_KINDS = {"Job", "TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "TrainJob"}
-# environment variables that hold a secret: a trial reads them from a Secret (valueFrom), never
-# from a literal in the manifest, which anyone who can read the Experiment (or its trials) reads
-CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-               "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "AZURE_STORAGE_ACCESS_KEY",
-               "AZURE_STORAGE_CONNECTION_STRING")
 
 
 def _containers(trial_spec: dict) -> list[dict]:
@@ -73,7 +68,6 @@ def check_trial_template(spec: Any, raw: dict[str, Any]) -> list[Problem]:
                                f"{template.primary_container_name!r} is not a container of the "
                                f"trial Job (containers: {', '.join(map(str, names))})"))
     out += _experiment_label(trial_spec, raw, base)
-    out += _literal_credentials(trial_spec, f"{base}.trialSpec.spec.template.spec")
     declared = [p.name for p in template.trial_parameters or []]
     references = [p.reference for p in template.trial_parameters or []]
     algorithm = spec.algorithm.algorithm_name if spec.algorithm else ""
@@ -132,19 +126,6 @@ def _meta_reference(key: str, trial_spec: dict, where: str) -> list[Problem]:
     return []
 
 
-
-
-def _literal_credentials(trial_spec: dict, where: str) -> list[Problem]:
-    """A credential written into the manifest (its value is never repeated)."""
-    out = []
-    for i, container in enumerate(_containers(trial_spec)):
-        env = container.get("env")
-        for j, item in enumerate(env if isinstance(env, list) else []):
-            if isinstance(item, dict) and item.get("name") in CREDENTIALS and "value" in item:
-                out.append(Problem(f"{where}.containers[{i}].env[{j}]",
-                                   f"{item['name']} is a literal value: read credentials from a "
-                                   "Secret (valueFrom.secretKeyRef), never from the manifest"))
-    return out
 
 
 def _experiment_label(trial_spec: dict, raw: dict[str, Any], base: str) -> list[Problem]:
