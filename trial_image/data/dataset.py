@@ -47,6 +47,16 @@ class Split(ABC):
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The first ``n`` examples as arrays (calibration, input examples, latency)."""
 
+    def _cached(self, ds: Any, shuffle_seed: int | None) -> Any:
+        """``--data-cache`` of a streamed split (its ``cache``: "memory" or a folder): decoded
+        examples kept after the first pass, then shuffled in a bounded buffer."""
+        cache = self.cache  # type: ignore[attr-defined]
+        ds = ds.cache("" if cache == "memory" else f"{cache}/{self.name}-{self.digest}")
+        if shuffle_seed is not None:
+            ds = ds.shuffle(min(self.count, SHUFFLE_BUFFER), seed=shuffle_seed,
+                            reshuffle_each_iteration=True)
+        return ds
+
     def arrays(self, batch_size: int = EVALUATION_BATCH) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The split in order, one batch of arrays at a time."""
         return self.batches(batch_size).as_numpy_iterator()

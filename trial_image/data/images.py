@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from trial_image.data import splits as rule
-from trial_image.data.dataset import SHUFFLE_BUFFER, Dataset, Split, finish
+from trial_image.data.dataset import Dataset, Split, finish
 from trial_image.data.storage import Entry, Storage, source_error, storage_for
 from trial_image.errors import InputError
 
@@ -98,11 +98,7 @@ class FileSplit(Split):
                                           reshuffle_each_iteration=True)
             ds = self._examples(indices)
         else:
-            ds = self._examples(indices).cache(
-                "" if self.cache == "memory" else f"{self.cache}/{self.name}-{self.digest}")
-            if shuffle_seed is not None:
-                ds = ds.shuffle(min(self.count, SHUFFLE_BUFFER), seed=shuffle_seed,
-                                reshuffle_each_iteration=True)
+            ds = self._cached(self._examples(indices), shuffle_seed)
         return finish(ds, batch_size, shuffle_seed, drop_remainder, augment)
 
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:

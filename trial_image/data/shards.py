@@ -97,11 +97,7 @@ class ShardSplit(Split):
                                           reshuffle_each_iteration=True)
             ds = self._decode(records)
         else:
-            ds = self._decode(self._records(None)).cache(
-                "" if self.cache == "memory" else f"{self.cache}/{self.name}-{self.digest}")
-            if shuffle_seed is not None:
-                ds = ds.shuffle(min(self.count, SHUFFLE_BUFFER), seed=shuffle_seed,
-                                reshuffle_each_iteration=True)
+            ds = self._cached(self._decode(self._records(None)), shuffle_seed)
         return finish(ds, batch_size, shuffle_seed, drop_remainder, augment)
 
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
