@@ -13,6 +13,17 @@ import time
 from pathlib import Path
 
 
+def _holder(fd: int) -> str:
+    """Who holds the lock: the holder writes it just after taking the lock, so a second
+    engine started at the same instant waits up to a second for that line."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        said = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        if said or time.monotonic() > deadline:
+            return said or "another process"
+        time.sleep(0.02)
+
+
 class Locked(Exception):
     """Another process holds the lock; ``str()`` names it."""
 
@@ -28,7 +39,7 @@ class ExperimentLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            holder = _holder(fd)
             os.close(fd)
             raise Locked(holder) from None
         os.ftruncate(fd, 0)
