@@ -56,6 +56,8 @@ bench: install
 	$(BIN)/python benchmarks/holdout_blobs.py
 	$(BIN)/python benchmarks/mlflow_auth.py
 	$(BIN)/python benchmarks/data_scale.py
+	$(BIN)/python benchmarks/tabular.py
+	$(BIN)/python benchmarks/sequences.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow

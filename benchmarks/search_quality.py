@@ -55,8 +55,8 @@ def run_search(label: str, seed: int, trials: int, workdir: Path) -> dict[str, f
     status, final = out["search"], out["final"]
     best = next(m for m in status["currentOptimalTrial"]["observation"]["metrics"]
                 if m["name"] == "Validation-Accuracy")
-    return {"validation": float(best["max"]), "search_test": final["best_search_test_accuracy"],
-            "final_test": final["test_accuracy"], "search_s": status["elapsedSeconds"],
+    return {"validation": float(best["max"]), "search_test": final["best_search_test_score"],
+            "final_test": final["test_score"], "search_s": status["elapsedSeconds"],
             "final_s": final["seconds"]}
 
 

@@ -25,6 +25,8 @@ beyond ``retention``. The config file (YAML)::
       minAccuracy: 0.98
       maxLatencyMs: 25
       maxParameters: 500000
+      metrics: "Test-R2>=0.4"  # conditions on any run metric, comma-separated (regression:
+                               #   Test-RMSE<=55)
     compress:                  # variants of a new champion, as a Job (default: on, all of
       variants: float32,int8-full,pruned-50   #   them); false: off
       maxAccuracyDrop: 0.5     # points; a variant further below is logged, not registered
@@ -57,7 +59,7 @@ FIELDS = {"experiment", "name", "namespace", "trialImage", "model", "minImprovem
 SCHEDULE_FIELDS = {"topK": "top_k", "seeds": "seeds", "epochs": "epochs",
                    "lrSchedule": "lr_schedule", "augment": "augment"}
 GATE_FIELDS = {"minAccuracy": "min_accuracy", "maxLatencyMs": "max_latency_ms",
-               "maxParameters": "max_parameters"}
+               "maxParameters": "max_parameters", "metrics": "metrics"}
 COMPRESS_FIELDS = {"variants": "variants", "maxAccuracyDrop": "max_accuracy_drop"}
 
 

@@ -103,7 +103,7 @@ def test_what_the_trial_asks_its_data_loader_for(monkeypatch, flags, asked):
     argv, per_block = cli.normalise_argv(["--dataset=digits", *flags])
     with pytest.raises(Loaded):
         cli.run(cli.build_parser().parse_args(argv), per_block)
-    assert calls == [{**asked, "cache": None}]
+    assert calls == [{**asked, "cache": None, "table": data.TableOptions()}]
 
 
 def test_the_splits_each_role_trains_and_tests_on():
@@ -279,9 +279,9 @@ def test_pipeline_trains_the_final_model_as_jobs_and_promotes_it(cli, mlflow_ser
     run = client.get_run(final["final_run"])
     assert run.data.tags["nasflow.role"] == "final"
     assert run.data.tags["katib.trial"] == kubelet.started[2]
-    assert run.data.metrics["Test-Accuracy"] == final["test_accuracy"]
+    assert run.data.metrics["Test-Accuracy"] == final["test_score"]
     promotion = result["promotion"]
-    assert promotion["decision"] == "champion" and promotion["score"] == final["test_accuracy"]
+    assert promotion["decision"] == "champion" and promotion["score"] == final["test_score"]
     version = client.get_model_version(model, promotion["version"])
     assert version.run_id == final["final_run"] and version.tags["nasflow.gates"] == "passed"
     (variant,) = result["compression"]
@@ -478,9 +478,9 @@ def test_a_final_run_that_stalls_is_rejected_and_final_training_recovers(mlflow_
                       Schedule(top_k=2, epochs=5), lines.append)
     assert result.winner == "runner-up"
     assert len(result.rejected) == 2
-    assert "ended at training accuracy 0.7500 where its selection run(s) reached 0.9950" in \
+    assert "ended at Training-Accuracy 0.7500 where its selection run(s) reached 0.9950" in \
         result.rejected[0]
-    assert result.test_accuracy == pytest.approx(0.985)
+    assert result.test_score == pytest.approx(0.985)
     client = MlflowClient(mlflow_server.uri)
     roles = sorted(r.data.tags["nasflow.role"] for r in client.search_runs(
         [client.get_experiment_by_name(name).experiment_id]))

@@ -146,8 +146,8 @@ def assert_no_running_runs(uri: str) -> None:
         (["--architecture=[[27], [29, 0", "--nn_config={}"], 2,
          "--architecture: not a valid Katib value"),
         (["--architecture=[[5]]", "--nn_config={'num_layers': 1, 'input_sizes': [8, 8, 1], "
-          "'output_sizes': [10], 'embedding': {'5': {'opt_id': 5, 'opt_type': 'attention', "
-          "'opt_params': {'heads': '2'}}}}"], 2, "unknown opt_type 'attention'"),
+          "'output_sizes': [10], 'embedding': {'5': {'opt_id': 5, 'opt_type': 'lstm', "
+          "'opt_params': {'heads': '2'}}}}"], 2, "unknown opt_type 'lstm'"),
         (["--dataset=npz:/nonexistent/data.npz"], 2, "npz:/nonexistent/data.npz: no such file"),
         (["--dataset=imagenet"], 2, "unknown dataset 'imagenet'"),
         (["--optimizer=sgd", "--learning-rate=1e12", "--dense-units=64", "--epochs=3"], 3,

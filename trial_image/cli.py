@@ -19,7 +19,7 @@ from typing import Any
 from trial_image import tags
 from trial_image.errors import InputError, TrialError
 
-PER_BLOCK = re.compile(r"^--(filters|kernel-size|pooling)-(\d+)(?:=(.*))?$", re.S)
+PER_BLOCK = re.compile(r"^--(filters|kernel-size|pooling|units|block)-(\d+)(?:=(.*))?$", re.S)
 
 
 def _bool(value: str) -> bool:
@@ -46,6 +46,17 @@ def _image_size(value: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+def _column_types(value: str) -> dict[str, str]:
+    kinds = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, eq, kind = item.rpartition("=")
+        if not eq or not name or kind not in ("numeric", "categorical", "text", "ignore"):
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=numeric, categorical, text or ignore, got {item!r}")
+        kinds[name] = kind
+    return kinds
+
+
 def _data_flags(p: argparse.ArgumentParser) -> None:
     from trial_image.data import CACHES_HELP, DATASETS_HELP
 
@@ -55,6 +66,18 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image-size", type=_image_size, default=(32, 32),
                    help="HxW images are resized to, for dir: and tfrecord: (default 32x32)")
     g.add_argument("--data-cache", default=None, metavar="memory|FOLDER", help=CACHES_HELP)
+    g = p.add_argument_group("tables, texts and series (csv:, parquet:, series:, the bundled "
+                             "ones)")
+    g.add_argument("--target", default=None, help="the column to predict (bundled: 'target')")
+    g.add_argument("--task", choices=("classification", "regression"), default=None,
+                   help="default: inferred from the target (text or few integers: "
+                   "classification), and said")
+    g.add_argument("--column-types", type=_column_types, default=None,
+                   metavar="NAME=KIND,...", help="numeric, categorical, text or ignore, "
+                   "overriding the inferred kind of these columns")
+    g.add_argument("--lookback", type=int, default=24, help="a series: values a window holds")
+    g.add_argument("--horizon", type=int, default=1,
+                   help="a series: how many steps after its window a forecast is for")
 
 
 def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
@@ -64,6 +87,8 @@ def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     g.add_argument("--learning-rate", "--lr", type=float, default=1e-3)
     g.add_argument("--momentum", type=float, default=0.9, help="for sgd and rmsprop")
+    g.add_argument("--weight-decay", type=float, default=0.0,
+                   help="decoupled weight decay (Adam with one is AdamW; default 0)")
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--epochs", "--num-epochs", type=int, default=10)
     g.add_argument("--patience", type=int, default=5,
@@ -135,7 +160,7 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trial_image.frontends.hyperparams import POOLINGS
+    from trial_image.frontends.hyperparams import POOLINGS, SEQUENCE_BLOCKS, TABLE_BLOCKS
 
     p = _parser("python -m trial_image",
                 "Train ONE Keras candidate from Katib trial parameters, report Katib metrics and "
@@ -153,6 +178,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-norm", type=_bool, default=None, help="default true")
     g.add_argument("--dense-units", type=int, default=0, help="hidden dense layer in the head")
     g.add_argument("--dropout", type=float, default=0.0, help="before the output layer")
+    g = p.add_argument_group("hyperparameter front end, tables, texts and series (with "
+                             "--num-blocks, --batch-norm, --kernel-size)")
+    g.add_argument("--block", choices=TABLE_BLOCKS + SEQUENCE_BLOCKS, default=None,
+                   help="tables: dense (default), residual, glu or attention; texts and series: "
+                   "conv1d (default), rnn or attention; --block-N per block")
+    g.add_argument("--units", type=int, default=None,
+                   help="width of dense, residual, glu, conv1d and rnn blocks (default 64); "
+                   "--units-N")
+    g.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="rnn blocks' cell")
+    g.add_argument("--bidirectional", type=_bool, default=False, help="rnn blocks both ways")
+    g.add_argument("--sequence-length", type=int, default=64, help="a text's tokens read")
+    g.add_argument("--vocabulary-size", type=int, default=10_000,
+                   help="a text's most frequent words kept")
+    g.add_argument("--block-dropout", type=float, default=0.0, help="inside each block")
+    g.add_argument("--heads", type=int, default=2, help="attention blocks' heads")
+    g.add_argument("--key-dim", type=int, default=8, help="attention blocks' width per head")
+    g.add_argument("--embedding-size", type=int, default=8,
+                   help="dimensions of each categorical column's embedding")
     g = p.add_argument_group("Katib ENAS front end")
     g.add_argument("--architecture", help="Katib's ENAS 'architecture' string")
     g.add_argument("--nn-config", help="Katib's ENAS 'nn_config' string")
@@ -190,7 +233,8 @@ def build_darts_parser() -> argparse.ArgumentParser:
 def normalise_argv(argv: list[str]) -> tuple[list[str], dict[str, dict[int, str]]]:
     """Map ``--a_b`` to ``--a-b`` (Katib examples use both) and pull out per-block flags."""
     flags: list[str] = []
-    per_block: dict[str, dict[int, str]] = {"filters": {}, "kernel-size": {}, "pooling": {}}
+    per_block: dict[str, dict[int, str]] = {"filters": {}, "kernel-size": {}, "pooling": {},
+                                            "units": {}, "block": {}}
     args = iter(argv)
     for token in args:
         if token.startswith("--"):
@@ -220,13 +264,32 @@ def _per_block(default: Any, overrides: dict[int, str], blocks: int, kind: type,
 
 def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], data: Any):
     from trial_image.frontends import enas, genotype, hyperparams
-    from trial_image.spec import Frame, Head, Training
+    from trial_image.spec import Frame, Head, Series, Table, Training
 
+    table = Table(data.columns, args.embedding_size, args.sequence_length,
+                  args.vocabulary_size) if data.columns else None
     frame = Frame(input_shape=data.input_shape, num_classes=data.num_classes,
                   input_scale=data.scale, training=Training.of(args),
-                  head=Head(dense_units=args.dense_units, dropout=args.dropout))
-    hp_flags = [f for f in ("num_blocks", "filters", "kernel_size", "pooling", "batch_norm")
-                if getattr(args, f) is not None] + [f for f, v in per_block.items() if v]
+                  head=Head(dense_units=args.dense_units, dropout=args.dropout),
+                  task=data.task, table=table,
+                  series=Series(data.input_shape[0]) if data.family == "series" else None)
+    image_flags = [f for f in ("filters", "pooling") if getattr(args, f) is not None] + [
+        f for f in ("filters", "pooling") if per_block[f]]
+    block_flags = [f for f in ("block", "units") if getattr(args, f) is not None] + [
+        f for f in ("units", "block") if per_block[f]]
+    kernel_flags = ["kernel_size"] if args.kernel_size is not None or per_block["kernel-size"] \
+        else []
+    hp_flags = [f for f in ("num_blocks", "batch_norm") if getattr(args, f) is not None] + \
+        image_flags + block_flags + kernel_flags
+    blocks = 2 if args.num_blocks is None else args.num_blocks
+    if blocks < 1:
+        raise InputError(f"--num-blocks must be at least 1, got {blocks}")
+    if data.family != "image":
+        return _block_spec(args, per_block, frame, data, blocks, image_flags + (
+            kernel_flags if data.family == "table" else []))
+    if block_flags:
+        raise InputError(f"--block and --units are for tables, texts and series, not "
+                         f"{data.name}")
     if args.architecture is not None or args.nn_config is not None:
         if args.architecture is None or args.nn_config is None:
             raise InputError("--architecture and --nn_config must be given together")
@@ -241,9 +304,6 @@ def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], da
         return genotype.to_spec(args.genotype, num_layers=args.num_layers,
                                 init_channels=args.init_channels,
                                 stem_multiplier=args.stem_multiplier, frame=frame)
-    blocks = 2 if args.num_blocks is None else args.num_blocks
-    if blocks < 1:
-        raise InputError(f"--num-blocks must be at least 1, got {blocks}")
     return hyperparams.to_spec(
         num_blocks=blocks,
         filters=_per_block(args.filters or 32, per_block["filters"], blocks, int, "filters"),
@@ -255,6 +315,37 @@ def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], da
     )
 
 
+def _block_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], frame: Any,
+                data: Any, blocks: int, wrong_flags: list[str]) -> Any:
+    """A table's, a text's or a series' candidate: blocks, or ENAS strings of their
+    operations."""
+    from trial_image.frontends import enas, hyperparams
+
+    if args.genotype is not None or wrong_flags:
+        raise InputError(f"{data.name} is a {data.family}: its candidates are blocks (--block, "
+                         f"--units) or ENAS strings of {data.family} operations, not "
+                         f"{', '.join(wrong_flags) or 'genotypes'}")
+    if args.architecture is not None or args.nn_config is not None:
+        if args.architecture is None or args.nn_config is None:
+            raise InputError("--architecture and --nn_config must be given together")
+        return enas.to_spec(args.architecture, args.nn_config, frame=frame)
+    sequence = data.family in ("text", "series")
+    default = "conv1d" if sequence else "dense"
+    kinds = _per_block(args.block or default, per_block["block"], blocks, str, "block")
+    allowed = hyperparams.SEQUENCE_BLOCKS if sequence else hyperparams.TABLE_BLOCKS
+    wrong = [kind for kind in kinds if kind not in allowed]
+    if wrong:
+        raise InputError(f"--block {wrong[0]}: a {data.family}'s blocks are "
+                         f"{', '.join(allowed)}")
+    return hyperparams.to_block_spec(
+        blocks=kinds, units=_per_block(args.units or 64, per_block["units"], blocks, int, "units"),
+        kernel_sizes=_per_block(args.kernel_size or 3, per_block["kernel-size"], blocks, int,
+                                "kernel-size"),
+        dropout=args.block_dropout, batch_norm=True if args.batch_norm is None
+        else args.batch_norm, heads=args.heads, key_dim=args.key_dim, cell=args.cell,
+        bidirectional=args.bidirectional, frame=frame)
+
+
 def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
     from trial_image import data as datasets
     from trial_image.trial_run import RunOptions, TrialRun, prepare_tensorflow
@@ -263,17 +354,19 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
         raise InputError("--evaluate-model measures on the test split, which --skip-test leaves "
                          "out")
     data = datasets.load(args.dataset, args.validation_split, args.image_size,
-                         test=not args.skip_test, cache=args.data_cache)
+                         test=not args.skip_test, cache=args.data_cache,
+                         table=datasets.TableOptions(args.target, args.task, args.column_types,
+                                                     args.lookback, args.horizon))
     if args.train_on == "train+validation":
         data = data.merged()
     spec = make_spec(args, per_block, data)
     prepare_tensorflow(args.seed)
     from trial_image.builder import build_model
 
-    model = build_model(spec)
+    model = build_model(spec, data.train)
     with TrialRun(RunOptions.of(args), data) as trial:
         run_tags = {tags.FRONTEND: spec.source, tags.CANDIDATE_ID: spec.candidate_id,
-                    tags.ROLE: args.role}
+                    tags.ROLE: args.role, tags.TASK: spec.task, tags.FAMILY: spec.family}
         if args.search_space:
             run_tags[tags.SEARCH_SPACE] = args.search_space
         if args.source_trial:

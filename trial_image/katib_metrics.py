@@ -15,12 +15,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-KERAS_TO_KATIB = {
-    "accuracy": "Training-Accuracy",
-    "loss": "Training-Loss",
-    "val_accuracy": "Validation-Accuracy",
-    "val_loss": "Validation-Loss",
-}
 FORMATS = ("text", "json")
 
 

@@ -1,5 +1,6 @@
-"""What a reviewer reads beside the accuracy of a final model: per-class precision, recall and F1,
-the confusion matrix, the architecture as a diagram, and the champion measured on the same data.
+"""What a reviewer reads beside the measure of a final model: per-class precision, recall and F1
+with the confusion matrix (classification), or MAE, R², the residuals and the error by decile of
+the target (regression); the architecture as a diagram; the champion measured on the same data.
 
 Scikit-learn's metrics on the model's predictions of the test split. (MLflow's
 ``mlflow.models.evaluate`` takes tabular data; a batch of images is not a DataFrame.)
@@ -36,6 +37,45 @@ def classification(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int
     return metrics, table
 
 
+def regression(y_true: np.ndarray, y_pred: np.ndarray
+               ) -> tuple[dict[str, float], dict[str, Any]]:
+    """RMSE, MAE and R² as metrics, and the error by decile of the true target (where in its
+    range the model errs: a model that predicts the mean does well in the middle deciles and
+    badly at both ends)."""
+    errors = y_pred.astype("float64") - y_true.astype("float64")
+    spread = float(np.sum((y_true - y_true.mean()) ** 2))
+    metrics = {"Test-RMSE": float(np.sqrt(np.mean(errors ** 2))),
+               "Test-MAE": float(np.mean(np.abs(errors))),
+               "Test-R2": 1.0 - float(np.sum(errors ** 2)) / spread if spread else 0.0}
+    edges = np.quantile(y_true, np.linspace(0, 1, 11))
+    deciles = np.clip(np.searchsorted(edges, y_true, side="right") - 1, 0, 9)
+    table = {"deciles": [{"decile": d + 1, "from": round(float(edges[d]), 6),
+                          "to": round(float(edges[d + 1]), 6), "count": int(np.sum(chosen)),
+                          "mae": round(float(np.mean(np.abs(errors[chosen]))), 6),
+                          "bias": round(float(np.mean(errors[chosen])), 6)}
+                         for d in range(10) if np.any(chosen := deciles == d)]}
+    return metrics, table
+
+
+def residual_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str) -> Any:
+    """Predicted against true (the diagonal is perfect), and the residual against the truth."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.5, 3.2), dpi=DPI, layout="constrained")
+    left, right = figure.subplots(1, 2)
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    left.scatter(y_true, y_pred, s=6, alpha=0.6)
+    left.plot([low, high], [low, high], color="#c0392b", linewidth=0.8)
+    left.set_xlabel("true")
+    left.set_ylabel("predicted")
+    right.scatter(y_true, y_pred - y_true, s=6, alpha=0.6)
+    right.axhline(0, color="#c0392b", linewidth=0.8)
+    right.set_xlabel("true")
+    right.set_ylabel("residual (predicted − true)")
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
 def confusion_figure(matrix: list[list[int]], title: str) -> Any:
     from matplotlib.figure import Figure
 
@@ -58,13 +98,18 @@ def confusion_figure(matrix: list[list[int]], title: str) -> Any:
 
 def _label(spec: CandidateSpec, index: int) -> str:
     if index == 0:
-        return f"image {'×'.join(map(str, spec.input_shape))}"
+        if spec.family == "image":
+            return f"image {'×'.join(map(str, spec.input_shape))}"
+        return {"table": f"table, {spec.input_shape[0]} columns", "text": "text, tokens embedded",
+                "series": f"window of {spec.input_shape[0]} values"}[spec.family]
     node = spec.nodes[index - 1]
     p = with_defaults(node.op, node.params)
     text = {"conv": "conv {kernel}×{kernel}, {filters}", "sep_conv": "sep conv {kernel}×{kernel}, "
             "{filters}", "depthwise_conv": "depthwise {kernel}×{kernel}",
             "pool": "{pool_type} pool {size}×{size}", "factorized_reduce": "reduce, {filters}",
-            "identity": node.merge}[node.op].format(**p)
+            "identity": node.merge, "dense": "dense {units}", "residual": "residual {units}",
+            "glu": "GLU {units}", "attention": "attention {heads}×{key_dim}",
+            "conv1d": "conv1d {kernel}, {filters}", "rnn": "{cell} {units}"}[node.op].format(**p)
     if p.get("stride", 1) not in (1, None):
         text += f", stride {p['stride']}"
     if p.get("dilation", 1) != 1:
@@ -87,8 +132,9 @@ def architecture_figure(spec: CandidateSpec, title: str) -> Any:
     for index in range(count):
         axis.text(0, -index, _label(spec, index), ha="center", va="center", fontsize=9,
                   bbox={"boxstyle": "round", "facecolor": "#e8f0fe" if index else "#eeeeee"})
-    axis.text(0, -count, f"pool, {spec.num_classes} classes", ha="center", va="center",
-              fontsize=9, bbox={"boxstyle": "round", "facecolor": "#eeeeee"})
+    head = f"{spec.num_classes} classes" if spec.task == "classification" else "one number"
+    axis.text(0, -count, head if spec.family == "table" else f"pool, {head}", ha="center",
+              va="center", fontsize=9, bbox={"boxstyle": "round", "facecolor": "#eeeeee"})
     edges = [(source, index) for index, node in enumerate(spec.nodes, start=1)
              for source in node.inputs] + [(count - 1, count)]
     for k, (source, target) in enumerate(edges):

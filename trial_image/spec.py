@@ -1,8 +1,11 @@
 """The one candidate description every front end produces and the one builder builds.
 
-A candidate is a small DAG. Index 0 is the (rescaled) network input; node ``i`` (1-based) applies
-one operation to the merge of its inputs, which are earlier indices. The last node feeds the head.
-It is plain data (JSON round-trip), so the engine, MLflow and the registry can store it as is.
+A candidate is a small DAG. Index 0 is the network's encoded input (rescaled pixels; for a table,
+its columns normalised and embedded); node ``i`` (1-based) applies one operation to the merge of
+its inputs, which are earlier indices. The last node feeds the head: class probabilities
+(classification) or one number (regression). It is plain data (JSON round-trip), so the engine,
+MLflow and the registry can store it as is. Statistics of the data (a column's mean, a
+vocabulary) are not part of it: the builder adapts them on the training split.
 """
 
 from __future__ import annotations
@@ -27,7 +30,26 @@ OPS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "pool": (("pool_type", "size"), {"stride": None}),
     "factorized_reduce": (("filters",), {}),
     "identity": ((), {}),
+    # table operations, on (batch, features): Dense-BN-ReLU; a pre-norm residual MLP block;
+    # a gated linear unit; self-attention over feature tokens (FT-Transformer's block)
+    "dense": (("units",), {"dropout": 0.0, "batch_norm": True}),
+    "residual": (("units",), {"dropout": 0.0}),
+    "glu": (("units",), {"dropout": 0.0}),
+    "attention": (("heads", "key_dim"), {"dropout": 0.0}),
+    # sequence operations, on (batch, steps, channels) (a text's tokens, a series' window):
+    # a dilated 1-D convolution (same length); a GRU or LSTM layer; "attention" above, over steps
+    "conv1d": (("filters", "kernel"), {"dilation": 1, "dropout": 0.0}),
+    "rnn": (("units",), {"cell": "gru", "bidirectional": False, "dropout": 0.0}),
 }
+IMAGE_OPS = frozenset({"conv", "sep_conv", "depthwise_conv", "pool", "factorized_reduce",
+                       "identity"})
+TABLE_OPS = frozenset({"dense", "residual", "glu", "attention", "identity"})
+SEQUENCE_OPS = frozenset({"conv1d", "rnn", "attention", "identity"})
+FAMILY_OPS = {"image": IMAGE_OPS, "table": TABLE_OPS, "text": SEQUENCE_OPS,
+              "series": SEQUENCE_OPS}
+TASKS = ("classification", "regression")
+COLUMN_KINDS = ("numeric", "categorical", "text")
+RNN_CELLS = ("gru", "lstm")
 MERGES = ("concat", "add")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")  # cosine: decays to 0 over all epochs
@@ -51,10 +73,32 @@ class Head:
 
 
 @dataclass(frozen=True)
+class Table:
+    """A table's inputs: its feature columns in order, each ``(name, kind)``; a categorical
+    column's values are looked up in its training vocabulary and embedded in ``embedding_size``
+    dimensions (one more row for values never seen, missing ones included). A table whose one
+    column is ``text`` is a text: its first ``sequence_length`` tokens (of the
+    ``vocabulary_size`` most frequent in training) are embedded, a sequence of steps."""
+
+    columns: tuple[tuple[str, str], ...]
+    embedding_size: int = 8
+    sequence_length: int = 64
+    vocabulary_size: int = 10_000
+
+
+@dataclass(frozen=True)
+class Series:
+    """A forecast's input: the last ``lookback`` values of the series (a window)."""
+
+    lookback: int
+
+
+@dataclass(frozen=True)
 class Training:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     momentum: float = 0.9
+    weight_decay: float = 0.0  # decoupled (AdamW / SGDW); 0 is plain Adam or SGD
     batch_size: int = 64
     epochs: int = 10
     lr_schedule: str = "constant"
@@ -64,37 +108,54 @@ class Training:
     def of(cls, flags: Any) -> Training:
         """From the trial CLI's flags of the same names (``--learning-rate`` and so on)."""
         return cls(optimizer=flags.optimizer, learning_rate=flags.learning_rate,
-                   momentum=flags.momentum, batch_size=flags.batch_size, epochs=flags.epochs,
+                   momentum=flags.momentum, weight_decay=flags.weight_decay,
+                   batch_size=flags.batch_size, epochs=flags.epochs,
                    lr_schedule=flags.lr_schedule, augment=flags.augment)
 
 
 @dataclass(frozen=True)
 class Frame:
-    """What a candidate takes from its trial, whatever its front end: the data's shape, classes
-    and scaling, the head and the training. Front ends describe only the nodes;
-    :meth:`candidate` is the one place a :class:`CandidateSpec` is put together."""
+    """What a candidate takes from its trial, whatever its front end: the data's shape, task,
+    classes and scaling (or columns), the head and the training. Front ends describe only the
+    nodes; :meth:`candidate` is the one place a :class:`CandidateSpec` is put together."""
 
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     num_classes: int
     input_scale: float = 1.0
     head: Head = Head()
     training: Training = Training()
+    task: str = "classification"
+    table: Table | None = None
+    series: Series | None = None
 
     def candidate(self, source: str, nodes: Sequence[Node]) -> CandidateSpec:
         return CandidateSpec(input_shape=self.input_shape, num_classes=self.num_classes,
                              nodes=tuple(nodes), head=self.head, training=self.training,
-                             input_scale=self.input_scale, source=source)
+                             input_scale=self.input_scale, source=source, task=self.task,
+                             table=self.table, series=self.series)
 
 
 @dataclass(frozen=True)
 class CandidateSpec:
-    input_shape: tuple[int, int, int]
-    num_classes: int
+    input_shape: tuple[int, ...]  # (height, width, channels); a table's (columns,); (lookback,)
+    num_classes: int  # 0 for regression
     nodes: tuple[Node, ...]
     head: Head = Head()
     training: Training = Training()
     input_scale: float = 1.0
     source: str = "hyperparameters"
+    task: str = "classification"
+    table: Table | None = None
+    series: Series | None = None
+
+    @property
+    def family(self) -> str:
+        """image, table, text (a table of one text column) or series."""
+        if self.series is not None:
+            return "series"
+        if self.table is None:
+            return "image"
+        return "text" if any(kind == "text" for _, kind in self.table.columns) else "table"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -109,6 +170,10 @@ class CandidateSpec:
     def candidate_id(self) -> str:
         """Stable short hash of the architecture and head (not training) for de-duplication."""
         arch = {"nodes": self.to_dict()["nodes"], "head": asdict(self.head)}
+        if self.table is not None:
+            arch["table"] = asdict(self.table)
+        if self.series is not None:
+            arch["series"] = asdict(self.series)
         return hashlib.sha1(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
@@ -126,6 +191,12 @@ class CandidateSpec:
                 training=Training(**data.get("training", {})),
                 input_scale=float(data.get("input_scale", 1.0)),
                 source=data.get("source", "hyperparameters"),
+                task=data.get("task", "classification"),
+                table=None if data.get("table") is None else Table(
+                    tuple((str(n), str(k)) for n, k in data["table"]["columns"]),
+                    **{k: int(v) for k, v in data["table"].items() if k != "columns"}),
+                series=None if data.get("series") is None else Series(
+                    int(data["series"]["lookback"])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed candidate spec: {exc}") from exc
@@ -138,16 +209,15 @@ def with_defaults(op: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def validate(spec: CandidateSpec) -> None:
     """Reject a spec the builder cannot build, naming the node and the reason."""
-    if len(spec.input_shape) != 3 or min(spec.input_shape) < 1:
-        raise InputError(f"input_shape must be (height, width, channels), got {spec.input_shape}")
-    if spec.num_classes < 2:
-        raise InputError(f"num_classes must be at least 2, got {spec.num_classes}")
+    _validate_inputs(spec)
     if not spec.nodes:
         raise InputError("the candidate has no layers")
+    family_ops = FAMILY_OPS[spec.family]
     for index, node in enumerate(spec.nodes, start=1):
         where = f"node {index} ({node.op})"
-        if node.op not in OPS:
-            raise InputError(f"{where}: unknown operation; known: {', '.join(OPS)}")
+        if node.op not in family_ops:
+            raise InputError(f"{where}: not an operation on {spec.family}s; known: "
+                             f"{', '.join(sorted(family_ops))}")
         required, optional = OPS[node.op]
         missing = [p for p in required if p not in node.params]
         unknown = [p for p in node.params if p not in required and p not in optional]
@@ -159,15 +229,25 @@ def validate(spec: CandidateSpec) -> None:
             raise InputError(f"{where}: merge must be one of {MERGES}, got {node.merge!r}")
         if not node.inputs or any(not 0 <= i < index for i in node.inputs):
             raise InputError(f"{where}: inputs {list(node.inputs)} must be earlier nodes")
-        for name in ("filters", "kernel", "stride", "dilation", "depth_multiplier", "size"):
+        for name in ("filters", "kernel", "stride", "dilation", "depth_multiplier", "size",
+                     "units", "heads", "key_dim"):
             value = node.params.get(name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InputError(f"{where}: {name} must be a positive integer, got {value!r}")
+        if node.op == "rnn" and (node.params.get("cell", "gru") not in RNN_CELLS or
+                                 not isinstance(node.params.get("bidirectional", False), bool)):
+            raise InputError(f"{where}: cell must be one of {', '.join(RNN_CELLS)} and "
+                             "bidirectional true or false")
         if node.op == "pool" and node.params["pool_type"] not in ("max", "avg"):
             raise InputError(f"{where}: pool_type must be max or avg")
+        dropout = node.params.get("dropout", 0.0)
+        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise InputError(f"{where}: dropout must be in [0, 1), got {dropout!r}")
     t = spec.training
     if t.optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {t.optimizer!r}")
+    if not t.weight_decay >= 0:
+        raise InputError(f"weight decay must be >= 0, got {t.weight_decay}")
     if not t.learning_rate > 0:
         raise InputError(f"learning rate must be positive, got {t.learning_rate}")
     if t.batch_size < 1 or t.epochs < 1:
@@ -179,3 +259,41 @@ def validate(spec: CandidateSpec) -> None:
         raise InputError(f"dropout must be in [0, 1), got {spec.head.dropout}")
     if spec.head.dense_units < 0:
         raise InputError(f"dense units must be >= 0, got {spec.head.dense_units}")
+
+
+def _validate_inputs(spec: CandidateSpec) -> None:
+    if spec.task not in TASKS:
+        raise InputError(f"task must be one of {', '.join(TASKS)}, got {spec.task!r}")
+    if spec.task == "classification" and spec.num_classes < 2:
+        raise InputError(f"num_classes must be at least 2, got {spec.num_classes}")
+    if spec.task == "regression" and spec.num_classes != 0:
+        raise InputError(f"a regression has no classes (num_classes 0), got {spec.num_classes}")
+    if spec.table is not None and spec.series is not None:
+        raise InputError("a candidate reads a table or a series, not both")
+    if spec.series is not None:
+        if spec.series.lookback < 1 or tuple(spec.input_shape) != (spec.series.lookback,):
+            raise InputError(f"a series' input_shape is (lookback,): lookback "
+                             f"{spec.series.lookback}, input_shape {spec.input_shape}")
+        return
+    if spec.table is None:
+        if len(spec.input_shape) != 3 or min(spec.input_shape) < 1:
+            raise InputError(f"input_shape must be (height, width, channels), got "
+                             f"{spec.input_shape}")
+        return
+    columns = spec.table.columns
+    if not columns or tuple(spec.input_shape) != (len(columns),):
+        raise InputError(f"a table's input_shape is (number of columns,): {len(columns)} "
+                         f"column(s), input_shape {spec.input_shape}")
+    names = [name for name, _ in columns]
+    if len(set(names)) != len(names):
+        raise InputError("a table's column names must be unique")
+    for name, kind in columns:
+        if kind not in COLUMN_KINDS:
+            raise InputError(f"column {name!r}: kind must be one of {', '.join(COLUMN_KINDS)}, "
+                             f"got {kind!r}")
+    if min(spec.table.embedding_size, spec.table.sequence_length,
+           spec.table.vocabulary_size) < 1:
+        raise InputError("embedding size, sequence length and vocabulary size must be at least 1")
+    if spec.family == "text" and len(columns) > 1:
+        raise InputError("a text column must be the table's only feature column (the text "
+                         f"family); this table has {len(columns)}")

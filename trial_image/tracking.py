@@ -286,7 +286,8 @@ class Tracker:
             retry(lambda: self.client.log_batch(self.run_id, metrics=self._unsent),
                   "re-sending per-epoch metrics", self.retry_seconds)
 
-    def finish(self, final_metrics: dict[str, float], model: Any, example: Any) -> None:
+    def finish(self, final_metrics: dict[str, float], model: Any, example: Any,
+               data: Any) -> None:
         """Store metrics and model (``None``: no model), then end the run FINISHED;
         TrackingError if impossible. The model is stored before the final metrics, which are
         then logged linked to it: MLflow links a new model to the run's metrics by reading the
@@ -298,9 +299,15 @@ class Tracker:
 
         self._flush_epochs()
         model_id = None
-        if model is not None:
+        if model is not None and data.columns:
+            from trial_image.serving import log_table_model
+
+            model_id = retry(lambda: log_table_model(model, data.columns, data.classes, example),
+                             "storing the model in MLflow", self.retry_seconds)
+        elif model is not None:
             signature = ModelSignature(
-                inputs=Schema([TensorSpec(example.dtype, (-1, *example.shape[1:]), "image")]),
+                inputs=Schema([TensorSpec(example.dtype, (-1, *example.shape[1:]),
+                                          "window" if data.family == "series" else "image")]),
                 outputs=Schema([TensorSpec(example.dtype, (-1, model.output_shape[-1]))]),
             )
             model_id = retry(
@@ -320,11 +327,12 @@ class Tracker:
               "logging final metrics", self.retry_seconds)
         retry(lambda: self.mlflow.end_run("FINISHED"), "ending the MLflow run", self.retry_seconds)
 
-    def registered_accuracy(self, uri: str, split: Any) -> tuple[float | None, str]:
-        """Accuracy of the registered model ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``)
-        on ``split`` (the champion on this run's test split), and which version that was;
-        (None, why) when there is none yet."""
-        from trial_image.training import predict_classes
+    def registered_measure(self, uri: str, split: Any, task: Any) -> tuple[float | None, str]:
+        """The task's measure (accuracy, RMSE) of the registered model ``models:/NAME@ALIAS``
+        (or ``models:/NAME/VERSION``) on ``split`` (the champion on this run's test split),
+        and which version that was; (None, why) when there is none yet."""
+        from trial_image.serving import frame_of
+        from trial_image.training import predictions
 
         parsed = parse_model_uri(uri)
         if parsed is None:
@@ -339,8 +347,20 @@ class Tracker:
             return None, f"{uri}: none yet"
         model = retry(lambda: self.mlflow.pyfunc.load_model(
             f"models:/{name}/{version.version}"), f"loading {uri}", self.retry_seconds)
-        truth, predicted = predict_classes(model.predict, split)
-        return float((truth == predicted).mean()), f"models:/{name}/{version.version}"
+        try:
+            truth, predicted = predictions(
+                lambda x: model.predict(frame_of(x) if isinstance(x, dict) else x), split, task)
+        except Exception as exc:  # noqa: BLE001 - the model is loaded: any failure is its input
+            # another lookback, other columns: the champion cannot read this test split
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            return None, f"models:/{name}/{version.version} cannot read this test split: {first}"
+        if task.name == "classification":
+            measured = float((truth == predicted).mean())
+        else:
+            from trial_image.report import regression
+
+            measured = regression(truth, predicted)[0]["Test-RMSE"]
+        return measured, f"models:/{name}/{version.version}"
 
     def end(self, status: str, reason: str) -> None:
         """Best effort: end the run FAILED or KILLED with its reason; never raises."""

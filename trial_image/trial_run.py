@@ -147,10 +147,11 @@ class TrialRun:
         """Train and evaluate ``spec`` (its ``model`` if built already); log final metrics and
         the model, end the run FINISHED."""
         from trial_image.builder import build_model, multiply_adds
+        from trial_image.tasks import TASKS
         from trial_image.training import compile_model, inference_latency_ms, train
 
-        args, data = self.args, self.data
-        model = model or build_model(spec)
+        args, data, task = self.args, self.data, TASKS[spec.task]
+        model = model or build_model(spec, data.train)
         # the costs first: fixed by the architecture, and the reward needs them every epoch
         costs = {"Parameter-Count": float(model.count_params()),
                  "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
@@ -164,51 +165,62 @@ class TrialRun:
                 rewarded = reward(metrics["Validation-Accuracy"], cost)
                 self.report(epoch, {**metrics, "Reward": rewarded})
 
-        compile_model(model, spec.training, math.ceil(data.train.count / spec.training.batch_size))
+        compile_model(model, spec.training, math.ceil(data.train.count / spec.training.batch_size),
+                      task)
         result = train(model, data, spec.training, seed=args.seed, patience=args.patience,
-                       time_budget=args.time_budget, on_epoch=report)
+                       time_budget=args.time_budget, on_epoch=report, task=task)
         final = dict(costs)
         summary = {"Epochs-Run": float(len(result.history)),
                    "Train-Samples-Per-Second": result.samples_per_second}
         if data.has_validation:
-            summary["Best-Validation-Accuracy"] = max(h["Validation-Accuracy"]
-                                                      for h in result.history)
+            summary[task.best_validation_metric] = task.best(
+                [h[task.validation_metric] for h in result.history])
         if data.test is not None:
             evaluation = self._evaluate(spec, model)
-            final["Test-Accuracy"] = evaluation.pop("Test-Accuracy")
+            final[task.test_metric] = evaluation.pop(task.test_metric)
             summary.update(evaluation)
         self.reporter.report(final)
         # a selection run of final training only ranks its candidate: it stores no model
         self.tracker.finish({**final, **(extra_metrics or {}), **summary,
                              "Trial-Seconds": time.perf_counter() - self.started},
-                            None if args.role == "selection" else model, data.train.take(5)[0])
-        tested = (f"test accuracy {final['Test-Accuracy']:.4f}" if "Test-Accuracy" in final
-                  else "the test split was not loaded")
+                            None if args.role == "selection" else model, data.train.take(5)[0],
+                            data)
+        tested = (f"test {task.measure} {final[task.test_metric]:.4f}"
+                  if task.test_metric in final else "the test split was not loaded")
         print(f"trial {self.trial}: {result.stop_reason} after {len(result.history)} epoch(s); "
               f"{tested}", file=sys.stderr)
 
     def _evaluate(self, spec: Any, model: Any) -> dict[str, float]:
-        """Accuracy and macro precision/recall/F1 on the test split (one pass over it); with
-        ``--evaluate-model`` the registered model on the same split; for a final run the
-        per-class figures, the confusion matrix and the architecture diagram as artifacts."""
-        from trial_image.report import architecture_figure, classification, confusion_figure
-        from trial_image.training import predict_classes
+        """The test split's figures (one pass over it): accuracy and macro precision/recall/F1,
+        or RMSE, MAE and R²; with ``--evaluate-model`` the registered model on the same split;
+        for a final run the per-class figures and confusion matrix (or the residuals and the
+        error by decile) and the architecture diagram as artifacts."""
+        from trial_image import report
+        from trial_image.tasks import TASKS
+        from trial_image.training import predictions
 
-        data = self.data
-        truth, predicted = predict_classes(model.predict_on_batch, data.test)
-        metrics, table = classification(truth, predicted, data.num_classes)
-        metrics["Test-Accuracy"] = float((truth == predicted).mean())
+        data, task = self.data, TASKS[spec.task]
+        truth, predicted = predictions(model.predict_on_batch, data.test, task)
+        texts, figures = {}, {}
+        if task.name == "classification":
+            metrics, table = report.classification(truth, predicted, data.num_classes)
+            metrics["Test-Accuracy"] = float((truth == predicted).mean())
+            texts["evaluation/per_class.json"] = json.dumps(table, indent=2)
+            figures["evaluation/confusion_matrix.png"] = lambda: report.confusion_figure(
+                table["confusion_matrix"], f"{self.trial}: test split")
+        else:
+            metrics, table = report.regression(truth, predicted)
+            texts["evaluation/error_by_decile.json"] = json.dumps(table, indent=2)
+            figures["evaluation/residuals.png"] = lambda: report.residual_figure(
+                truth, predicted, f"{self.trial}: test split")
         if self.args.evaluate_model:
-            accuracy, compared = self.tracker.registered_accuracy(
-                self.args.evaluate_model, data.test)
+            measured, compared = self.tracker.registered_measure(
+                self.args.evaluate_model, data.test, task)
             self.tracker.set_tags({tags.COMPARED_WITH: compared})
-            if accuracy is not None:
-                metrics["Champion-Test-Accuracy"] = accuracy
+            if measured is not None:
+                metrics[task.champion_metric] = measured
         if self.args.role == "final":
-            self.tracker.log_artifacts(
-                {"evaluation/per_class.json": json.dumps(table, indent=2)},
-                {"evaluation/confusion_matrix.png": confusion_figure(
-                    table["confusion_matrix"], f"{self.trial}: test split"),
-                 "architecture.png": architecture_figure(
-                     spec, f"{spec.source} candidate {spec.candidate_id}")})
+            figures["architecture.png"] = lambda: report.architecture_figure(
+                spec, f"{spec.source} candidate {spec.candidate_id}")
+            self.tracker.log_artifacts(texts, {path: draw() for path, draw in figures.items()})
         return metrics

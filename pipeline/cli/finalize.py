@@ -77,13 +77,14 @@ def print_result(result: Any, output: str) -> None:
     if output == "json":
         print(json.dumps(result.to_dict(), indent=2))
         return
-    print(f"final model of {result.experiment}: trial {result.winner} trained again, test "
-          f"accuracy {result.test_accuracy:.4f} (best search trial {result.best_search_trial}: "
-          + (f"{result.best_search_test_accuracy:.4f})" if result.best_search_test_accuracy
+    print(f"final model of {result.experiment}: trial {result.winner} trained again, "
+          f"{result.test_metric} {result.test_score:.4f} (best search trial "
+          f"{result.best_search_trial}: "
+          + (f"{result.best_search_test_score:.4f})" if result.best_search_test_score
              is not None else "not measured)"))
-    if result.champion_test_accuracy is not None:
+    if result.champion_test_score is not None:
         print(f"  the current champion on the same test split: "
-              f"{result.champion_test_accuracy:.4f}")
+              f"{result.champion_test_score:.4f}")
     print(f"  MLflow run {result.final_run} ({result.seconds} s)")
 
 

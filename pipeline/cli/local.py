@@ -24,6 +24,7 @@ from pipeline.cli.common import (
 from pipeline.cli.compress import variant_flags
 from pipeline.cli.finalize import after_search, schedule_flags
 from pipeline.cli.promote import decision_flags
+from trial_image.contract import tags, task_of
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -184,9 +185,9 @@ def _summary(manifest: Any, status: dict[str, Any], uri: str | None, review: boo
               f"latest {metric['latest']}")
     for a in optimal["parameterAssignments"]:
         print(f"  {a['name']} = {a['value']}")
-    test = _test_accuracy(uri, optimal["bestTrialName"]) if uri else None
+    test = _test_measure(uri, optimal["bestTrialName"]) if uri else None
     if test is not None:
-        print(f"  Test-Accuracy (held-out, evaluated once): {test:.4f}")
+        print(f"  {test[0]} (held-out, evaluated once): {test[1]:.4f}")
     front = status.get("paretoFront")
     if front:
         print(f"Pareto front: {len(front)} trial(s) no other trial beats on every objective")
@@ -197,7 +198,7 @@ def _summary(manifest: Any, status: dict[str, Any], uri: str | None, review: boo
         print(f"review it: {review_command(uri, status['name'])}")
 
 
-def _test_accuracy(uri: str, trial: str) -> float | None:
+def _test_measure(uri: str, trial: str) -> tuple[str, float] | None:
     from mlflow import MlflowClient
 
     try:
@@ -206,7 +207,11 @@ def _test_accuracy(uri: str, trial: str) -> float | None:
             f"tags.`katib.trial` = '{trial}'", max_results=1)
     except Exception:  # noqa: BLE001 - the summary line is optional
         return None
-    return runs[0].data.metrics.get("Test-Accuracy") if runs else None
+    if not runs:
+        return None
+    metric = task_of(runs[0].data.tags.get(tags.TASK)).test_metric
+    value = runs[0].data.metrics.get(metric)
+    return None if value is None else (metric, value)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

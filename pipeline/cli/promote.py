@@ -26,7 +26,11 @@ from pipeline.cli.common import (
 def gates_of(args: argparse.Namespace) -> Any:
     from pipeline.promotion.gates import Gates
 
-    return Gates(args.min_accuracy, args.max_latency_ms, args.max_parameters)
+    try:
+        return Gates(args.min_accuracy, args.max_latency_ms, args.max_parameters,
+                     ",".join(args.gate or ()))
+    except ValueError as exc:
+        raise UsageError(f"--gate: {exc}") from None
 
 
 def promote_trial(args: argparse.Namespace, optimal: Any, registry: Any = None) -> int:
@@ -133,6 +137,9 @@ def decision_flags(p: argparse.ArgumentParser) -> None:
                    help="Inference-Latency-Ms (batch 1, CPU) at most this")
     g.add_argument("--max-parameters", type=number(0, 1e15, low_open=True),
                    help="Parameter-Count at most this")
+    g.add_argument("--gate", action="append", metavar="METRIC<=N",
+                   help="any run metric within a bound (repeat for several), e.g. "
+                   "Test-RMSE<=55 or Test-R2>=0.4 for a regression")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -148,14 +155,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto: the local run if --workdir has one, else Katib")
     p.add_argument("--stage", choices=("auto", "final", "search"), default="auto",
                    help="auto: the final model of `nasflow finalize` if there is one (compared "
-                   "on Test-Accuracy, the champion measured on the same test split), else the "
-                   "search's optimal trial")
+                   "on Test-Accuracy or Test-RMSE, the champion measured on the same test "
+                   "split), else the search's optimal trial")
     p.add_argument("--constraint", action="append", metavar="METRIC<=N",
-                   help="promote the most accurate model whose MLflow run meets this (repeat "
+                   help="promote the best model whose MLflow run meets this (repeat "
                    "for several), e.g. Inference-Latency-Ms<=2 or Parameter-Count<=20000: a "
-                   "final model first (Test-Accuracy), else the search trials "
-                   "(Best-Validation-Accuracy, or --metric); none meets them: exit 1 with the "
-                   "closest")
+                   "final model first (Test-Accuracy, or the lowest Test-RMSE), else the search "
+                   "trials (Best-Validation-Accuracy or -RMSE, or --metric); none meets them: "
+                   "exit 1 with the closest")
     p.add_argument("--workdir", type=workdir, default=Path(".nasflow"))
     p.add_argument("--output", choices=("text", "json"), default="text")
     cluster_flags(p)

@@ -13,8 +13,9 @@
 3. **A check of the final run.** The final run has no validation split, so nothing of its own
    says it trained; its training curve is compared with its candidate's selection runs (same
    candidate, schedule and seeds; a bit more data). A final run whose last training accuracy is
-   more than :data:`MAX_SHORTFALL` below theirs failed to train (a stalled optimiser, not a
-   model): it is tagged ``nasflow.role=final-rejected`` with the reason, never promoted, and
+   more than :data:`MAX_SHORTFALL` below theirs (or whose training RMSE is more than
+   :data:`MAX_RMSE_EXCESS` above theirs) failed to train (a stalled optimiser, not a model): it
+   is tagged ``nasflow.role=final-rejected`` with the reason, never promoted, and
    final training tries another seed, then the runner-up, :data:`FINAL_ATTEMPTS` runs at most;
    then it fails with one line. The test split is not read for this decision.
 
@@ -38,11 +39,11 @@ from pipeline.finalize.errors import FinalizeError, NoCandidates
 from pipeline.finalize.plan import FINAL, FinalRun, Schedule, selection_runs
 from pipeline.finalize.runners import ClusterRunner, Outcome, Runner
 from pipeline.katib.objective import PICK, metric_strategy, numbers
-from trial_image.contract import fail_fast_http, retry, tags
+from trial_image.contract import Task, fail_fast_http, retry, tags, task_of
 
 TIE_BREAK = "Validation-Loss"
-TRAINING_CURVE = "Training-Accuracy"
 MAX_SHORTFALL = 0.05  # training accuracy a final run may end below its selection runs
+MAX_RMSE_EXCESS = 0.25  # relative: training RMSE a final run may end above its selection runs
 FINAL_ATTEMPTS = 3  # the winner with seeds 0 and 1, then the runner-up
 REJECTED = "final-rejected"  # the nasflow.role of a final run that failed the check
 
@@ -55,10 +56,11 @@ class FinalResult:
     experiment: str
     winner: str  # the search trial whose candidate won
     final_run: str  # its MLflow run id
-    test_accuracy: float
-    champion_test_accuracy: float | None  # the champion on the same test split, if any
+    test_metric: str  # the task's measure: Test-Accuracy, Test-RMSE
+    test_score: float
+    champion_test_score: float | None  # the champion on the same test split, if any
     best_search_trial: str
-    best_search_test_accuracy: float | None
+    best_search_test_score: float | None
     selection: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # final runs that failed to train, why
     seconds: float = 0.0
@@ -143,6 +145,7 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
         f"{schedule.lr_schedule} learning rate, {schedule.augment} augmentation")
     runs = _Runs(tracking_uri, search.name, retry_seconds)
     table, scores, losses, trained = [], {}, {}, {}
+    task: Task | None = None
     for run, (outcome, logged) in zip(selection, _execute(runner, selection, runs, log),
                                       strict=True):
         values = numbers(runs.history(logged.info.run_id, metric)) if logged else []
@@ -154,7 +157,8 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
             scores.setdefault(run.candidate.trial, []).append(value)
             loss = numbers(runs.history(logged.info.run_id, TIE_BREAK))
             losses.setdefault(run.candidate.trial, []).append(min(loss, default=math.inf))
-            curve = numbers(runs.history(logged.info.run_id, TRAINING_CURVE))
+            task = task_of(logged.data.tags.get(tags.TASK))
+            curve = numbers(runs.history(logged.info.run_id, f"Training-{task.measure}"))
             trained.setdefault(run.candidate.trial, []).extend(curve[-1:])
     if not scores:
         raise FinalizeError("every selection run failed: " + "; ".join(
@@ -175,8 +179,10 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
         if not outcome.succeeded or logged is None:
             raise FinalizeError(f"the final run {final.name} failed: "
                                 f"{outcome.message or 'no run'}")
-        problem = _shortfall(numbers(runs.history(logged.info.run_id, TRAINING_CURVE)),
-                             trained.get(candidate.trial, []))
+        task = task_of(logged.data.tags.get(tags.TASK))
+        problem = _shortfall(numbers(runs.history(logged.info.run_id,
+                                                  f"Training-{task.measure}")),
+                             trained.get(candidate.trial, []), task)
         if problem is None:
             break
         runs.reject(logged.info.run_id, problem)
@@ -189,22 +195,24 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
     best = runs.finished(search.candidates[0].trial)
     return FinalResult(
         experiment=search.name, winner=candidate.trial, final_run=logged.info.run_id,
-        test_accuracy=logged.data.metrics["Test-Accuracy"],
-        champion_test_accuracy=logged.data.metrics.get("Champion-Test-Accuracy"),
+        test_metric=task.test_metric, test_score=logged.data.metrics[task.test_metric],
+        champion_test_score=logged.data.metrics.get(task.champion_metric),
         best_search_trial=search.candidates[0].trial,
-        best_search_test_accuracy=best.data.metrics.get("Test-Accuracy") if best else None,
+        best_search_test_score=best.data.metrics.get(task.test_metric) if best else None,
         selection=table, rejected=rejected, seconds=round(time.monotonic() - started, 1))
 
 
-def _shortfall(final_curve: list[float], selection_ends: list[float]) -> str | None:
+def _shortfall(final_curve: list[float], selection_ends: list[float], task: Task
+               ) -> str | None:
     """Why a final run's training curve says it did not train (None: it did, or there is
     nothing to compare)."""
     if not final_curve or not selection_ends:
         return None
     reached, expected = final_curve[-1], statistics.fmean(selection_ends)
-    if reached >= expected - MAX_SHORTFALL:
+    if (reached >= expected - MAX_SHORTFALL) if task.maximize \
+            else (reached <= expected * (1 + MAX_RMSE_EXCESS)):
         return None
-    return (f"ended at training accuracy {reached:.4f} where its selection run(s) reached "
+    return (f"ended at Training-{task.measure} {reached:.4f} where its selection run(s) reached "
             f"{expected:.4f}")
 
 

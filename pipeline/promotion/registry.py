@@ -21,7 +21,7 @@ from typing import Any
 from pipeline.katib.status import now_rfc3339
 from pipeline.promotion.gates import Gates
 from pipeline.promotion.optimal_trial import OptimalTrial
-from trial_image.contract import fail_fast_http, or_none, racing, retry, tags
+from trial_image.contract import fail_fast_http, or_none, racing, retry, tags, task_of
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "nasflow."
@@ -123,7 +123,8 @@ class Registry:
     def final_trial(self, experiment: str, namespace: str, run_id: str | None = None
                     ) -> OptimalTrial | None:
         """A final model of ``experiment`` (``nasflow finalize``), as the trial to promote,
-        compared on its Test-Accuracy: run ``run_id``, else the newest."""
+        compared on its task's test measure (Test-Accuracy, Test-RMSE): run ``run_id``, else
+        the newest."""
         if run_id is not None:
             run = self.client.get_run(run_id)
         else:
@@ -133,9 +134,10 @@ class Registry:
                 return None
             run = runs[0]
         logged = run.data.tags
+        task = task_of(logged.get(tags.TASK))
         return OptimalTrial(experiment, logged.get(tags.NAMESPACE, namespace),
-                            logged[tags.TRIAL], "Test-Accuracy", True,
-                            run.data.metrics.get("Test-Accuracy"),
+                            logged[tags.TRIAL], task.test_metric, task.maximize,
+                            run.data.metrics.get(task.test_metric),
                             logged.get(tags.ALGORITHM, ""),
                             {"source_trial": logged.get(tags.SOURCE_TRIAL, "")})
 

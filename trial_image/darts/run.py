@@ -27,6 +27,7 @@ from typing import Any
 from trial_image import data as datasets
 from trial_image import tags
 from trial_image.darts.settings import parse_num_layers, parse_search_space, parse_settings
+from trial_image.errors import InputError
 from trial_image.trial_run import RunOptions, TrialRun, prepare_tensorflow
 
 
@@ -50,6 +51,9 @@ def run_darts(args: argparse.Namespace) -> int:
     settings = parse_settings(args.algorithm_settings)
     primitives = parse_search_space(args.search_space)
     num_layers = parse_num_layers(args.num_layers)
+    if datasets.is_table(args.dataset):
+        raise InputError(f"DARTS searches convolutional cells for images; {args.dataset} is a "
+                         "table: search its blocks with the hyperparameter front end")
     data = datasets.load(args.dataset, args.validation_split, args.image_size,
                          cache=args.data_cache)
     prepare_tensorflow(args.seed)

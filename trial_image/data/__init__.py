@@ -7,22 +7,43 @@ from __future__ import annotations
 
 from trial_image.data.arrays import KERAS_DATASETS
 from trial_image.data.dataset import Dataset, Split
+from trial_image.data.tables import BUNDLED as TABLES
+from trial_image.data.tables import TableOptions
 from trial_image.errors import InputError
 
-DATASETS_HELP = ("digits (default, offline), " + ", ".join(KERAS_DATASETS)
-                 + ", npz:PATH, dir:PATH, tfrecord:GLOB (PATH may be gs:// or s3://)")
+DATASETS_HELP = ("images: digits (default, offline), " + ", ".join(KERAS_DATASETS)
+                 + ", npz:PATH, dir:PATH, tfrecord:GLOB; tables: " + ", ".join(TABLES)
+                 + " (offline), csv:PATH, parquet:PATH with --target; series: sensor "
+                 "(offline), series:PATH with --target, --lookback, --horizon (PATH may be "
+                 "gs:// or s3://)")
 CACHES_HELP = ("keep decoded images of streamed data: 'memory', or a folder for tf.data's "
                "cache files (default: none, every pass reads and decodes)")
 
-__all__ = ["DATASETS_HELP", "Dataset", "Split", "load"]
+__all__ = ["DATASETS_HELP", "TABLES", "Dataset", "Split", "TableOptions", "is_table", "load"]
 
 
 def load(name: str, validation_split: float = 0.2, image_size: tuple[int, int] = (32, 32),
-         test: bool = True, cache: str | None = None) -> Dataset:
+         test: bool = True, cache: str | None = None,
+         table: TableOptions | None = None) -> Dataset:
     """The fixed splits of ``name``; ``test=False`` leaves the test split out (the selection
     runs of final training never see it)."""
     if not 0 < validation_split < 1:
         raise InputError(f"--validation-split must be in (0, 1), got {validation_split}")
+    table = table or TableOptions()
+    if name == "sensor" or name.startswith("series:"):
+        from trial_image.data.series import load_series
+
+        if table.task not in (None, "regression") or table.column_types:
+            raise InputError("a series is forecast (a regression) from its own values: "
+                             "--task and --column-types do not apply")
+        return load_series(name, table.target, table.lookback, table.horizon,
+                           validation_split, test)
+    if not is_table(name) and table != TableOptions():
+        raise InputError(f"--target, --task and --column-types are for tables, not {name!r}")
+    if is_table(name):
+        from trial_image.data.tables import load_table
+
+        return load_table(name, table, validation_split, test)
     if name.startswith("dir:"):
         from trial_image.data.images import load_folder
 
@@ -36,3 +57,7 @@ def load(name: str, validation_split: float = 0.2, image_size: tuple[int, int] =
 
         return load_arrays(name, validation_split, test)
     raise InputError(f"unknown dataset {name!r}; use {DATASETS_HELP}")
+
+
+def is_table(name: str) -> bool:
+    return name in TABLES or name.startswith(("csv:", "parquet:"))

@@ -143,9 +143,13 @@ class Dataset:
     train: Split
     validation: Split | None
     test: Split | None
-    num_classes: int
-    input_shape: tuple[int, int, int]
+    num_classes: int  # 0 for regression
+    input_shape: tuple[int, ...]
     scale: float
+    task: str = "classification"
+    columns: tuple[tuple[str, str], ...] = ()  # a table's (name, kind), in order
+    classes: tuple[str, ...] = ()  # a table's class names, by index
+    family: str = "image"  # image | table | text | series: what a model of it reads
 
     @property
     def has_validation(self) -> bool:

@@ -46,8 +46,19 @@ def mlflow_dataset(data: Dataset, split: Split) -> Any:
         def to_dict(self) -> dict[str, str]:
             return {**super().to_dict(), "profile": json.dumps({"num_examples": split.count})}
 
-    schema = Schema([TensorSpec(np.dtype("float32"), (-1, *data.input_shape), "image"),
-                     TensorSpec(np.dtype("int32"), (-1,), "label")])
+    if data.columns:
+        from mlflow.types import ColSpec
+
+        schema = Schema([ColSpec("double" if kind == "numeric" else "string", name)
+                         for name, kind in data.columns]
+                        + [ColSpec("integer" if data.task == "classification" else "float",
+                                   "target")])
+    elif data.family == "series":
+        schema = Schema([TensorSpec(np.dtype("float32"), (-1, *data.input_shape), "window"),
+                         TensorSpec(np.dtype("float32"), (-1,), "target")])
+    else:
+        schema = Schema([TensorSpec(np.dtype("float32"), (-1, *data.input_shape), "image"),
+                         TensorSpec(np.dtype("int32"), (-1,), "label")])
     short = data.name.rstrip("/").rsplit("/", 1)[-1].split(":")[-1] or data.name
     return SplitDataset(_source(data.name), name=f"{short}-{split.name}", digest=split.digest,
                         schema=schema)

@@ -29,7 +29,11 @@ def position(identity: str) -> float:
 
 
 def assign(identity: str, test: float, validation: float) -> str:
-    u = position(identity)
+    return place(position(identity), test, validation)
+
+
+def place(u: float, test: float, validation: float) -> str:
+    """The split of the example at position ``u``."""
     if u < test:
         return "test"
     if u < test + (1 - test) * validation:

@@ -3,6 +3,13 @@
 Row ``r`` of ``architecture`` describes layer ``r+1``: its operation id, then ``r`` skip bits;
 bit ``k`` = 1 also feeds layer ``k`` (layer 0 = the network input). The previous layer is always
 an input. Unlike Katib's example trial, every ``opt_params`` entry is honoured.
+
+Besides Katib's image operations, a table's search space (``graphConfig.inputSizes: [columns]``)
+may use ``dense``, ``residual``, ``glu`` (``num_units``) and ``attention`` (``num_heads``,
+``key_dim``) operations, a text's or a series' (``inputSizes: [1]`` or ``[lookback]``)
+``conv1d`` (``num_filter``, ``filter_size``, ``dilation``), ``rnn`` (``num_units``, a GRU) and
+``attention``: Katib's ENAS service passes any ``operationType`` through, so the same space runs
+on Katib, on ``nasflow run``, and under evolution and pareto-evolution.
 """
 
 from __future__ import annotations
@@ -36,6 +43,14 @@ _OP_TYPES: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
         {"reduction_type": "pool_type", "pool_size": "size", "stride": "stride"},
         {"reduction_type": "max_pooling", "pool_size": 2},
     ),
+    "dense": ("dense", {"num_units": "units"}, {"num_units": 64}),
+    "residual": ("residual", {"num_units": "units"}, {"num_units": 64}),
+    "glu": ("glu", {"num_units": "units"}, {"num_units": 64}),
+    "attention": ("attention", {"num_heads": "heads", "key_dim": "key_dim"},
+                  {"num_heads": 2, "key_dim": 8}),
+    "conv1d": ("conv1d", {"num_filter": "filters", "filter_size": "kernel",
+                          "dilation": "dilation"}, {"num_filter": 64, "filter_size": 3}),
+    "rnn": ("rnn", {"num_units": "units"}, {"num_units": 64}),
 }
 _REDUCTIONS = {"max_pooling": "max", "avg_pooling": "avg"}
 
@@ -115,16 +130,19 @@ def to_spec(
             f"{len(arch)} layers"
         )
     declared_input = [to_int(v, "--nn_config input_sizes") for v in config["input_sizes"]]
+    what = "columns" if frame.table is not None else "images"
     if tuple(declared_input) != tuple(frame.input_shape):
         raise InputError(
-            f"--nn_config: input_sizes {declared_input} do not match the dataset's images "
+            f"--nn_config: input_sizes {declared_input} do not match the dataset's {what} "
             f"{list(frame.input_shape)}; set graphConfig.inputSizes to the dataset's shape"
         )
     declared_output = [to_int(v, "--nn_config output_sizes") for v in config["output_sizes"]]
-    if declared_output[-1:] != [frame.num_classes]:
+    outputs = frame.num_classes if frame.task == "classification" else 1
+    if declared_output[-1:] != [outputs]:
         raise InputError(
             f"--nn_config: output_sizes {declared_output} do not match the dataset's "
-            f"{frame.num_classes} classes"
+            + (f"{outputs} classes" if frame.task == "classification" else
+               "one regression output ([1])")
         )
     nodes = []
     for layer, row in enumerate(arch, start=1):

@@ -39,3 +39,32 @@ def to_spec(
         if poolings[block] != "none":
             nodes.append(Node("pool", (len(nodes),), {"pool_type": poolings[block], "size": 2}))
     return frame.candidate("hyperparameters", tuple(nodes))
+
+
+TABLE_BLOCKS = ("dense", "residual", "glu", "attention")
+SEQUENCE_BLOCKS = ("conv1d", "rnn", "attention")
+
+
+def to_block_spec(*, blocks: list[str], units: list[int], kernel_sizes: list[int],
+                  dropout: float, batch_norm: bool, heads: int, key_dim: int, cell: str,
+                  bidirectional: bool, frame: Frame) -> CandidateSpec:
+    """A stack of blocks, one per entry of ``blocks``. Tables: ``dense`` (Dense-BN-ReLU),
+    ``residual`` (a pre-norm MLP block with a skip), ``glu`` (gated linear unit); texts and
+    series: ``conv1d`` (``units`` filters of ``kernel_sizes``), ``rnn`` (a GRU or LSTM of
+    ``units``); both: ``attention`` (a transformer block, ``heads`` × ``key_dim`` wide, over
+    feature tokens or over the steps). Each with ``dropout``."""
+    nodes: list[Node] = []
+    for block, kind in enumerate(blocks):
+        params: dict[str, object] = {"dropout": dropout}
+        if kind == "attention":
+            params.update(heads=heads, key_dim=key_dim)
+        elif kind == "conv1d":
+            params.update(filters=units[block], kernel=kernel_sizes[block])
+        elif kind == "rnn":
+            params.update(units=units[block], cell=cell, bidirectional=bidirectional)
+        else:
+            params["units"] = units[block]
+            if kind == "dense":
+                params["batch_norm"] = batch_norm
+        nodes.append(Node(kind, (len(nodes),), params))
+    return frame.candidate("hyperparameters", tuple(nodes))

@@ -1,4 +1,4 @@
-"""The one Keras builder: :class:`CandidateSpec` in, compiled-ready ``keras.Model`` out.
+"""Image operations on ``(batch, height, width, channels)`` maps.
 
 Shape rules, so that any architecture a front end can express is buildable:
 
@@ -18,54 +18,15 @@ Shape rules, so that any architecture a front end can express is buildable:
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from trial_image.errors import InputError
-from trial_image.spec import CandidateSpec, Node, with_defaults
+from trial_image.spec import Node, with_defaults
 
 # Keras' default BN momentum (0.99) needs hundreds of steps before its moving statistics are
 # usable; small datasets (digits: 23 steps an epoch) then validate near chance for several epochs.
 # 0.9 is PyTorch's (and DARTS') default.
 BN_MOMENTUM = 0.9
-
-
-def build_model(spec: CandidateSpec) -> keras.Model:
-    image = keras.Input(shape=spec.input_shape, name="image")
-    outputs = [layers.Rescaling(spec.input_scale, name="rescale")(image)]
-    for index, node in enumerate(spec.nodes, start=1):
-        merged = merge_inputs([outputs[i] for i in node.inputs], node.merge, f"n{index}")
-        outputs.append(apply_node(node, merged, f"n{index}"))
-    # Nodes end in a batch norm (pre-activation, ReLU-Conv-BN): the head rectifies before it
-    # pools, as pre-activation ResNets end in BN-ReLU (+1 point of test accuracy on digits).
-    x = layers.ReLU(name="head_relu")(outputs[-1])
-    x = layers.GlobalAveragePooling2D(name="head_pool")(x)
-    if spec.head.dense_units:
-        x = layers.Dense(spec.head.dense_units, activation="relu", name="head_dense")(x)
-    if spec.head.dropout:
-        x = layers.Dropout(spec.head.dropout, name="head_dropout")(x)
-    probabilities = layers.Dense(spec.num_classes, activation="softmax", name="classes")(x)
-    return keras.Model(image, probabilities, name=f"candidate_{spec.candidate_id}")
-
-
-def multiply_adds(model: keras.Model) -> int:
-    """Multiply-adds of one forward pass of one image (MnasNet's FLOPS proxy): convolutions and
-    dense layers, counted from their weight shapes and output sizes; pooling, batch norms and
-    additions are not counted. Deterministic, unlike a latency measurement."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, layers.Dense):
-            total += layer.kernel.shape[0] * layer.kernel.shape[1]
-        elif isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)):
-            height, width = layer.output.shape[1:3]
-            if isinstance(layer, layers.SeparableConv2D):
-                # the depthwise kernel runs at the output's stride, then a 1x1 mixes channels
-                per_pixel = layer.depthwise_kernel.shape.num_elements() + \
-                    layer.pointwise_kernel.shape.num_elements()
-            else:  # a Conv2D's or DepthwiseConv2D's kernel: every weight once per output pixel
-                per_pixel = layer.kernel.shape.num_elements()
-            total += height * width * per_pixel
-    return int(total)
 
 
 def merge_inputs(tensors: list, how: str, name: str):
@@ -76,6 +37,8 @@ def merge_inputs(tensors: list, how: str, name: str):
         if len(shapes) > 1:
             raise InputError(f"{name}: cannot add inputs of different shapes {sorted(shapes)}")
         return layers.Add(name=f"{name}_add")(tensors)
+    if len(tensors[0].shape) < 4:  # a table's rows, a sequence's steps: nothing to shrink
+        return layers.Concatenate(axis=-1, name=f"{name}_concat")(tensors)
     height = min(t.shape[1] for t in tensors)
     width = min(t.shape[2] for t in tensors)
     same_size = [_shrink(t, height, width, f"{name}_resize{k}") for k, t in enumerate(tensors)]

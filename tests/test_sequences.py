@@ -1,0 +1,169 @@
+"""Texts and series: loading (text columns, chronological windows), the sequence builder (raw
+strings and raw windows in), and both manifests end to end on the embedded engine with a real
+MLflow server, their champions answering raw input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from trial_image import data as datasets
+from trial_image.data.generated import sensor, tickets
+from trial_image.data.tables import TableOptions
+from trial_image.errors import InputError
+from trial_image.spec import Frame, Node, Series, Table
+
+ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+
+
+def test_the_generated_sets_are_the_same_everywhere():
+    texts, labels = tickets()
+    assert len(texts) == 2000 and sorted(set(labels)) == ["billing", "cancellation", "login",
+                                                          "shipping"]
+    assert texts[:2] == tickets()[0][:2]
+    values = sensor()
+    assert values.shape == (4000,) and values.dtype == np.float32
+    # the daily cycle: a value is closer to the one 24 hours before than to the one 12 before
+    assert np.mean(np.abs(values[24:] - values[:-24])) < np.mean(np.abs(values[12:] - values[:-12]))
+
+
+def test_a_text_column_makes_the_text_family(tmp_path):
+    data = datasets.load("tickets")
+    assert (data.family, data.columns, data.task) == ("text", (("text", "text"),),
+                                                      "classification")
+    assert data.classes == ("billing", "cancellation", "login", "shipping")
+    frame = pd.DataFrame({"body": tickets()[0][:300], "id": range(300),
+                          "team": tickets()[1][:300]})
+    path = tmp_path / "tickets.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"a text must be the only feature column.*id=ignore"):
+        datasets.load(f"csv:{path}", table=TableOptions("team", None, None))
+    only = datasets.load(f"csv:{path}", table=TableOptions("team", None, {"id": "ignore"}))
+    assert only.columns == (("body", "text"),) and only.family == "text"
+
+
+def test_series_splits_are_chronological_and_their_test_targets_fixed():
+    short, long = (datasets.load("sensor", table=TableOptions(lookback=n)) for n in (24, 168))
+    for data in (short, long):
+        assert data.family == "series" and data.task == "regression"
+        # the values: train targets precede validation's, which precede test's
+        assert data.train.x.shape[1] == data.input_shape[0]
+    np.testing.assert_array_equal(short.test.y, long.test.y)
+    assert short.test.count == 800  # the last 20 % of 4,000 hours
+    values = sensor()
+    first_test = int(np.flatnonzero(values == short.test.y[0])[0])
+    assert first_test == 3200
+    np.testing.assert_array_equal(short.test.x[0], values[3200 - 24:3200])
+
+
+def test_a_series_file_with_gaps_leaves_their_windows_out(tmp_path, capfd):
+    values = sensor()[:600].astype(object)
+    values[100] = None
+    path = tmp_path / "load.csv"
+    pd.DataFrame({"hour": range(600), "kw": values}).to_csv(path, index=False)
+    data = datasets.load(f"series:{path}", table=TableOptions(target="kw", lookback=24,
+                                                              horizon=3))
+    # 24 windows hold hour 100, and one has it as its target
+    assert "(25 touching a missing value left out)" in capfd.readouterr().err
+    assert sum(s.count for s in data.splits) == 600 - 24 - 3 + 1 - 25
+    for bad, message in [(TableOptions(target="kw", lookback=0), "at least 1"),
+                         (TableOptions(target="hour", lookback=595), "at least 10 are needed"),
+                         (TableOptions(lookback=24), "needs --target"),
+                         (TableOptions(target="kw", task="classification"), "a regression")]:
+        with pytest.raises(InputError, match=message):
+            datasets.load(f"series:{path}", table=bad)
+
+
+def test_sequence_models_take_raw_strings_and_raw_windows():
+    import tensorflow as tf
+
+    from trial_image.builder import build_model
+
+    text = datasets.load("tickets")
+    frame = Frame(input_shape=text.input_shape, num_classes=4, table=Table(text.columns, 8, 16))
+    nodes = [Node("conv1d", (0,), {"filters": 8, "kernel": 3}),
+             Node("rnn", (1,), {"units": 8, "bidirectional": True}),
+             Node("attention", (2,), {"heads": 2, "key_dim": 4}),
+             Node("identity", (1, 3), {}, "concat")]
+    spec = frame.candidate("hyperparameters", nodes)
+    assert spec.family == "text"
+    model = build_model(spec, text.train)
+    out = model({"text": tf.constant([["never seen words xyzzy"], [""]])}).numpy()
+    assert out.shape == (2, 4) and np.allclose(out.sum(axis=1), 1, atol=1e-5)
+
+    series = datasets.load("sensor")
+    frame = Frame(input_shape=(24,), num_classes=0, task="regression", series=Series(24))
+    spec = frame.candidate("hyperparameters", nodes)
+    model = build_model(spec, series.train)
+    out = model(tf.constant(series.test.x[:3])).numpy()
+    assert out.shape == (3, 1) and 0 < out.mean() < 60  # the sensor's units
+    with pytest.raises(InputError, match=r"node 1 \(dense\): not an operation on series"):
+        frame.candidate("hyperparameters", [Node("dense", (0,), {"units": 4})])
+
+
+def search(manifest: str, name: str, tmp_path, uri: str, replace: dict[str, str],
+           lists: dict[str, list[str]] | None = None):
+    doc = yaml.safe_load((ROOT / "manifests" / "experiments" / manifest).read_text())
+    doc["metadata"]["name"] = name
+    doc["spec"]["trialTemplate"]["trialSpec"]["metadata"]["labels"][
+        "katib.kubeflow.org/experiment"] = name
+    doc["spec"]["maxTrialCount"] = doc["spec"]["parallelTrialCount"] = 2
+    doc["spec"]["maxFailedTrialCount"] = 1
+    for parameter in doc["spec"]["parameters"]:
+        if parameter["name"] in (lists or {}):
+            parameter["feasibleSpace"] = {"list": lists[parameter["name"]]}
+    container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
+        "containers"][0]
+    container["command"] = [next((new for old, new in replace.items() if a.startswith(old)), a)
+                            for a in container["command"]]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", str(path), "--finalize", "--promote",
+         "--top-k", "1", "--final-epochs", "4", "--tracking-uri", uri, "--seed", "2",
+         "--workdir", str(tmp_path / ".nasflow"), "--quiet", "--output", "json"],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)
+
+
+@pytest.mark.slow
+def test_text_and_series_manifests_end_with_champions_that_take_raw_input(mlflow_server,
+                                                                          tmp_path):
+    """Both manifests on the embedded engine (2 short trials each, then final training and
+    promotion); the champions, loaded back from the registry, answer raw strings and raw
+    windows, and score their logged test measure."""
+    import mlflow
+
+    text = search("sequences/tpe-tickets.yaml", "seq-tickets", tmp_path, mlflow_server.uri,
+                  {"--epochs=": "--epochs=3"})
+    series = search("sequences/tpe-sensor.yaml", "seq-sensor", tmp_path, mlflow_server.uri,
+                    {"--epochs=": "--epochs=3"}, {"lookback": ["24"], "block": ["conv1d"]})
+    assert text["final"]["test_metric"] == "Test-Accuracy"
+    assert series["final"]["test_metric"] == "Test-RMSE"
+    assert series["search"]["currentOptimalTrial"]["observation"]["metrics"][0]["name"] == \
+        "Validation-RMSE"
+
+    mlflow.set_tracking_uri(mlflow_server.uri)
+    tickets_model = mlflow.pyfunc.load_model("models:/seq-tickets@champion")
+    data = datasets.load("tickets")
+    answers = tickets_model.predict(pd.DataFrame({"text": data.test.columns["text"]}))
+    assert answers.shape == (data.test.count, 4)
+    assert float(np.mean(answers.argmax(axis=1) == data.test.y)) == pytest.approx(
+        text["final"]["test_score"], abs=1e-6)
+    odd = tickets_model.predict(pd.DataFrame({"text": ["", None, "qwerty asdf"]}))
+    assert odd.shape == (3, 4) and np.all(np.isfinite(odd))
+
+    sensor_model = mlflow.pyfunc.load_model("models:/seq-sensor@champion")
+    windows = datasets.load("sensor")
+    forecast = np.ravel(sensor_model.predict(windows.test.x))
+    rmse = math.sqrt(float(np.mean((forecast - windows.test.y) ** 2)))
+    assert rmse == pytest.approx(series["final"]["test_score"], rel=1e-4)

@@ -1,0 +1,112 @@
+"""The one Keras builder: :class:`CandidateSpec` in, compile-ready ``keras.Model`` out.
+
+The spec's family chooses the inputs and the operations its nodes may use (images:
+:mod:`.images`; tables: :mod:`.tables`; texts and series: :mod:`.sequences`); its task chooses
+the output: class probabilities, or one number in the target's units (a regression's last layer
+undoes the normalisation of the training split's targets, so the network learns at unit scale
+and serves in the user's units). Every family but images, and every regression, adapts its first
+or last layers on ``train``, the training split, never on the others.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers
+
+from trial_image.builder import images, sequences, tables
+from trial_image.builder.images import apply_node, batch_norm, merge_inputs
+from trial_image.errors import InputError
+from trial_image.spec import CandidateSpec
+
+__all__ = ["apply_node", "batch_norm", "build_model", "merge_inputs", "multiply_adds"]
+
+
+def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
+    family = spec.family
+    if (family != "image" or spec.task == "regression") and train is None:
+        raise InputError(f"a {family} {spec.task} model is adapted on its training split")
+    if family == "image":
+        inputs = keras.Input(shape=spec.input_shape, name="image")
+        x = layers.Rescaling(spec.input_scale, name="rescale")(inputs)
+        apply = images.apply_node
+    elif family == "table":
+        inputs, x = tables.encode(spec.table, tables.Statistics.of(spec.table, train.columns))
+        apply = tables.apply_node
+    elif family == "text":
+        ((column, _),) = spec.table.columns
+        inputs, x = sequences.encode_text(spec.table, train.columns[column])
+        apply = sequences.apply_node
+    else:
+        inputs, x = sequences.encode_series(spec.series, train.x)
+        apply = sequences.apply_node
+    outputs = [x]
+    for index, node in enumerate(spec.nodes, start=1):
+        merged = merge_inputs([outputs[i] for i in node.inputs], node.merge, f"n{index}")
+        outputs.append(apply(node, merged, f"n{index}"))
+    x = outputs[-1]
+    if family == "image":
+        # Nodes end in a batch norm (pre-activation, ReLU-Conv-BN): the head rectifies before
+        # it pools, as pre-activation ResNets end in BN-ReLU (+1 point of test accuracy on
+        # digits).
+        x = layers.ReLU(name="head_relu")(x)
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    elif family in ("text", "series"):
+        x = layers.GlobalAveragePooling1D(name="head_pool")(x)
+    if spec.head.dense_units:
+        x = layers.Dense(spec.head.dense_units, activation="relu", name="head_dense")(x)
+    if spec.head.dropout:
+        x = layers.Dropout(spec.head.dropout, name="head_dropout")(x)
+    if spec.task == "classification":
+        out = layers.Dense(spec.num_classes, activation="softmax", name="classes")(x)
+    else:
+        mean, std = target_scale(train)
+        out = layers.Rescaling(std, offset=mean, name="target_units")(
+            layers.Dense(1, name="target")(x))
+    with warnings.catch_warnings():
+        # a table's inputs are keyed by column name; their layers are named c<i>_<name> so
+        # that no column ("classes", "n1_dense") can clash with another layer's name
+        warnings.filterwarnings("ignore", "When providing `inputs` as a dict")
+        return keras.Model(inputs, out, name=f"candidate_{spec.candidate_id}")
+
+
+def target_scale(train: Any) -> tuple[float, float]:
+    """Mean and standard deviation of the training split's targets."""
+    y = np.concatenate([np.ravel(labels) for _, labels in train.arrays()]).astype("float64")
+    return float(y.mean()), float(y.std()) or 1.0
+
+
+def multiply_adds(model: keras.Model) -> int:
+    """Multiply-adds of one forward pass of one example (MnasNet's FLOPS proxy): convolutions
+    and dense layers, counted from their weight shapes and output sizes (a table's per-token
+    projections once per token); pooling, normalisation, additions and the attention scores
+    are not counted. Deterministic, unlike a latency measurement."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.MultiHeadAttention):
+            tokens = layer.get_build_config()["shapes_dict"]["query_shape"][1]
+            total += tokens * sum(sub.kernel.shape.num_elements()
+                                  for sub in layer._flatten_layers(include_self=False)
+                                  if isinstance(sub, layers.EinsumDense))
+        elif isinstance(layer, layers.Dense):
+            repeats = int(np.prod(layer.output.shape[1:-1])) if len(layer.output.shape) > 2 \
+                else 1
+            total += repeats * layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, layers.EinsumDense):
+            total += layer.kernel.shape.num_elements()
+        elif isinstance(layer, layers.Conv1D):
+            total += layer.output.shape[1] * layer.kernel.shape.num_elements()
+        elif isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)):
+            height, width = layer.output.shape[1:3]
+            if isinstance(layer, layers.SeparableConv2D):
+                # the depthwise kernel runs at the output's stride, then a 1x1 mixes channels
+                per_pixel = layer.depthwise_kernel.shape.num_elements() + \
+                    layer.pointwise_kernel.shape.num_elements()
+            else:  # a Conv2D's or DepthwiseConv2D's kernel: every weight once per output pixel
+                per_pixel = layer.kernel.shape.num_elements()
+            total += height * width * per_pixel
+    return int(total)
+
