@@ -57,7 +57,7 @@ def report(results: dict, uri: str) -> None:
         metrics = client.get_run(r["run_id"]).data.metrics
         extra = (f", sparsity {metrics['Sparsity']:.2f}" if "Sparsity" in metrics else "") + (
             f", {metrics['Parameter-Count']:.0f} parameters" if name == "distilled" else "")
-        print(f"| {name}{extra} | {r['accuracy']:.4f} | {-r['drop']:+.2f} | {r['size']:.0f} "
+        print(f"| {name}{extra} | {r['score']:.4f} | {-r['drop']:+.2f} | {r['size']:.0f} "
               f"({r['size'] / base['size']:.2f}x) | {r['compressed']:.0f} "
               f"({r['compressed'] / base['compressed']:.2f}x) | {r['latency_ms']:.4f} | "
               f"{r['latency_ms'] / base['latency_ms']:.2f}x | "
@@ -82,10 +82,10 @@ def distillation(uri: str, seeds: list[int]) -> None:
             args = build_parser().parse_args(["--model-uri", source.uri, "--student-run",
                                               student, "--seed", str(seed), *alpha])
             content, extra = make("distilled", source, args)
-            accuracy[label].append(source.accuracy_of(content))
+            accuracy[label].append(source.score_of(content))
     defaults = build_parser().parse_args(["--model-uri", source.uri])
     teacher, params = source.model.count_params(), extra["Parameter-Count"]
-    print(f"\ndistillation: teacher {teacher} parameters, test accuracy {source.accuracy:.4f}; "
+    print(f"\ndistillation: teacher {teacher} parameters, test accuracy {source.score:.4f}; "
           f"student {params:.0f} parameters ({params / teacher:.2f}x), "
           f"{defaults.distill_epochs} epochs, T={defaults.temperature}, alpha={defaults.alpha}")
     for label, values in accuracy.items():

@@ -108,8 +108,8 @@ def test_experiment_trial_command_parses(path, document):
     (container,) = template["trialSpec"]["spec"]["template"]["spec"]["containers"]
     command = container["command"]
     assert command[:3] == ["python", "-m", "trial_image"]
-    samples = {p["name"]: "1" for p in experiment["spec"].get("parameters", [])}
-    samples.update({"pooling": "max", "batch_norm": "true", "optimizer": "adam"})
+    samples = {p["name"]: p["feasibleSpace"]["list"][0] if "list" in p["feasibleSpace"]
+               else p["feasibleSpace"]["min"] for p in experiment["spec"].get("parameters", [])}
     text = "\n".join(command[3:])
     for parameter in template["trialParameters"]:
         value = samples.get(parameter["reference"], "x")
@@ -120,9 +120,11 @@ def test_experiment_trial_command_parses(path, document):
     flags, _ = normalise_argv(argv[1:] if darts else argv)
     args = (build_darts_parser() if darts else build_parser()).parse_args(flags)
     assert darts == (experiment["spec"]["algorithm"]["algorithmName"] == "darts")
-    # the file name says which data: digits, cifar10, a folder on a PVC, shards in S3
+    # the file name says which data: digits, cifar10, a folder on a PVC, shards in S3, a
+    # bundled table, text or series
     named = {"digits": "digits", "cifar10": "cifar10", "folder-pvc": "dir:/",
-             "shards-s3": "tfrecord:s3://"}
+             "shards-s3": "tfrecord:s3://", "breast-cancer": "breast_cancer", "wine": "wine",
+             "diabetes": "diabetes", "tickets": "tickets", "sensor": "sensor"}
     assert any(key in path.name and args.dataset.startswith(value)
                for key, value in named.items()), (path.name, args.dataset)
     assert template["trialSpec"]["metadata"]["labels"]["katib.kubeflow.org/experiment"] == (

@@ -167,3 +167,21 @@ def test_text_and_series_manifests_end_with_champions_that_take_raw_input(mlflow
     forecast = np.ravel(sensor_model.predict(windows.test.x))
     rmse = math.sqrt(float(np.mean((forecast - windows.test.y) ** 2)))
     assert rmse == pytest.approx(series["final"]["test_score"], rel=1e-4)
+
+    # the forecaster compressed: LiteRT variants judged by their RMSE's increase in percent;
+    # distillation (a classifier's softened outputs) is left out with a reason
+    compress = subprocess.run(
+        [sys.executable, "-m", "pipeline", "compress", "models:/seq-sensor@champion",
+         "--variants", "float32,int8-dynamic,distilled", "--max-accuracy-drop", "1",
+         "--tracking-uri", mlflow_server.uri, "--output", "json"],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert compress.returncode == 0, compress.stderr[-3000:]
+    assert "no distilled variant of a regression" in compress.stderr
+    variants = {v["variant"]: v for v in json.loads(compress.stdout)}
+    assert set(variants) == {"float32", "int8-dynamic"}
+    float32 = variants["float32"]
+    assert float32["metric"] == "Test-RMSE" and float32["version"] is not None
+    assert float32["score"] == pytest.approx(rmse, rel=1e-4) and abs(float32["drop"]) < 0.01
+    served = mlflow.pyfunc.load_model("models:/seq-sensor-variants@float32")
+    np.testing.assert_allclose(np.ravel(served.predict(windows.test.x[:20])), forecast[:20],
+                               rtol=1e-4)

@@ -250,7 +250,7 @@ def test_a_csv_search_ends_with_a_champion_that_answers_raw_rows(mlflow_server, 
         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "churn-table version 1" in run.stdout and "champion" in run.stdout
-    assert "reads a table: compressed variants are made of image classifiers only" in \
+    assert "reads a table: compressed variants are made of models that take a tensor" in \
         run.stdout + run.stderr
     from mlflow import MlflowClient
 

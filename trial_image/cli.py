@@ -14,7 +14,6 @@ import re
 import sys
 import zlib
 from pathlib import Path
-from typing import Any
 
 from trial_image import tags
 from trial_image.errors import InputError, TrialError
@@ -249,105 +248,9 @@ def normalise_argv(argv: list[str]) -> tuple[list[str], dict[str, dict[int, str]
     return flags, per_block
 
 
-def _per_block(default: Any, overrides: dict[int, str], blocks: int, kind: type, flag: str
-               ) -> list[Any]:
-    values = [default] * blocks
-    for index, raw in overrides.items():
-        if not 1 <= index <= blocks:
-            raise InputError(f"--{flag}-{index}: there are only {blocks} block(s)")
-        try:
-            values[index - 1] = kind(raw)
-        except ValueError:
-            raise InputError(f"--{flag}-{index}: invalid value {raw!r}") from None
-    return values
-
-
-def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], data: Any):
-    from trial_image.frontends import enas, genotype, hyperparams
-    from trial_image.spec import Frame, Head, Series, Table, Training
-
-    table = Table(data.columns, args.embedding_size, args.sequence_length,
-                  args.vocabulary_size) if data.columns else None
-    frame = Frame(input_shape=data.input_shape, num_classes=data.num_classes,
-                  input_scale=data.scale, training=Training.of(args),
-                  head=Head(dense_units=args.dense_units, dropout=args.dropout),
-                  task=data.task, table=table,
-                  series=Series(data.input_shape[0]) if data.family == "series" else None)
-    image_flags = [f for f in ("filters", "pooling") if getattr(args, f) is not None] + [
-        f for f in ("filters", "pooling") if per_block[f]]
-    block_flags = [f for f in ("block", "units") if getattr(args, f) is not None] + [
-        f for f in ("units", "block") if per_block[f]]
-    kernel_flags = ["kernel_size"] if args.kernel_size is not None or per_block["kernel-size"] \
-        else []
-    hp_flags = [f for f in ("num_blocks", "batch_norm") if getattr(args, f) is not None] + \
-        image_flags + block_flags + kernel_flags
-    blocks = 2 if args.num_blocks is None else args.num_blocks
-    if blocks < 1:
-        raise InputError(f"--num-blocks must be at least 1, got {blocks}")
-    if data.family != "image":
-        return _block_spec(args, per_block, frame, data, blocks, image_flags + (
-            kernel_flags if data.family == "table" else []))
-    if block_flags:
-        raise InputError(f"--block and --units are for tables, texts and series, not "
-                         f"{data.name}")
-    if args.architecture is not None or args.nn_config is not None:
-        if args.architecture is None or args.nn_config is None:
-            raise InputError("--architecture and --nn_config must be given together")
-        if args.genotype is not None or hp_flags:
-            raise InputError("--architecture/--nn_config cannot be combined with --genotype or "
-                             f"block flags ({', '.join(hp_flags) or 'genotype'})")
-        return enas.to_spec(args.architecture, args.nn_config, frame=frame)
-    if args.genotype is not None:
-        if hp_flags:
-            raise InputError(f"--genotype cannot be combined with block flags "
-                             f"({', '.join(hp_flags)})")
-        return genotype.to_spec(args.genotype, num_layers=args.num_layers,
-                                init_channels=args.init_channels,
-                                stem_multiplier=args.stem_multiplier, frame=frame)
-    return hyperparams.to_spec(
-        num_blocks=blocks,
-        filters=_per_block(args.filters or 32, per_block["filters"], blocks, int, "filters"),
-        kernel_sizes=_per_block(args.kernel_size or 3, per_block["kernel-size"], blocks, int,
-                                "kernel-size"),
-        poolings=_per_block(args.pooling or "max", per_block["pooling"], blocks, str, "pooling"),
-        batch_norm=True if args.batch_norm is None else args.batch_norm,
-        frame=frame,
-    )
-
-
-def _block_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], frame: Any,
-                data: Any, blocks: int, wrong_flags: list[str]) -> Any:
-    """A table's, a text's or a series' candidate: blocks, or ENAS strings of their
-    operations."""
-    from trial_image.frontends import enas, hyperparams
-
-    if args.genotype is not None or wrong_flags:
-        raise InputError(f"{data.name} is a {data.family}: its candidates are blocks (--block, "
-                         f"--units) or ENAS strings of {data.family} operations, not "
-                         f"{', '.join(wrong_flags) or 'genotypes'}")
-    if args.architecture is not None or args.nn_config is not None:
-        if args.architecture is None or args.nn_config is None:
-            raise InputError("--architecture and --nn_config must be given together")
-        return enas.to_spec(args.architecture, args.nn_config, frame=frame)
-    sequence = data.family in ("text", "series")
-    default = "conv1d" if sequence else "dense"
-    kinds = _per_block(args.block or default, per_block["block"], blocks, str, "block")
-    allowed = hyperparams.SEQUENCE_BLOCKS if sequence else hyperparams.TABLE_BLOCKS
-    wrong = [kind for kind in kinds if kind not in allowed]
-    if wrong:
-        raise InputError(f"--block {wrong[0]}: a {data.family}'s blocks are "
-                         f"{', '.join(allowed)}")
-    return hyperparams.to_block_spec(
-        blocks=kinds, units=_per_block(args.units or 64, per_block["units"], blocks, int, "units"),
-        kernel_sizes=_per_block(args.kernel_size or 3, per_block["kernel-size"], blocks, int,
-                                "kernel-size"),
-        dropout=args.block_dropout, batch_norm=True if args.batch_norm is None
-        else args.batch_norm, heads=args.heads, key_dim=args.key_dim, cell=args.cell,
-        bidirectional=args.bidirectional, frame=frame)
-
-
 def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
     from trial_image import data as datasets
+    from trial_image.frontends.dispatch import make_spec
     from trial_image.trial_run import RunOptions, TrialRun, prepare_tensorflow
 
     if args.skip_test and args.evaluate_model:

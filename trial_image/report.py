@@ -150,8 +150,9 @@ def architecture_figure(spec: CandidateSpec, title: str) -> Any:
     return figure
 
 
-def size_figure(rows: list[dict[str, Any]], title: str) -> Any:
-    """Test accuracy against file size, one point per variant (log size: int8 is ~4× smaller).
+def size_figure(rows: list[dict[str, Any]], title: str, metric: str = "Test-Accuracy") -> Any:
+    """Test accuracy (or RMSE) against file size, one point per variant (log size: int8 is ~4×
+    smaller).
     Variants on the same point (float32 and float16 often tie in accuracy and size after gzip)
     share one label, so no label is drawn over another; margins keep labels inside the axes."""
     from matplotlib.figure import Figure
@@ -161,7 +162,7 @@ def size_figure(rows: list[dict[str, Any]], title: str) -> Any:
     points: dict[tuple[float, float], list[str]] = {}
     for row in rows:
         size = row.get("Compressed-Size-Bytes") or row["File-Size-Bytes"]  # the source: raw
-        points.setdefault((float(size), round(float(row["Test-Accuracy"]), 4)), []).append(
+        points.setdefault((float(size), round(float(row[metric]), 4)), []).append(
             row["variant"])
     ordered = sorted(points.items())
     for k, ((size, accuracy), names) in enumerate(ordered):
@@ -173,6 +174,6 @@ def size_figure(rows: list[dict[str, Any]], title: str) -> Any:
     axis.set_xscale("log")
     axis.margins(x=0.3, y=0.15)
     axis.set_xlabel("bytes, gzip-compressed (what pruning saves)")
-    axis.set_ylabel("Test-Accuracy (measured with the variant)")
+    axis.set_ylabel(f"{metric} (measured with the variant)")
     axis.set_title(f"{title}: compressed variants", fontsize=10)
     return figure

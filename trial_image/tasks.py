@@ -38,8 +38,20 @@ class Task:
         """The registered champion's measure on the challenger's test split."""
         return f"Champion-Test-{self.measure}"
 
-    def better(self, a: float, b: float) -> bool:
-        return a > b if self.maximize else a < b
+    @property
+    def loss_metric(self) -> str:
+        """How much worse a compressed variant is than its source: accuracy points lost, or
+        the RMSE's increase in percent (:meth:`worse_by`)."""
+        return "Accuracy-Drop" if self.maximize else "RMSE-Increase"
+
+    def worse_by(self, source: float, variant: float) -> float:
+        if self.maximize:
+            return (source - variant) * 100  # points
+        return (variant / source - 1) * 100 if source else 0.0  # percent
+
+    def describe_loss(self, loss: float) -> str:
+        return f"accuracy drop {loss:.2f} points" if self.maximize else \
+            f"RMSE increase {loss:.2f} %"
 
     def best(self, values: list[float]) -> float:
         return max(values) if self.maximize else min(values)

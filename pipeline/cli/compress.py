@@ -99,7 +99,9 @@ def print_results(results: list[Any], model: str, output: str) -> None:
     for r in results:
         where = (f"models:/{variants_of(model)}@{r.variant} (version {r.version})"
                  if r.version else f"not registered: {r.reason}")
-        print(f"{r.variant:<13} test accuracy {r.accuracy:.4f} ({-r.drop:+.2f} pt), "
+        change = f"{-r.drop:+.2f} pt" if r.metric == "Test-Accuracy" else f"{r.drop:+.2f} %"
+        measure = r.metric.replace("Test-", "test ").replace("Accuracy", "accuracy")
+        print(f"{r.variant:<13} {measure} {r.score:.4f} ({change}), "
               f"{r.size:>7.0f} bytes ({r.compressed:.0f} gzip), {r.latency_ms:.3f} ms: {where}")
 
 

@@ -77,9 +77,9 @@ def print_result(result: Any, output: str) -> None:
     if output == "json":
         print(json.dumps(result.to_dict(), indent=2))
         return
+    measure = result.test_metric.replace("Test-", "test ").replace("Accuracy", "accuracy")
     print(f"final model of {result.experiment}: trial {result.winner} trained again, "
-          f"{result.test_metric} {result.test_score:.4f} (best search trial "
-          f"{result.best_search_trial}: "
+          f"{measure} {result.test_score:.4f} (best search trial {result.best_search_trial}: "
           + (f"{result.best_search_test_score:.4f})" if result.best_search_test_score
              is not None else "not measured)"))
     if result.champion_test_score is not None:

@@ -3,10 +3,11 @@
 ones within the accuracy budget as versions of the same model, each with its alias.
 
 A variant whose Test-Accuracy, measured with the variant itself, is more than
-``max_accuracy_drop`` points below the source model's is logged (its run says why) but not
-registered. Variants are versions of their own registered model, ``<model>-variants``, each
-under its alias (``models:/<model>-variants@int8-full``): the model's own versions stay its final
-models, so its page leads with the champion; ``champion`` never moves.
+``max_accuracy_drop`` points below the source model's (a regression's: whose Test-RMSE is more
+than that many percent above) is logged (its run says why) but not registered. Variants are
+versions of their own registered model, ``<model>-variants``, each under its alias
+(``models:/<model>-variants@int8-full``): the model's own versions stay its final models, so
+its page leads with the champion; ``champion`` never moves.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.promotion.registry import PromotionError, Registry
-from trial_image.contract import COMPRESSION_VARIANTS, parse_model_uri, retry, tags
+from trial_image.contract import COMPRESSION_VARIANTS, parse_model_uri, retry, tags, task_of
 
-VARIANT_LINE = re.compile(r"^[a-z0-9-]+: test accuracy ")  # the trial's line per variant
+VARIANT_LINE = re.compile(r"^[a-z0-9-]+: test (accuracy|RMSE) ")  # the trial's line per variant
 STUDENT_SHARE = 0.5  # a student has at most half the teacher's parameters
 
 
 @dataclass(frozen=True)
 class CompressionPlan:
-    """Which variants, and the accuracy budget a registered one must meet (points)."""
+    """Which variants, and the budget a registered one must meet (accuracy points, or percent of
+    a regression's RMSE)."""
 
     variants: str = ",".join(COMPRESSION_VARIANTS)
     max_accuracy_drop: float = 0.5
@@ -46,8 +48,9 @@ class CompressionError(Exception):
 class VariantResult:
     variant: str
     run_id: str
-    accuracy: float
-    drop: float  # points below the source model
+    metric: str  # Test-Accuracy, Test-RMSE
+    score: float
+    drop: float  # accuracy points below the source model, or percent of RMSE above it
     size: float  # bytes of the .tflite file
     compressed: float  # the same gzip-compressed (what a pruned model saves)
     latency_ms: float
@@ -127,13 +130,16 @@ def compress_model(registry: Registry, model_uri: str, plan: CompressionPlan,
     run)`` runs ``python -m trial_image compress`` where training runs."""
     version, run = source_of(registry, model_uri)
     family = run.data.tags.get(tags.FAMILY, "image")
-    if family != "image":  # docs/tables.md: what is missing
-        log(f"{model_uri} reads a {family}: compressed variants are made of image classifiers "
-            "only so far, so none are made (docs/tables.md#not-yet)")
+    if family not in ("image", "series"):  # docs/tables.md: what is missing
+        log(f"{model_uri} reads a {family}: compressed variants are made of models that take "
+            "a tensor (images, series), so none are made (docs/tables.md#not-yet)")
         return []
     source = f"models:/{registry.model}/{version.version}"
     made = variant_runs(registry, source, retry_seconds)
     missing = [v for v in plan.names if v not in made]
+    if "distilled" in missing and task_of(run.data.tags.get(tags.TASK)).name != "classification":
+        missing.remove("distilled")
+        log("distillation softens a classifier's outputs: no distilled variant of a regression")
     student = choose_student(registry, run) if "distilled" in missing else None
     if "distilled" in missing and student is None:
         log("no trial of the search has at most half the model's parameters: no distilled "
@@ -154,22 +160,24 @@ def variant_runs(registry: Registry, source: str, retry_seconds: float) -> dict[
 
 def register_within_budget(registry: Registry, source_version: Any, max_drop: float,
                            retry_seconds: float) -> list[VariantResult]:
-    """Register each variant run of ``source_version`` whose accuracy drop is within
-    ``max_drop`` points; tag the others with why not."""
+    """Register each variant run of ``source_version`` whose accuracy drop (or RMSE increase) is
+    within ``max_drop`` points (percent); tag the others with why not."""
     source = f"models:/{registry.model}/{source_version.version}"
     out, variants = [], None
     for variant, run in variant_runs(registry, source, retry_seconds).items():
         m = run.data.metrics
-        drop = m["Accuracy-Drop"]
+        task = task_of(run.data.tags.get(tags.TASK))
+        drop = m[task.loss_metric]
         version, reason = None, ""
         if drop > max_drop:
-            reason = f"accuracy drop {drop:.2f} points > {max_drop:g}"
+            reason = f"{task.describe_loss(drop)} > {max_drop:g}"
             registry.client.set_tag(run.info.run_id, "nasflow.decision", "not-registered")
             registry.client.set_tag(run.info.run_id, "nasflow.reason", reason)
         else:
             variants = variants or registry.variants()
             version = variants.register_variant(run, variant).version
-        out.append(VariantResult(variant, run.info.run_id, m["Test-Accuracy"], drop,
+        out.append(VariantResult(variant, run.info.run_id, task.test_metric,
+                                 m[task.test_metric], drop,
                                  m["File-Size-Bytes"], m["Compressed-Size-Bytes"],
                                  m["Inference-Latency-Ms"], version, reason))
     return out

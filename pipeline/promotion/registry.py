@@ -169,9 +169,10 @@ class Registry:
         existing = self._versions_of_run(run.info.run_id)
         if existing:
             return existing[0]
+        measure = task_of(run.data.tags.get(tags.TASK)).test_metric
         version = self._new_version(run, {
             tags.VARIANT: variant, tags.SOURCE_MODEL: run.data.tags.get(tags.SOURCE_MODEL, ""),
-            VALUE: repr(run.data.metrics["Test-Accuracy"]), METRIC: "Test-Accuracy"})
+            VALUE: repr(run.data.metrics[measure]), METRIC: measure})
         self._alias(variant, version.version)
         return version
 

@@ -1,7 +1,8 @@
 """``python -m trial_image compress``: every variant of a registered model, measured and logged.
 
-For ``--model-uri models:/NAME@ALIAS`` (or ``/VERSION``) it loads the Keras model and its data
-(the dataset and split of the run that trained it), then makes each ``--variants`` entry:
+For ``--model-uri models:/NAME@ALIAS`` (or ``/VERSION``) of a model that takes a tensor (an image
+classifier, a series forecaster) it loads the Keras model and its data (the dataset and split of
+the run that trained it), then makes each ``--variants`` entry:
 
 * ``float32``, ``float16``, ``int8-dynamic``, ``int8-full``: LiteRT post-training quantization
   (full-integer int8 calibrated on 200 training images, one weight scale per kernel unless that
@@ -9,14 +10,16 @@ For ``--model-uri models:/NAME@ALIAS`` (or ``/VERSION``) it loads the Keras mode
 * ``pruned-<P>``: magnitude pruning to P % sparsity, fine-tuned on the images the model was
   trained on, LiteRT float32 (its saving shows in the gzip-compressed size every variant reports);
 * ``distilled``: the candidate of ``--student-run`` (a smaller trial of the same search) trained
-  from scratch on the teacher's softened outputs and the labels, LiteRT float32.
+  from scratch on the teacher's softened outputs and the labels, LiteRT float32 (classifiers).
 
 Each is one MLflow run nested under the source model's run (tags ``nasflow.role=variant``,
-``nasflow.variant``, ``nasflow.source_model``): Test-Accuracy measured by running the ``.tflite``
-file in the LiteRT interpreter, the drop against the source model in points, file size (and
-gzip-compressed), batch-1
+``nasflow.variant``, ``nasflow.source_model``): the task's measure (Test-Accuracy, Test-RMSE)
+by running the ``.tflite`` file in the LiteRT interpreter, how much worse than the source model
+(accuracy points lost, or the RMSE's increase in percent), file size (and gzip-compressed),
+batch-1
 latency (median of 100 runs, one interpreter thread), parameters, and a loadable ``pyfunc``
-model. The source run gets ``compression/comparison.json`` and ``compression/accuracy_vs_size.png``.
+model. The source run gets ``compression/comparison.json`` and ``compression/accuracy_vs_size.png``
+(``rmse_vs_size.png``).
 Registering the variants is the pipeline's part (``nasflow compress``), as promotion is.
 """
 
@@ -35,6 +38,7 @@ import numpy as np
 from trial_image import tags
 from trial_image.compress import litert
 from trial_image.errors import InputError, TrackingError
+from trial_image.tasks import task_of
 
 DEFAULT_VARIANTS = ("float32", "float16", "int8-dynamic", "int8-full", "pruned-50", "pruned-80",
                     "distilled")
@@ -53,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(its candidate_spec.json); required for 'distilled'")
     p.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="POINTS",
                    help="int8-full takes one weight scale per convolution kernel when that "
-                   "stays within this many points of the source model, else one per channel "
-                   "(default 0.5)")
+                   "stays within this many points of the source model (a regression: percent "
+                   "of RMSE), else one per channel (default 0.5)")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="distillation (default 1: a teacher trained with augmentation and a "
                    "cosine schedule is not over-confident; at 4 its targets on digits are "
@@ -94,7 +98,9 @@ def main(argv: list[str]) -> int:
     for variant in variants:
         content, extra = make(variant, source, args)
         rows.append(source.log_variant(variant, content, extra))
-        print(f"{variant}: test accuracy {rows[-1]['Test-Accuracy']:.4f}, "
+        measure = source.task.test_metric
+        print(f"{variant}: {measure.replace('Test-', 'test ').replace('Accuracy', 'accuracy')} "
+              f"{rows[-1][measure]:.4f}, "
               f"{rows[-1]['File-Size-Bytes']:.0f} bytes, {rows[-1]['Inference-Latency-Ms']:.3f} ms",
               file=sys.stderr)
     source.log_comparison(rows)
@@ -108,6 +114,9 @@ def make(variant: str, source: Source, args: argparse.Namespace) -> tuple[bytes,
     data = source.data
     if variant == "int8-full":
         return int8_full(source, data.train.take(CALIBRATION_IMAGES)[0], args.max_accuracy_drop)
+    if variant == "distilled" and source.task.name != "classification":
+        raise InputError("--variants distilled: distillation softens a classifier's outputs; "
+                         f"{source.uri} is a {source.task.name}")
     if variant in litert.QUANTIZATIONS:
         return litert.convert(source.model, variant), {}
     if variant.startswith("pruned-"):
@@ -120,8 +129,9 @@ def make(variant: str, source: Source, args: argparse.Namespace) -> tuple[bytes,
         steps = args.prune_epochs * int(np.ceil(data.train.count / 64))
         model.compile(optimizer=keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(1e-3, steps)),
-            loss="sparse_categorical_crossentropy")
-        model.fit(data.train.batches(64, shuffle_seed=args.seed, augment="light"),
+            loss=source.task.compile_arguments()["loss"])
+        model.fit(data.train.batches(64, shuffle_seed=args.seed,
+                                     augment="light" if data.family == "image" else "none"),
                   epochs=args.prune_epochs, shuffle=False,
                   callbacks=[MagnitudePruning(target, int(steps * 0.7))], verbose=0)
         return litert.convert(model, "float32"), {"Sparsity": sparsity(model)}
@@ -140,14 +150,16 @@ def make(variant: str, source: Source, args: argparse.Namespace) -> tuple[bytes,
 
 def int8_full(source: Source, calibration: np.ndarray, max_drop: float) -> tuple[bytes, dict]:
     """Full-integer int8 with one weight scale per convolution kernel, the smaller file, unless
-    that costs more than ``max_drop`` points of test accuracy (the budget the variant is
-    registered under): then one scale per output channel, the accuracy-preserving standard."""
+    that costs more than ``max_drop`` (points of test accuracy, or percent of RMSE: the budget
+    the variant is registered under): then one scale per output channel, the
+    accuracy-preserving standard."""
     per_tensor = litert.convert(source.model, "int8-full", calibration, per_channel=False)
-    accuracy = source.accuracy_of(per_tensor)
-    if (source.accuracy - accuracy) * 100 <= max_drop:
-        return per_tensor, {"Per-Channel-Scales": 0.0, "Per-Tensor-Test-Accuracy": accuracy}
+    score = source.score_of(per_tensor)
+    measured = f"Per-Tensor-{source.task.test_metric}"
+    if source.task.worse_by(source.score, score) <= max_drop:
+        return per_tensor, {"Per-Channel-Scales": 0.0, measured: score}
     return (litert.convert(source.model, "int8-full", calibration, per_channel=True),
-            {"Per-Channel-Scales": 1.0, "Per-Tensor-Test-Accuracy": accuracy})
+            {"Per-Channel-Scales": 1.0, measured: score})
 
 
 class Source:
@@ -177,27 +189,40 @@ class Source:
                               "reading the model's run")
         if self.run.data.tags.get(tags.ROLE) == "variant":
             raise InputError(f"{uri} is itself a compressed variant; compress the float model")
+        family = self.run.data.tags.get(tags.FAMILY, "image")
+        if family not in ("image", "series"):
+            raise InputError(f"{uri} reads a {family}: variants are made of models that take "
+                             "a tensor (images, series), not raw rows")
+        self.task = task_of(self.run.data.tags.get(tags.TASK))
         self.model = self.retry(lambda: mlflow.tensorflow.load_model(
             f"models:/{self.name}/{self.version.version}"), f"loading {uri}")
         params = self.run.data.params
         size = tuple(int(s) for s in params.get("image_size", "(32, 32)").strip("()").split(","))
+        series = datasets.TableOptions(target=params.get("target"),
+                                       lookback=int(params.get("lookback", 24)),
+                                       horizon=int(params.get("horizon", 1)))
         self.data = datasets.load(self.run.data.tags.get(tags.DATASET, "digits"),
                                   float(params.get("validation_split", 0.2)), size,
-                                  cache=params.get("data_cache"))
+                                  cache=params.get("data_cache"),
+                                  table=series if family == "series" else None)
         if params.get("train_on") == "train+validation":  # a final model: what it trained on
             self.data = self.data.merged()  # calibrates, fine-tunes and teaches on the same
-        self.accuracy = self._accuracy(self.model.predict_on_batch)
+        self.score = self._score(self.model.predict_on_batch)
 
-    def _accuracy(self, predict: Any) -> float:
-        """Test accuracy of ``predict`` (raw images → class scores), one batch at a time."""
-        from trial_image.training import predict_classes
+    def _score(self, predict: Any) -> float:
+        """The task's test measure of ``predict`` (raw inputs → class scores or forecasts),
+        one batch at a time: accuracy, or RMSE."""
+        from trial_image.report import regression
+        from trial_image.training import predictions
 
-        truth, predicted = predict_classes(predict, self.data.test)
-        return float((truth == predicted).mean())
+        truth, predicted = predictions(predict, self.data.test, self.task)
+        if self.task.name == "classification":
+            return float((truth == predicted).mean())
+        return regression(truth, predicted)[0]["Test-RMSE"]
 
-    def accuracy_of(self, content: bytes) -> float:
-        """Test accuracy of a ``.tflite`` file, run by the LiteRT interpreter."""
-        return self._accuracy(litert.LiteRT(content).predict)
+    def score_of(self, content: bytes) -> float:
+        """The test measure of a ``.tflite`` file, run by the LiteRT interpreter."""
+        return self._score(litert.LiteRT(content).predict)
 
     def student_spec(self, run_id: str) -> Any:
         from trial_image.spec import CandidateSpec
@@ -209,7 +234,7 @@ class Source:
 
     def reference_row(self) -> dict[str, Any]:
         """The source model itself (Keras), for the comparison table."""
-        return {"variant": "source (Keras)", "Test-Accuracy": self.accuracy,
+        return {"variant": "source (Keras)", self.task.test_metric: self.score,
                 "Parameter-Count": float(self.model.count_params()),
                 "File-Size-Bytes": float(sum(w.numpy().nbytes for w in self.model.weights))}
 
@@ -221,20 +246,22 @@ class Source:
         from trial_image.tracking import racing
 
         model = litert.LiteRT(content)
-        accuracy = self._accuracy(model.predict)
+        score = self._score(model.predict)
         sample = self.data.test.take(5)[0]
-        metrics = {"Test-Accuracy": accuracy,
-                   "Accuracy-Drop": round((self.accuracy - accuracy) * 100, 6),  # points
+        task = self.task
+        metrics = {task.test_metric: score,
+                   task.loss_metric: round(task.worse_by(self.score, score), 6),
                    "File-Size-Bytes": float(len(content)),
                    "Compressed-Size-Bytes": float(compressed_size(content)),
                    "Inference-Latency-Ms": model.latency_ms(sample),
                    "Interpreter-Threads": float(litert.THREADS),
-                   "Source-Test-Accuracy": self.accuracy,
+                   f"Source-{task.test_metric}": self.score,
                    "Parameter-Count": float(self.model.count_params()), **extra}
         source_model = f"models:/{self.name}/{self.version.version}"
         run_tags = {tags.ROLE: "variant", tags.VARIANT: variant, tags.SOURCE_MODEL: source_model,
                     tags.EXPERIMENT: self.run.data.tags.get(tags.EXPERIMENT, self.name),
                     tags.DATASET: self.data.name, "mlflow.parentRunId": self.run.info.run_id,
+                    tags.TASK: task.name, tags.FAMILY: self.data.family,
                     **digest_tags(self.data)}
         created = self.retry(lambda: self.client.create_run(
             self.run.info.experiment_id, run_name=f"{self.name}-v{self.version.version}-"
@@ -247,7 +274,7 @@ class Source:
                        "logging the datasets")
             self.retry(lambda: self.mlflow.log_metrics(metrics), "logging the variant's metrics")
             self.retry(lambda: self.mlflow.log_artifact(str(path)), "storing the .tflite file")
-            self.retry(lambda: log_model(path, sample, self.data.num_classes),
+            self.retry(lambda: log_model(path, sample, self.data.num_classes or 1),
                        "storing the variant's model")
         return {"variant": variant, "run_id": created.info.run_id, **metrics}
 
@@ -259,8 +286,9 @@ class Source:
             self.retry(lambda: self.client.log_text(run_id, json.dumps(rows, indent=2),
                                                     "compression/comparison.json"),
                        "logging the comparison")
-            self.retry(lambda: self.client.log_figure(run_id, size_figure(rows, self.name),
-                                                      "compression/accuracy_vs_size.png"),
-                       "logging the accuracy-vs-size plot")
+            self.retry(lambda: self.client.log_figure(
+                run_id, size_figure(rows, self.name, self.task.test_metric),
+                f"compression/{self.task.measure.lower()}_vs_size.png"),
+                "logging the measure-vs-size plot")
         except TrackingError as exc:
             print(f"compress: {exc} (the variants' runs are complete)", file=sys.stderr)
