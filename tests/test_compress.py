@@ -25,6 +25,7 @@ from trial_image.compress import litert
 from trial_image.compress.distillation import Distiller, distill, distillation_loss, soften
 from trial_image.compress.pruning import MagnitudePruning, compressed_size, sparsity
 from trial_image.compress.run import int8_full
+from trial_image.tasks import CLASSIFICATION
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +84,8 @@ def test_full_integer_int8_has_one_weight_scale_per_tensor_unless_that_costs_the
                                       == data.test.y)))
         return measured[-1]
 
-    source = SimpleNamespace(model=model, accuracy=accuracy, accuracy_of=accuracy_of)
+    source = SimpleNamespace(model=model, score=accuracy, score_of=accuracy_of,
+                             task=CLASSIFICATION)
     small, extra = int8_full(source, data.train.x[:100], max_drop=5.0)
     assert kernel_scales(small) == [1, 1]
     assert extra == {"Per-Channel-Scales": 0.0, "Per-Tensor-Test-Accuracy": measured[0]}
