@@ -13,6 +13,8 @@ fitting), and a ridge regression and gradient boosting on the last 168 hours as 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import statistics
 import sys
 import tempfile
@@ -35,7 +37,8 @@ def text_baselines(seed: int) -> dict[str, float]:
 
     from trial_image.data import load
 
-    data = load("tickets").merged()
+    with contextlib.redirect_stderr(io.StringIO()):  # the loader's line about the columns
+        data = load("tickets").merged()
     words = TfidfVectorizer(ngram_range=(1, 2), min_df=2)
     x = words.fit_transform(data.train.columns["text"])
     x_test = words.transform(data.test.columns["text"])
@@ -51,7 +54,8 @@ def series_baselines(seed: int) -> dict[str, float]:
 
     from trial_image.data import TableOptions, load
 
-    data = load("sensor", table=TableOptions(lookback=LAGS)).merged()
+    with contextlib.redirect_stderr(io.StringIO()):  # the loader's line about the windows
+        data = load("sensor", table=TableOptions(lookback=LAGS)).merged()
 
     def rmse(predicted: np.ndarray) -> float:
         return float(np.sqrt(np.mean((predicted - data.test.y) ** 2)))

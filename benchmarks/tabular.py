@@ -16,6 +16,8 @@ seeds).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import statistics
 import subprocess
@@ -65,7 +67,8 @@ def baselines(name: str, seed: int) -> dict[str, float]:
 
     from trial_image.data import load
 
-    data = load(name).merged()
+    with contextlib.redirect_stderr(io.StringIO()):  # the loader's line about the columns
+        data = load(name).merged()
 
     def matrix(split) -> np.ndarray:
         return np.column_stack([split.columns[column] for column, _ in data.columns])

@@ -224,8 +224,8 @@ def trial(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_a_csv_search_ends_with_a_champion_that_answers_raw_rows(mlflow_server, tmp_path):
-    """A manifest over a mixed CSV through `nasflow run --finalize --promote --compress` (a
-    table model is not compressed yet, and says so); the champion,
+    """A manifest over a mixed CSV through `nasflow run --finalize --promote --compress` (no
+    int8-full: its input would be one tensor); the champion,
     served by `mlflow models serve`, answers pandas records of raw rows (an unseen category and
     missing values among them) and scores its logged test accuracy on the test rows."""
     from tests.test_engine_e2e import small
@@ -245,13 +245,12 @@ def test_a_csv_search_ends_with_a_champion_that_answers_raw_rows(mlflow_server, 
         yaml.safe_dump(doc, f, sort_keys=False)
     run = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", path, "--finalize", "--promote", "--compress",
-         "--top-k", "1", "--final-epochs", "15", "--tracking-uri", mlflow_server.uri,
+         "--variants", "float32,int8-full", "--top-k", "1", "--final-epochs", "15", "--tracking-uri", mlflow_server.uri,
          "--model", "churn-table", "--workdir", str(tmp_path / ".nasflow"), "--seed", "1"],
         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "churn-table version 1" in run.stdout and "champion" in run.stdout
-    assert "reads a table: compressed variants are made of models that take a tensor" in \
-        run.stdout + run.stderr
+    assert "a table's model reads columns: no int8-full variant" in run.stderr
     from mlflow import MlflowClient
 
     client = MlflowClient(mlflow_server.uri)
@@ -299,6 +298,14 @@ def test_a_csv_search_ends_with_a_champion_that_answers_raw_rows(mlflow_server, 
     assert float(np.mean(answered.argmax(axis=1) == data.test.y)) == pytest.approx(
         final.data.metrics["Test-Accuracy"], abs=1e-6)
     assert unusual.shape == (1, 2) and np.all(np.isfinite(unusual))
+
+    # its LiteRT float32 variant (string lookups inside the .tflite file) answers the same rows
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server.uri)
+    lite = mlflow.pyfunc.load_model("models:/churn-table-variants@float32")
+    np.testing.assert_allclose(lite.predict(test), answered, atol=1e-5)
+    assert np.all(np.isfinite(lite.predict(odd)))
 
 
 @pytest.mark.slow

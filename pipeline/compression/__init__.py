@@ -130,13 +130,17 @@ def compress_model(registry: Registry, model_uri: str, plan: CompressionPlan,
     run)`` runs ``python -m trial_image compress`` where training runs."""
     version, run = source_of(registry, model_uri)
     family = run.data.tags.get(tags.FAMILY, "image")
-    if family not in ("image", "series"):  # docs/tables.md: what is missing
-        log(f"{model_uri} reads a {family}: compressed variants are made of models that take "
-            "a tensor (images, series), so none are made (docs/tables.md#not-yet)")
+    if family == "text":  # docs/sequences.md
+        log(f"{model_uri} reads raw text: LiteRT has no builtin operations for its tokenizer, "
+            "so no compressed variants are made")
         return []
     source = f"models:/{registry.model}/{version.version}"
     made = variant_runs(registry, source, retry_seconds)
     missing = [v for v in plan.names if v not in made]
+    if "int8-full" in missing and family == "table":
+        missing.remove("int8-full")
+        log("int8-full takes one int8 tensor; a table's model reads columns: no int8-full "
+            "variant")
     if "distilled" in missing and task_of(run.data.tags.get(tags.TASK)).name != "classification":
         missing.remove("distilled")
         log("distillation softens a classifier's outputs: no distilled variant of a regression")

@@ -13,7 +13,9 @@ import contextlib
 import os
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,9 +31,17 @@ def convert(model: Any, variant: str, representative: np.ndarray | None = None,
     scale per convolution kernel (and its bias) instead of one per output channel; each
     channel's scale and zero point cost 12 bytes, several percent of a small network's int8
     file. The classifier's kernel keeps its per-channel scales either way."""
+    if variant == "int8-full" and isinstance(model.input, dict):
+        raise ValueError("int8-full takes one numeric tensor; this model reads columns (text "
+                         "among them)")
+    with _converter(model) as converter:
+        return _convert(converter, variant, representative, per_channel)
+
+
+def _convert(converter: Any, variant: str, representative: np.ndarray | None,
+             per_channel: bool) -> bytes:
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(unrolled(model))
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights, float kernels
     if variant == "float16":
@@ -49,6 +59,24 @@ def convert(model: Any, variant: str, representative: np.ndarray | None = None,
         raise ValueError(f"unknown LiteRT variant {variant!r}; known: {', '.join(QUANTIZATIONS)}")
     with _quiet():  # the converter prints the traced function's signature on stdout
         return converter.convert()
+
+
+@contextlib.contextmanager
+def _converter(model: Any) -> Iterator[Any]:
+    """TensorFlow's converter for ``model``. A table's model takes one input per column (text
+    among them): ``from_keras_model`` cannot take a dict of inputs, and a concrete function
+    keeps the weights as variables the interpreter never initialises (its outputs were
+    garbage here), so it goes through a SavedModel export, which freezes them."""
+    import tensorflow as tf
+
+    if not isinstance(model.input, dict):
+        yield tf.lite.TFLiteConverter.from_keras_model(unrolled(model))
+        return
+    specs = {name: tf.TensorSpec(tensor.shape, tensor.dtype, name=name)
+             for name, tensor in model.input.items()}
+    with tempfile.TemporaryDirectory() as folder, _quiet():
+        model.export(folder, input_signature=[specs], verbose=False)
+        yield tf.lite.TFLiteConverter.from_saved_model(folder)
 
 
 def unrolled(model: Any) -> Any:
@@ -119,8 +147,11 @@ class LiteRT:
             self.output = self.interpreter.get_output_details()[0]
             self.batch = batch
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """What the float model answers for raw ``x`` (class probabilities, or forecasts)."""
+    def predict(self, x: Any) -> np.ndarray:
+        """What the float model answers for raw ``x`` (class probabilities, or forecasts);
+        ``x`` a tensor, or a table's columns by name."""
+        if isinstance(x, dict):
+            return self._predict_columns(x)
         self._resize(len(x))
         data = np.asarray(x, dtype=np.float32)
         if self.input["dtype"] != np.float32:
@@ -135,14 +166,25 @@ class LiteRT:
             out = (out.astype(np.float32) - zero) * scale
         return out
 
-    def latency_ms(self, sample: np.ndarray, repeats: int = 100) -> float:
+    def _predict_columns(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """A table's model: its signature takes the columns by name (strings as UTF-8 bytes)
+        and resizes to the batch itself."""
+        runner = self.interpreter.get_signature_runner()
+        feed = {name: values.astype(np.float32) if values.dtype.kind == "f"
+                else np.char.encode(values.astype(str), "utf-8")
+                for name, values in columns.items()}
+        return next(iter(runner(**feed).values()))
+
+    def latency_ms(self, sample: Any, repeats: int = 100) -> float:
         """Median wall time of one batch-1 invocation (after 10 warm-up runs), milliseconds."""
+        one = ({name: values[:1] for name, values in sample.items()}
+               if isinstance(sample, dict) else sample[:1])
         for _ in range(10):
-            self.predict(sample[:1])
+            self.predict(one)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            self.predict(sample[:1])
+            self.predict(one)
             times.append(time.perf_counter() - start)
         return statistics.median(times) * 1000
 

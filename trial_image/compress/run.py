@@ -1,12 +1,13 @@
 """``python -m trial_image compress``: every variant of a registered model, measured and logged.
 
-For ``--model-uri models:/NAME@ALIAS`` (or ``/VERSION``) of a model that takes a tensor (an image
-classifier, a series forecaster) it loads the Keras model and its data (the dataset and split of
-the run that trained it), then makes each ``--variants`` entry:
+For ``--model-uri models:/NAME@ALIAS`` (or ``/VERSION``) of an image classifier, a table's model or
+a series forecaster it loads the Keras model and its data (the dataset and split of the run that
+trained it), then makes each ``--variants`` entry (a text's tokenizer has no LiteRT operations):
 
 * ``float32``, ``float16``, ``int8-dynamic``, ``int8-full``: LiteRT post-training quantization
   (full-integer int8 calibrated on 200 training images, one weight scale per kernel unless that
-  goes over ``--max-accuracy-drop``, then one per channel);
+  goes over ``--max-accuracy-drop``, then one per channel; not for a table, whose input is
+  columns, not one tensor);
 * ``pruned-<P>``: magnitude pruning to P % sparsity, fine-tuned on the images the model was
   trained on, LiteRT float32 (its saving shows in the gzip-compressed size every variant reports);
 * ``distilled``: the candidate of ``--student-run`` (a smaller trial of the same search) trained
@@ -26,6 +27,7 @@ Registering the variants is the pipeline's part (``nasflow compress``), as promo
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import sys
@@ -113,6 +115,9 @@ def make(variant: str, source: Source, args: argparse.Namespace) -> tuple[bytes,
 
     data = source.data
     if variant == "int8-full":
+        if data.columns:
+            raise InputError("--variants int8-full: its input is one int8 tensor; a table's "
+                             "model reads columns, text among them")
         return int8_full(source, data.train.take(CALIBRATION_IMAGES)[0], args.max_accuracy_drop)
     if variant == "distilled" and source.task.name != "classification":
         raise InputError("--variants distilled: distillation softens a classifier's outputs; "
@@ -139,7 +144,7 @@ def make(variant: str, source: Source, args: argparse.Namespace) -> tuple[bytes,
     from trial_image.compress.distillation import distill
 
     spec = source.student_spec(args.student_run)
-    student = distill(lambda: build_model(spec), source.model, data.train,
+    student = distill(lambda: build_model(spec, data.train), source.model, data.train,
                       temperature=args.temperature, alpha=args.alpha,
                       epochs=args.distill_epochs, learning_rate=spec.training.learning_rate,
                       seed=args.seed)
@@ -190,21 +195,31 @@ class Source:
         if self.run.data.tags.get(tags.ROLE) == "variant":
             raise InputError(f"{uri} is itself a compressed variant; compress the float model")
         family = self.run.data.tags.get(tags.FAMILY, "image")
-        if family not in ("image", "series"):
-            raise InputError(f"{uri} reads a {family}: variants are made of models that take "
-                             "a tensor (images, series), not raw rows")
+        if family == "text":
+            raise InputError(f"{uri} reads a text: LiteRT has no builtin operations for its "
+                             "tokenizer (StringLower, StringSplit)")
         self.task = task_of(self.run.data.tags.get(tags.TASK))
-        self.model = self.retry(lambda: mlflow.tensorflow.load_model(
-            f"models:/{self.name}/{self.version.version}"), f"loading {uri}")
+        stored = f"models:/{self.name}/{self.version.version}"
+        # a table's model is a pyfunc holding the Keras network (trial_image/serving.py)
+        self.model = self.retry(lambda: mlflow.pyfunc.load_model(stored).unwrap_python_model()
+                                .model if family == "table"
+                                else mlflow.tensorflow.load_model(stored), f"loading {uri}")
         params = self.run.data.params
         size = tuple(int(s) for s in params.get("image_size", "(32, 32)").strip("()").split(","))
-        series = datasets.TableOptions(target=params.get("target"),
-                                       lookback=int(params.get("lookback", 24)),
-                                       horizon=int(params.get("horizon", 1)))
+        # the flags of tables and series, as the trial logged them (a dict as its repr)
+        try:
+            columns = ast.literal_eval(params.get("column_types", "None"))
+        except (ValueError, SyntaxError):
+            raise InputError(f"{uri}: its run's column_types parameter is not a mapping: "
+                             f"{params['column_types'][:100]!r}") from None
+        options = datasets.TableOptions(target=params.get("target"), task=params.get("task"),
+                                        column_types=columns,
+                                        lookback=int(params.get("lookback", 24)),
+                                        horizon=int(params.get("horizon", 1)))
         self.data = datasets.load(self.run.data.tags.get(tags.DATASET, "digits"),
                                   float(params.get("validation_split", 0.2)), size,
                                   cache=params.get("data_cache"),
-                                  table=series if family == "series" else None)
+                                  table=None if family == "image" else options)
         if params.get("train_on") == "train+validation":  # a final model: what it trained on
             self.data = self.data.merged()  # calibrates, fine-tunes and teaches on the same
         self.score = self._score(self.model.predict_on_batch)
@@ -274,7 +289,8 @@ class Source:
                        "logging the datasets")
             self.retry(lambda: self.mlflow.log_metrics(metrics), "logging the variant's metrics")
             self.retry(lambda: self.mlflow.log_artifact(str(path)), "storing the .tflite file")
-            self.retry(lambda: log_model(path, sample, self.data.num_classes or 1),
+            self.retry(lambda: log_model(path, sample, self.data.num_classes or 1,
+                                         self.data.columns),
                        "storing the variant's model")
         return {"variant": variant, "run_id": created.info.run_id, **metrics}
 
