@@ -12,7 +12,7 @@ from trial_image.data.tables import TableOptions
 from trial_image.errors import InputError
 
 DATASETS_HELP = ("images: digits (default, offline), " + ", ".join(KERAS_DATASETS)
-                 + ", npz:PATH, dir:PATH, tfrecord:GLOB; tables: " + ", ".join(TABLES)
+                 + ", npz:PATH, dir:PATH, tfrecord:GLOB; tables and texts: " + ", ".join(TABLES)
                  + " (offline), csv:PATH, parquet:PATH with --target; series: sensor "
                  "(offline), series:PATH with --target, --lookback, --horizon (PATH may be "
                  "gs:// or s3://)")
