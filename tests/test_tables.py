@@ -245,8 +245,9 @@ def test_a_csv_search_ends_with_a_champion_that_answers_raw_rows(mlflow_server, 
         yaml.safe_dump(doc, f, sort_keys=False)
     run = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", path, "--finalize", "--promote", "--compress",
-         "--variants", "float32,int8-full", "--top-k", "1", "--final-epochs", "15", "--tracking-uri", mlflow_server.uri,
-         "--model", "churn-table", "--workdir", str(tmp_path / ".nasflow"), "--seed", "1"],
+         "--variants", "float32,int8-full", "--top-k", "1", "--final-epochs", "15",
+         "--tracking-uri", mlflow_server.uri, "--model", "churn-table",
+         "--workdir", str(tmp_path / ".nasflow"), "--seed", "1"],
         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "churn-table version 1" in run.stdout and "champion" in run.stdout
