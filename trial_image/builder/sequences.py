@@ -63,12 +63,19 @@ def apply_node(node: Node, x: Any, name: str) -> Any:
 
 
 def _attention(x: Any, heads: int, key_dim: int, dropout: float, name: str) -> Any:
-    """A pre-norm transformer block over the steps (projected to ``heads × key_dim`` first).
-    Positions come from the operations before it (a convolution or a recurrent layer); on raw
-    embeddings alone it sees a bag of tokens."""
+    """A transformer block over the steps (projected to ``heads × key_dim`` first). Positions
+    come from the operations before it (a convolution or a recurrent layer); on raw embeddings
+    alone it sees a bag of tokens."""
     width = heads * key_dim
     if x.shape[-1] != width:
         x = layers.Dense(width, name=f"{name}_project")(x)
+    return transformer_block(x, heads, key_dim, dropout, name)
+
+
+def transformer_block(x: Any, heads: int, key_dim: int, dropout: float, name: str) -> Any:
+    """One pre-norm transformer block over ``(batch, tokens, heads × key_dim)``: self-attention,
+    then a two-layer feed-forward network, each around a residual connection."""
+    width = heads * key_dim
     h = layers.LayerNormalization(name=f"{name}_ln1")(x)
     h = layers.MultiHeadAttention(heads, key_dim, dropout=dropout, name=f"{name}_mha")(h, h)
     x = layers.Add(name=f"{name}_add1")([x, h])

@@ -22,6 +22,7 @@ import numpy as np
 from keras import layers, ops
 
 from trial_image.builder.images import batch_norm
+from trial_image.builder.sequences import transformer_block
 from trial_image.errors import InputError
 from trial_image.spec import Node, Table, with_defaults
 
@@ -128,15 +129,9 @@ def apply_node(node: Node, x: Any, name: str) -> Any:
 
 
 def _attention(x: Any, heads: int, key_dim: int, dropout: float, name: str) -> Any:
-    """One pre-norm transformer block over feature tokens, mean-pooled back to a row."""
+    """One transformer block over feature tokens, mean-pooled back to a row."""
     features, width = x.shape[-1], heads * key_dim
     tokens = layers.EinsumDense("bf,fd->bfd", output_shape=(features, width), bias_axes="fd",
                                 name=f"{name}_tokens")(x)
-    h = layers.LayerNormalization(name=f"{name}_ln1")(tokens)
-    h = layers.MultiHeadAttention(heads, key_dim, dropout=dropout, name=f"{name}_mha")(h, h)
-    tokens = layers.Add(name=f"{name}_add1")([tokens, h])
-    h = layers.LayerNormalization(name=f"{name}_ln2")(tokens)
-    h = layers.Dense(2 * width, activation="relu", name=f"{name}_ffn1")(h)
-    h = layers.Dense(width, name=f"{name}_ffn2")(h)
-    tokens = layers.Add(name=f"{name}_add2")([tokens, h])
+    tokens = transformer_block(tokens, heads, key_dim, dropout, name)
     return layers.GlobalAveragePooling1D(name=f"{name}_pool")(tokens)

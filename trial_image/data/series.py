@@ -18,7 +18,6 @@ says when the test data differ, by digest).
 
 from __future__ import annotations
 
-import io
 import sys
 
 import numpy as np
@@ -70,19 +69,9 @@ def _read(name: str, target: str | None) -> np.ndarray:
         raise InputError(f"--dataset {name} needs --target COLUMN (the series)")
     import pandas as pd
 
-    from trial_image.data.storage import source_error, storage_for
+    from trial_image.data.tables import read_file
 
-    try:
-        raw = storage_for(path).read_bytes(path)
-    except Exception as exc:  # noqa: BLE001 - every storage error becomes an input error
-        raise source_error(f"--dataset {name}", exc) from None
-    try:
-        frame = pd.read_parquet(io.BytesIO(raw)) if path.endswith(".parquet") \
-            else pd.read_csv(io.BytesIO(raw))
-    except Exception as exc:  # noqa: BLE001 - a malformed file is the user's input
-        raise InputError(f"--dataset {name}: cannot read it: "
-                         f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
-                         ) from None
+    frame = read_file(name, path, "parquet" if path.endswith(".parquet") else "csv")
     if target not in frame.columns:
         raise InputError(f"--target: no column {target!r} in {path}")
     values = pd.to_numeric(frame[target], errors="coerce")

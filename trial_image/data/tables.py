@@ -178,6 +178,15 @@ def _read(name: str, target: str | None) -> tuple[Any, str, str]:
     kind, _, path = name.partition(":")
     if target is None:
         raise InputError(f"--dataset {kind}:PATH needs --target COLUMN")
+    frame = read_file(name, path, kind)
+    return frame, target, path
+
+
+def read_file(name: str, path: str, kind: str) -> Any:
+    """The CSV or Parquet file at ``path`` (any storage) as a DataFrame with unique text column
+    names; InputError naming ``--dataset name`` if it cannot be read."""
+    import pandas as pd
+
     from trial_image.data.storage import source_error, storage_for
 
     try:
@@ -185,10 +194,10 @@ def _read(name: str, target: str | None) -> tuple[Any, str, str]:
     except Exception as exc:  # noqa: BLE001 - every storage error becomes an input error
         raise source_error(f"--dataset {name}", exc) from None
     try:
-        if kind == "csv":
-            frame = pd.read_csv(io.BytesIO(raw), keep_default_na=True, low_memory=False)
-        else:
+        if kind == "parquet":
             frame = pd.read_parquet(io.BytesIO(raw))
+        else:
+            frame = pd.read_csv(io.BytesIO(raw), keep_default_na=True, low_memory=False)
     except Exception as exc:  # noqa: BLE001 - a malformed file is the user's input
         raise InputError(f"--dataset {name}: cannot read it as {kind}: "
                          f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
@@ -196,7 +205,7 @@ def _read(name: str, target: str | None) -> tuple[Any, str, str]:
     frame.columns = [str(c) for c in frame.columns]
     if len(set(frame.columns)) != len(frame.columns):
         raise InputError(f"--dataset {name}: column names must be unique")
-    return frame, target, path
+    return frame
 
 
 def _kinds(frame: Any, target: str, overrides: dict[str, str]) -> dict[str, str]:
