@@ -12,7 +12,6 @@ fitting), and a ridge regression and gradient boosting on the last 168 hours as 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import statistics
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tabular import cell, search
+from tabular import arguments, cell, search
 
 SETS = {"tickets": "sequences/tpe-tickets.yaml", "sensor": "sequences/tpe-sensor.yaml"}
 SEASON = 24  # hours
@@ -70,13 +69,7 @@ def series_baselines(seed: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", choices=list(SETS), default=list(SETS))
-    args = parser.parse_args()
-    print(f"{args.trials} TPE trials, then --finalize, per seed ({', '.join(map(str, args.seeds))})"
-          "; the mean in bold ± stdev. Accuracy: higher is better; RMSE: lower.\n")
+    args = arguments(__doc__.splitlines()[0], list(SETS))
     print("| set | measure | finalized network | linear model | gradient boosting | "
           "seasonal naive | search + final |")
     print("|---|---|---|---|---|---|---|")

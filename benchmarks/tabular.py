@@ -91,14 +91,20 @@ def cell(values: list[float]) -> str:
             f"{spread:.4f})")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str, sets: list[str]) -> argparse.Namespace:
+    """The flags both benchmarks take (``--trials``, ``--seeds``, ``--only``), said first."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--only", nargs="+", choices=sets, default=sets)
     args = parser.parse_args()
     print(f"{args.trials} TPE trials, then --finalize, per seed ({', '.join(map(str, args.seeds))})"
           "; the mean in bold ± stdev. Accuracy: higher is better; RMSE: lower.\n")
+    return args
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], list(SETS))
     print("| set | measure | finalized network | gradient boosting | linear model | "
           "network − boosting | bar met | search + final |")
     print("|---|---|---|---|---|---|---|---|")

@@ -83,3 +83,29 @@ class MlflowServer:
         if self.process is not None:
             stop_process_group(self.process)
         self.process = None
+
+
+@contextlib.contextmanager
+def served_model(model_uri: str, tracking_uri: str, env: dict[str, str], home: Path):
+    """`mlflow models serve -m model_uri` on a free port of 127.0.0.1, as a user runs it
+    (``--env-manager local``, one worker); yields the port once /ping answers, stops the server
+    and its workers afterwards."""
+    port = free_port()
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "mlflow"), "models", "serve", "-m",
+         model_uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+        env={**env, "MLFLOW_TRACKING_URI": tracking_uri, "HOME": str(home)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, "mlflow models serve exited"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the model server did not come up"
+                time.sleep(0.5)
+        yield port
+    finally:
+        stop_process_group(server)

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 
 import mlflow
@@ -21,7 +20,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import ROOT
-from tests.mlflow_server import free_port, stop_process_group
+from tests.mlflow_server import served_model
 from tests.test_engine_e2e import small
 from trial_image.data import load
 
@@ -164,23 +163,7 @@ def test_the_champion_is_served_over_http(story):
     """`mlflow models serve` for the champion; raw test images posted to /invocations as the
     documented ``{"inputs": ...}`` tensor input; the answers score the logged test accuracy."""
     (final,) = runs(story, "final")
-    port = free_port()
-    server = subprocess.Popen(
-        [os.path.join(os.path.dirname(sys.executable), "mlflow"), "models", "serve", "-m",
-         "models:/story-digits@champion", "--env-manager", "local", "-h", "127.0.0.1",
-         "-p", str(port), "-w", "1"],
-        env={**ENV, "MLFLOW_TRACKING_URI": story["uri"], "HOME": str(story["tmp"])},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, "mlflow models serve exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the model server did not come up"
-                time.sleep(0.5)
+    with served_model("models:/story-digits@champion", story["uri"], ENV, story["tmp"]) as port:
         data = load("digits")
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
@@ -188,8 +171,6 @@ def test_the_champion_is_served_over_http(story):
             headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = np.asarray(json.loads(response.read())["predictions"])
-    finally:
-        stop_process_group(server)
     assert predictions.shape == (360, 10)
     assert float(np.mean(predictions.argmax(axis=1) == data.test.y)) == pytest.approx(
         final.data.metrics["Test-Accuracy"], abs=1e-6)

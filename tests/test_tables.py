@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.mlflow_server import free_port, stop_process_group
+from tests.mlflow_server import served_model
 from tests.tables import customers, write_customers
 from trial_image import data as datasets
 from trial_image.data.tables import TableOptions
@@ -265,23 +265,7 @@ def test_a_csv_search_ends_with_a_champion_that_answers_raw_rows(mlflow_server, 
     test["age"] = test["age"].astype(object).where(test["age"].notna(), None)
     odd = pd.DataFrame({"age": [None], "tenure_months": [12.0], "plan": ["enterprise"],
                         "region": [42], "support_calls": [1], "monthly_bill": [55]})
-    port = free_port()
-    server = subprocess.Popen(
-        [os.path.join(os.path.dirname(sys.executable), "mlflow"), "models", "serve", "-m",
-         "models:/churn-table@champion", "--env-manager", "local", "-h", "127.0.0.1",
-         "-p", str(port), "-w", "1"],
-        env={**ENV, "MLFLOW_TRACKING_URI": mlflow_server.uri, "HOME": str(tmp_path)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, "mlflow models serve exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the model server did not come up"
-                time.sleep(0.5)
+    with served_model("models:/churn-table@champion", mlflow_server.uri, ENV, tmp_path) as port:
 
         def invoke(frame: pd.DataFrame) -> np.ndarray:
             body = {"dataframe_records": json.loads(frame.to_json(orient="records"))}
@@ -293,8 +277,6 @@ def test_a_csv_search_ends_with_a_champion_that_answers_raw_rows(mlflow_server, 
 
         answered = invoke(test)
         unusual = invoke(odd)
-    finally:
-        stop_process_group(server)
     assert answered.shape == (data.test.count, 2)
     assert float(np.mean(answered.argmax(axis=1) == data.test.y)) == pytest.approx(
         final.data.metrics["Test-Accuracy"], abs=1e-6)
