@@ -98,6 +98,14 @@ EXPOSE 6789
 HEALTHCHECK NONE
 ENTRYPOINT ["python", "-m", "pipeline.service"]
 
+# The same service process serving Katib's EarlyStopping API (asha) on Katib's port 6788: Katib
+# starts an early-stopping image with its own entrypoint, beside the suggestion container.
+FROM suggestion AS earlystopping
+LABEL org.opencontainers.image.title="nasflow-earlystopping" \
+      org.opencontainers.image.description="Katib EarlyStopping service for nasflow's algorithms"
+EXPOSE 6788
+ENTRYPOINT ["python", "-m", "pipeline.service", "--serve", "early-stopping"]
+
 FROM runtime AS mlflow
 LABEL org.opencontainers.image.title="nasflow-mlflow"
 COPY --from=build-mlflow /opt/venv /opt/venv

@@ -133,7 +133,7 @@ def candidate_side(epochs: int) -> dict:
     for _ in range(epochs + 1):
         start = time.perf_counter()
         train(model, data, spec.training, seed=0, patience=99, time_budget=None,
-              on_epoch=lambda e, m: None)
+              on_epoch=lambda e, m, _: None)
         times.append(time.perf_counter() - start)
     return {"first_epoch_s": times[0], "epoch_s": sum(times[1:]) / epochs,
             "parameters": model.count_params(), "peak_mib": peak_mib(), "genotype": text}

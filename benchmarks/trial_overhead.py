@@ -58,7 +58,7 @@ def nasflow_trial(spec, data, seed: int, uri: str, round_: int) -> tuple[float, 
     reporter = MetricsReporter()
     with contextlib.redirect_stdout(io.StringIO()):  # Katib metric lines, 4 per epoch
         result = train(model, data, spec.training, seed=seed, patience=10_000, time_budget=None,
-                       on_epoch=lambda e, m: (reporter.report(m), tracker.log_epoch(e, m)))
+                       on_epoch=lambda e, m, _: (reporter.report(m), tracker.log_epoch(e, m)))
     start = time.perf_counter()
     tracker.finish({"Test-Accuracy": 0.0}, model, data.test.x[:5], data)
     return result.samples_per_second, time.perf_counter() - start

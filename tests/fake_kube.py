@@ -24,7 +24,7 @@ from kubernetes.client.rest import RESTResponse
 from urllib3.exceptions import ProtocolError
 
 PATH = re.compile(r"/(?:apis/(?P<group>[^/]+)|api)/[^/]+/namespaces/(?P<namespace>[^/]+)/"
-                  r"(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
+                  r"(?P<plural>[^/]+)(?:/(?P<name>[^/]+)(?P<status>/status)?)?$")
 DROP = "drop the connection"
 
 
@@ -100,6 +100,9 @@ class FakeKubeApi:
             raise AssertionError(f"unexpected path {parsed.path}")
         group, namespace, plural, name = match.group("group", "namespace", "plural", "name")
         group = group or "core"
+        if method == "PATCH" and match.group("status"):
+            return self._patch_status(namespace, plural, group, name,
+                                      json.loads(body) if isinstance(body, str) else body)
         if method == "POST":
             return self._create(namespace, plural, group, json.loads(body)
                                 if isinstance(body, str) else body)
@@ -140,6 +143,25 @@ class FakeKubeApi:
         if plural in self.on_create:
             self.on_create[plural](self, copy.deepcopy(obj))
         return self._respond(201, obj)
+
+    def _patch_status(self, namespace: str, plural: str, group: str, name: str,
+                      patch: dict[str, Any]) -> RESTResponse:
+        """A merge patch of the status subresource; a ``metadata.resourceVersion`` in it must
+        be the object's (409 Conflict otherwise), as the API server checks."""
+        obj = self.objects.get((plural, namespace, name))
+        if obj is None:
+            return self._respond(404, status_body(404, "NotFound",
+                                                  f'{plural}.{group} "{name}" not found'))
+        wanted = patch.get("metadata", {}).get("resourceVersion")
+        if wanted is not None and wanted != obj["metadata"].get("resourceVersion"):
+            return self._respond(409, status_body(
+                409, "Conflict", f'Operation cannot be fulfilled on {plural}.{group} "{name}": '
+                "the object has been modified; please apply your changes to the latest version "
+                "and try again"))
+        self.version += 1
+        obj.setdefault("status", {}).update(patch.get("status", {}))
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        return self._respond(200, obj)
 
     def _select(self, plural: str, namespace: str, query: dict[str, list[str]]) -> list[dict]:
         items = [o for (p, ns, _), o in sorted(self.objects.items())

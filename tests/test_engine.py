@@ -168,8 +168,8 @@ def test_median_stop(tmp_path):
     doc = experiment(params=params, max_trials=8, parallel=1,
                      extra_args=["--epochs=8", "--sleep=0.25"], spec={"earlyStopping": early})
     status, engine = run(doc, tmp_path)
-    ruled = [t for t in engine.trials if t.rule]
-    assert ruled and all(t.rule["comparison"] == "less" for t in ruled)
+    ruled = [t for t in engine.trials if t.rules]
+    assert ruled and all([r["comparison"] for r in t.rules] == ["less"] for t in ruled)
     bad = [t for t in ruled if t.assignments["x"] == "-1"]
     assert bad, "seed 0 draws at least one bad trial after the rule exists"
     assert all(t.status == "EarlyStopped" and len(t.observations["score"]) < 8 for t in bad)

@@ -190,7 +190,7 @@ def test_a_regression_learns_in_the_targets_units():
     model = build_model(spec, data.train)
     compile_model(model, spec.training, 10, REGRESSION)
     result = train(model, data, spec.training, seed=0, patience=10, time_budget=None,
-                   on_epoch=lambda epoch, metrics: None, task=REGRESSION)
+                   on_epoch=lambda epoch, metrics, replayed: None, task=REGRESSION)
     assert {"Validation-RMSE", "Validation-MAE", "Validation-R2"} <= set(result.history[-1])
     truth, predicted = predictions(model.predict_on_batch, data.test, REGRESSION)
     rmse = math.sqrt(float(np.mean((predicted - truth) ** 2)))

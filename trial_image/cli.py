@@ -98,6 +98,10 @@ def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
                    help="cosine: from the learning rate down to 0 over all epochs")
     g.add_argument("--augment", choices=AUGMENTATIONS, default="none",
                    help="light: random shifts of training images by up to 1/8 of their size")
+    g.add_argument("--checkpoint-dir", type=Path, default=None, metavar="FOLDER",
+                   help="save weights and optimizer state here every epoch; a killed trial "
+                   "resumes after its last finished epoch, a folder PBT copied from another "
+                   "trial is trained on (a PVC path on a cluster)")
     g.add_argument("--seed", type=seed, default=0,
                    help="a number or any text, e.g. the trial name; same seed, same metrics "
                    "on CPU")
@@ -280,9 +284,12 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
         params = {**{k: str(v) for k, v in raw.items()}, "candidate_id": spec.candidate_id,
                   "num_nodes": len(spec.nodes), "parameter_count": model.count_params(),
                   "splits": ",".join(s.name for s in data.splits)}
+        plan = trial.checkpoints(spec)
+        if plan is not None and plan.lineage:
+            run_tags[tags.CHECKPOINT_LINEAGE] = ",".join(plan.lineage)
         trial.start(run_tags, params, {"candidate_spec.json": spec.to_dict(),
-                                   "trial_parameters.json": raw})
-        trial.train_candidate(spec, model)
+                                   "trial_parameters.json": raw}, plan.run_id if plan else "")
+        trial.train_candidate(spec, model, plan=plan)
     return 0
 
 

@@ -234,10 +234,16 @@ class Tracker:
         mlflow.set_experiment(experiment_id=found.experiment_id)
 
     def start(self, run_name: str, parent_run_id: str | None, tags: dict[str, str],
-              params: dict[str, Any], artifacts: dict[str, Any]) -> str:
-        run = retry(lambda: self.mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id,
-                                                  tags=tags),
-                    "starting the MLflow run", self.retry_seconds)
+              params: dict[str, Any], artifacts: dict[str, Any], resume_run: str = "") -> str:
+        """A new run, or ``resume_run`` reopened (a trial resumed from its checkpoint) when it
+        is still there and not FINISHED."""
+        if resume_run and self._resumable(resume_run):
+            run = retry(lambda: self.mlflow.start_run(run_id=resume_run, tags=tags),
+                        "reopening the MLflow run", self.retry_seconds)
+        else:
+            run = retry(lambda: self.mlflow.start_run(run_name=run_name,
+                                                      parent_run_id=parent_run_id, tags=tags),
+                        "starting the MLflow run", self.retry_seconds)
         short = {k: v for k, v in params.items() if len(str(v)) <= MAX_PARAM_LENGTH}
         retry(lambda: self.mlflow.log_params(short), "logging parameters", self.retry_seconds)
         for name, content in artifacts.items():
@@ -245,6 +251,14 @@ class Tracker:
                   f"logging {name}", self.retry_seconds)
         self.run_id = run.info.run_id
         return self.run_id
+
+    def _resumable(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id).info.status != "FINISHED"
+        except MlflowException:
+            return False
 
     def log_artifacts(self, texts: dict[str, str], figures: dict[str, Any]) -> None:
         """Text files and matplotlib figures under the run's artifacts (paths as keys)."""

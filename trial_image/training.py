@@ -11,6 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from trial_image import checkpoint
 from trial_image.data import Dataset, Split
 from trial_image.errors import TrainingFailed
 from trial_image.spec import Training
@@ -52,7 +53,8 @@ def compile_model(model: keras.Model, training: Training, steps_per_epoch: int =
 class _EpochReport(keras.callbacks.Callback):
     """Hands each epoch's metrics on, and stops at the first NaN/inf loss."""
 
-    def __init__(self, on_epoch: Callable[[int, dict[str, float]], None], task: Task) -> None:
+    def __init__(self, on_epoch: Callable[[int, dict[str, float], bool], None],
+                 task: Task) -> None:
         super().__init__()
         self.on_epoch = on_epoch
         self.names = task.keras_to_katib()
@@ -66,7 +68,54 @@ class _EpochReport(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         self.history.append(metrics)
-        self.on_epoch(epoch + 1, metrics)
+        self.on_epoch(epoch + 1, metrics, False)
+
+
+class _EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' early stopping that can start from a checkpoint's state."""
+
+    def __init__(self, restored: dict[str, Any], best_weights: list[Any] | None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.restored, self.restored_weights = restored, best_weights
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.restored:
+            self.wait, self.best = self.restored["wait"], self.restored["best"]
+            self.best_epoch, self.best_weights = self.restored["best_epoch"], self.restored_weights
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None else float(self.best)
+        return {"wait": self.wait, "best": best, "best_epoch": self.best_epoch,
+                "stopped": bool(self.model.stop_training and self.stopped_epoch)}
+
+
+class _Checkpoints(keras.callbacks.Callback):
+    """Saves a checkpoint after every epoch (after the other callbacks have seen it) and a
+    finished one at the end."""
+
+    def __init__(self, plan: checkpoint.Plan, state: checkpoint.Checkpoint,
+                 report: _EpochReport, stopping: _EarlyStopping | None) -> None:
+        super().__init__()
+        self.plan, self.state, self.report, self.stopping = plan, state, report, stopping
+
+    def _save(self, epoch: int, finished: bool) -> None:
+        self.state.epoch, self.state.finished = epoch, finished
+        self.state.history = self.report.history
+        if self.stopping is not None:
+            self.state.early_stopping = self.stopping.state()
+        best = self.stopping.best_weights if self.stopping is not None else None
+        checkpoint.write(self.plan.directory, self.model, self.state, best)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.report.nan_epoch is None:
+            self._save(epoch + 1, finished=False)
+            checkpoint.note(f"epoch {epoch + 1} saved")
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.report.nan_epoch is None:
+            self._save(self.state.epoch, finished=True)
 
 
 class _TimeBudget(keras.callbacks.Callback):
@@ -92,28 +141,60 @@ def train(
     seed: int,
     patience: int,
     time_budget: float | None,
-    on_epoch: Callable[[int, dict[str, float]], None],
+    on_epoch: Callable[[int, dict[str, float], bool], None],
     task: Task = CLASSIFICATION,
+    plan: checkpoint.Plan | None = None,
+    run_id: str = "",
 ) -> TrainResult:
     """Without a validation split (final training on training + validation) every epoch runs:
     there is nothing to stop early on. Augmentation (shifts) is for images; other families
-    train on their rows as they are."""
+    train on their rows as they are. With a checkpoint ``plan`` every epoch is saved, and a
+    resumed trial replays its finished epochs' metric lines (``on_epoch``'s ``replayed``) and
+    trains the rest."""
+    own = plan is not None and plan.own
+    previous = plan.previous if plan is not None else None
+    best_weights = (checkpoint.restore(plan.directory, model, previous, own)
+                    if previous is not None else None)
     report = _EpochReport(on_epoch, task)
+    if own:
+        report.history = list(previous.history)
+        for epoch, metrics in enumerate(previous.history, previous.epoch - len(previous.history)):
+            on_epoch(epoch + 1, metrics, True)
     callbacks: list[keras.callbacks.Callback] = [report]
+    stopping = None
     if data.has_validation:
-        callbacks.append(keras.callbacks.EarlyStopping(
+        stopping = _EarlyStopping(
+            previous.early_stopping if own else {}, best_weights,
             monitor=f"val_{task.keras_metrics[0]}", mode="max" if task.maximize else "min",
-            patience=patience, restore_best_weights=True))
+            patience=patience, restore_best_weights=True)
+        callbacks.append(stopping)
     budget = _TimeBudget(time_budget) if time_budget else None
     if budget:
         callbacks.append(budget)
+    first, last = 0, training.epochs
+    if plan is not None:
+        first, last = plan.first_epoch, plan.target(training.epochs)
+        callbacks.append(_Checkpoints(plan, checkpoint.Checkpoint(
+            plan.trial, plan.fingerprint, first, last, lineage=plan.lineage, run_id=run_id),
+            report, stopping))
+    # One iterator over the repeated pipeline for the whole fit (Keras keeps it when given
+    # steps_per_epoch): each epoch's order then depends only on how many came before, so a
+    # resumed trial skips its finished epochs' batches (read, not trained on) and sees the
+    # order the uninterrupted run saw.
+    steps = max(1, math.ceil(data.train.count / training.batch_size))
+    batches = data.train.batches(training.batch_size, shuffle_seed=seed,
+                                 augment=training.augment if data.family == "image" else "none"
+                                 ).repeat()
+    if own:
+        batches = batches.skip(len(previous.history) * steps)
     start = time.perf_counter()
     model.fit(
-        data.train.batches(training.batch_size, shuffle_seed=seed,
-                           augment=training.augment if data.family == "image" else "none"),
+        batches,
+        steps_per_epoch=steps,
         validation_data=data.validation.batches(max(training.batch_size, 256))
         if data.has_validation else None,
-        epochs=training.epochs,
+        initial_epoch=first,
+        epochs=last,
         shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn
         callbacks=callbacks,
         verbose=0,
@@ -126,7 +207,7 @@ def train(
         )
     if budget and budget.expired:
         reason = "time_budget"
-    elif len(report.history) < training.epochs:
+    elif stopping is not None and (stopping.stopped_epoch or stopping.restored.get("stopped")):
         reason = "early_stopping"
     else:
         reason = "completed"
@@ -134,7 +215,8 @@ def train(
         history=report.history,
         stop_reason=reason,
         fit_seconds=fit_seconds,
-        samples_per_second=len(report.history) * data.train.count / fit_seconds,
+        samples_per_second=(len(report.history) - (len(previous.history) if own else 0))
+        * data.train.count / max(fit_seconds, 1e-9),
     )
 
 

@@ -41,6 +41,7 @@ class RunOptions:
     time_budget: float | None = None
     evaluate_model: str | None = None  # a registered model to measure on the same test split
     reward: Reward | None = None  # MnasNet's reward, reported every epoch
+    checkpoint_dir: Path | None = None  # saved every epoch; resumed or inherited from
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> RunOptions:
@@ -112,8 +113,18 @@ class TrialRun:
         self.tracker = Tracker(default_tracking_uri(), self.experiment, args.mlflow_retry_seconds)
         self.reporter = MetricsReporter(args.metrics_file, args.metrics_format)
 
+    def checkpoints(self, spec: Any) -> Any:
+        """The ``--checkpoint-dir`` plan for ``spec`` (None without one), read before anything
+        starts: a damaged checkpoint is an input error."""
+        from trial_image import checkpoint
+
+        if self.args.checkpoint_dir is None:
+            return None
+        return checkpoint.Plan.of(self.args.checkpoint_dir, self.trial,
+                                  checkpoint.fingerprint(spec, self.args.seed, self.data))
+
     def start(self, run_tags: dict[str, str], params: dict[str, Any],
-              artifacts: dict[str, Any]) -> None:
+              artifacts: dict[str, Any], resume_run: str = "") -> None:
         from trial_image.data.lineage import digest_tags
 
         base = {tags.EXPERIMENT: self.experiment, tags.TRIAL: self.trial,
@@ -122,7 +133,7 @@ class TrialRun:
         if self.args.algorithm:
             base[tags.ALGORITHM] = self.args.algorithm
         self.tracker.start(self.trial, os.environ.get("MLFLOW_PARENT_RUN_ID") or None,
-                           {**base, **run_tags}, params, artifacts)
+                           {**base, **run_tags}, params, artifacts, resume_run)
         self.tracker.log_inputs(self.data)
         signal.signal(signal.SIGTERM, _raise_terminated)
 
@@ -137,15 +148,19 @@ class TrialRun:
         else:
             self.tracker.end("FAILED", str(exc) or type(exc).__name__)
 
-    def report(self, epoch: int, metrics: dict[str, float]) -> None:
-        """One epoch: Katib's metric lines and the MLflow curves."""
+    def report(self, epoch: int, metrics: dict[str, float], replayed: bool = False) -> None:
+        """One epoch: Katib's metric lines and the MLflow curves. A resumed trial replays its
+        checkpoint's epochs to Katib only (a restarted pod's collector sees the whole curve;
+        the resumed MLflow run has them)."""
         self.reporter.report(metrics)
-        self.tracker.log_epoch(epoch, metrics)
+        if not replayed:
+            self.tracker.log_epoch(epoch, metrics)
 
     def train_candidate(self, spec: Any, model: Any = None,
-                        extra_metrics: dict[str, float] | None = None) -> None:
-        """Train and evaluate ``spec`` (its ``model`` if built already); log final metrics and
-        the model, end the run FINISHED."""
+                        extra_metrics: dict[str, float] | None = None, plan: Any = None
+                        ) -> None:
+        """Train and evaluate ``spec`` (its ``model`` if built already; from the checkpoint
+        ``plan`` if any); log final metrics and the model, end the run FINISHED."""
         from trial_image.builder import build_model, multiply_adds
         from trial_image.tasks import TASKS
         from trial_image.training import compile_model, inference_latency_ms, train
@@ -161,14 +176,15 @@ class TrialRun:
         if args.reward is not None and data.has_validation:  # final training has none
             reward, cost = args.reward, costs[args.reward.metric]
 
-            def report(epoch: int, metrics: dict[str, float]) -> None:
+            def report(epoch: int, metrics: dict[str, float], replayed: bool = False) -> None:
                 rewarded = reward(metrics["Validation-Accuracy"], cost)
-                self.report(epoch, {**metrics, "Reward": rewarded})
+                self.report(epoch, {**metrics, "Reward": rewarded}, replayed)
 
         compile_model(model, spec.training, math.ceil(data.train.count / spec.training.batch_size),
                       task)
         result = train(model, data, spec.training, seed=args.seed, patience=args.patience,
-                       time_budget=args.time_budget, on_epoch=report, task=task)
+                       time_budget=args.time_budget, on_epoch=report, task=task, plan=plan,
+                       run_id=self.tracker.run_id)
         final = dict(costs)
         summary = {"Epochs-Run": float(len(result.history)),
                    "Train-Samples-Per-Second": result.samples_per_second}

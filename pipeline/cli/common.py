@@ -198,16 +198,17 @@ def print_json(value: Any) -> None:
 
 
 def for_cluster(manifest: Any, client: Any, allow_custom: bool) -> None:
-    """UsageError unless Katib can run the manifest's algorithm: one of its own, or nasflow's
-    when the cluster's katib-config registers it (or ``--allow-custom-algorithms`` says so)."""
-    from pipeline.validation import cluster_support
+    """UsageError unless Katib can run the manifest's algorithm and early stopping: its own, or
+    nasflow's when the cluster's katib-config registers them (or ``--allow-custom-algorithms``
+    says so)."""
+    from pipeline.validation import nasflow_services
 
-    unsupported = cluster_support(manifest.experiment)
-    if not unsupported or allow_custom:
+    needed = nasflow_services(manifest.experiment)
+    if not needed or allow_custom:
         return
-    name = manifest.experiment.spec.algorithm.algorithm_name
     listed = client.katib_algorithms()
-    if listed is not None and name in listed:
+    unsupported = [why for name, why in needed.items() if listed is None or name not in listed]
+    if not unsupported:
         return
     seen = "the cluster's katib-config does not list it" if listed is not None else \
         "the cluster's katib-config could not be read"

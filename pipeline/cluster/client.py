@@ -133,9 +133,10 @@ class KatibClient:
     # ---- Katib's configuration ----------------------------------------------------------------
 
     def katib_algorithms(self) -> set[str] | None:
-        """The ``algorithmName``s the cluster's katib-config gives a suggestion image (Katib's
-        own and any registered service, such as nasflow's: ``manifests/suggestion``); None when
-        it cannot be read (no permission, Katib installed elsewhere)."""
+        """The ``algorithmName``s the cluster's katib-config gives a suggestion or an
+        early-stopping image (Katib's own and any registered service, such as nasflow's:
+        ``manifests/suggestion``); None when it cannot be read (no permission, Katib installed
+        elsewhere)."""
         import json
 
         import yaml
@@ -145,7 +146,9 @@ class KatibClient:
             raw = client.CoreV1Api(self.api.api_client).read_namespaced_config_map(
                 KATIB_CONFIG[1], KATIB_CONFIG[0], _preload_content=False)
             config = yaml.safe_load(json.loads(raw.data)["data"]["katib-config.yaml"])
-            return {s["algorithmName"] for s in config["runtime"]["suggestions"]}
+            runtime = config["runtime"]
+            return {s["algorithmName"] for s in (*runtime["suggestions"],
+                                                 *runtime.get("earlyStoppings", []))}
         except Exception:  # noqa: BLE001 - unreadable: the caller says what to do instead
             return None
 

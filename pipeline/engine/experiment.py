@@ -28,7 +28,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.engine.early_stopping import MedianStop, should_stop
+from pipeline.early_stopping import create as create_early_stopping
+from pipeline.early_stopping.base import Curve, Rule
 from pipeline.engine.lock import ExperimentLock, Locked
 from pipeline.engine.metrics_collector import CollectorError
 from pipeline.engine.pareto_front import pareto_front
@@ -44,6 +45,7 @@ from pipeline.engine.trial import (
     requeue_interrupted,
 )
 from pipeline.katib.manifest import Manifest
+from pipeline.katib.objective import numbers
 from pipeline.katib.redaction import redact
 from pipeline.katib.status import SCORED
 from pipeline.katib.status import ExperimentCondition as Condition
@@ -86,7 +88,7 @@ class ExperimentEngine:
         self.scoring = Objective(spec.objective)
         self.objective, self.maximize = self.scoring.name, self.scoring.maximize
         self.collector = Collector.of(spec)
-        self.early_stopping = MedianStop.of(spec)
+        self.early_stopping = create_early_stopping(spec)
         self.dir = options.workdir / self.name
         self.trials: list[TrialRecord] = []
         self.running: dict[int, TrialProcess] = {}
@@ -288,7 +290,8 @@ class ExperimentEngine:
         name = trial_name(self.name, self.options.seed, index)
         record = TrialRecord(index, name, dict(assignments))
         if self.early_stopping:
-            record.rule = self.early_stopping.rule(self.trials, self.objective, self.maximize)
+            record.rules = [r.to_dict() for r in self.early_stopping.rules(
+                [self._curve(t, t.observations) for t in self.trials])]
         self.trials.append(record)
         self._spawn(record)
 
@@ -323,19 +326,31 @@ class ExperimentEngine:
     def _watch_running(self) -> None:
         now = time.monotonic()
         for proc in list(self.running.values()):
+            if not proc.killed_reason and proc.deadline and now > proc.deadline:
+                proc.stop("DeadlineExceeded")
+        if self.early_stopping:
+            self._stop_early()
+
+    def _curve(self, t: TrialRecord, observed: dict[str, list[str]]) -> Curve:
+        return Curve(t.name, t.status, tuple(numbers(observed.get(self.objective, []))))
+
+    def _stop_early(self) -> None:
+        """Ask early stopping about every running trial, given every trial's curve now."""
+        curves = {t.index: self._curve(t, t.observations) for t in self.trials if t.done}
+        for index, proc in self.running.items():
+            try:
+                observed = self.collector.collect(proc.trial_dir, [self.objective])
+            except CollectorError:  # nothing written yet
+                observed = {}
+            curves[index] = self._curve(self.trials[index], observed)
+        for index, proc in list(self.running.items()):
             if proc.killed_reason:
                 continue
-            if proc.deadline and now > proc.deadline:
-                proc.stop("DeadlineExceeded")
-                continue
-            rule = self.trials[proc.index].rule
-            if rule:
-                try:
-                    observed = self.collector.collect(proc.trial_dir, [self.objective])
-                except CollectorError:  # nothing written yet
-                    continue
-                if should_stop(rule, observed.get(self.objective, [])):
-                    proc.stop(Status.EARLY_STOPPED, early_stopped=True)
+            others = [c for i, c in curves.items() if i != index]
+            rules = [Rule(**r) for r in self.trials[index].rules]
+            why = self.early_stopping.judge(curves[index], rules, others)
+            if why:
+                proc.stop(Status.EARLY_STOPPED, early_stopped=why)
 
     def _finish(self, proc: TrialProcess) -> None:
         self.running.pop(proc.index, None)

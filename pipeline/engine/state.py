@@ -39,7 +39,7 @@ class TrialRecord:
     started: float = 0.0
     finished: float = 0.0
     pid: int = 0
-    rule: dict[str, Any] | None = None  # early-stopping rule attached at creation
+    rules: list[dict[str, Any]] = field(default_factory=list)  # early stopping's, at creation
 
     @property
     def done(self) -> bool:
@@ -120,7 +120,7 @@ class StateStore:
             "observations, started, finished, pid, rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (t.index, t.name, json.dumps(t.assignments), t.status, t.reason, t.message,
              json.dumps(t.observations), t.started, t.finished, t.pid,
-             json.dumps(t.rule) if t.rule else None))
+             json.dumps(t.rules) if t.rules else None))
 
     def trials(self) -> list[TrialRecord]:
         records = []
@@ -129,7 +129,7 @@ class StateStore:
                 record = TrialRecord(r["idx"], r["name"], json.loads(r["assignments"]),
                                      r["status"], r["reason"], r["message"],
                                      json.loads(r["observations"]), r["started"], r["finished"],
-                                     r["pid"], json.loads(r["rule"]) if r["rule"] else None)
+                                     r["pid"], _rules(r["rule"]))
             except (TypeError, ValueError) as exc:
                 raise StateError(f"unreadable trial row {r['idx']}: {exc}") from None
             if not _well_formed(record, len(records)):
@@ -150,7 +150,13 @@ def _well_formed(t: TrialRecord, position: int) -> bool:
             and all(isinstance(k, str) and isinstance(v, str) for k, v in t.assignments.items())
             and t.status in TrialStatus.__members__.values()
             and isinstance(t.observations, dict) and all(map(strings, t.observations.values()))
-            and (t.rule is None or isinstance(t.rule, dict)))
+            and isinstance(t.rules, list) and all(isinstance(r, dict) for r in t.rules))
+
+
+def _rules(stored: str | None) -> Any:
+    """The ``rule`` column: a list of rules (one rule, before ASHA, was stored bare)."""
+    rules = json.loads(stored) if stored else []
+    return [rules] if isinstance(rules, dict) else rules
 
 
 def read_state(workdir: Path, name: str) -> tuple[tuple[str, dict[str, Any], dict[str, Any]],

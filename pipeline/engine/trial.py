@@ -159,7 +159,7 @@ class TrialProcess:
         self.collector = collector
         self.done = done
         self.killed_reason: str | None = None
-        self.early_stopped = False
+        self.early_stopped = ""  # why, when early stopping stopped it
         trial_dir.mkdir(parents=True, exist_ok=True)
         argv, env = list(command.argv), {**base_env, **command.env}
         mapped = collector.local_path(trial_dir)
@@ -212,7 +212,7 @@ class TrialProcess:
             pool.give_back(self.worker)
         self.done.put(self)
 
-    def stop(self, reason: str, early_stopped: bool = False) -> None:
+    def stop(self, reason: str, early_stopped: str = "") -> None:
         """SIGTERM the trial's process group, SIGKILL after a grace period."""
         if self.process is None or self.process.poll() is not None or self.code is not None:
             return  # already over (a warm worker may be serving another trial by now)
@@ -245,8 +245,7 @@ def outcome(proc: TrialProcess, record: Any, objective: str, unreadable: str | N
     log = proc.trial_dir / "metrics.log"
     tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
     if proc.early_stopped:
-        return (TrialStatus.EARLY_STOPPED, "TrialEarlyStopped",
-                f"stopped by medianstop rule {record.rule}")
+        return TrialStatus.EARLY_STOPPED, "TrialEarlyStopped", proc.early_stopped
     if proc.killed_reason == "DeadlineExceeded":
         return TrialStatus.FAILED, "DeadlineExceeded", "activeDeadlineSeconds passed"
     if proc.killed_reason == INTERRUPTED:

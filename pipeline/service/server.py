@@ -147,14 +147,25 @@ class SuggestionService(api_pb2_grpc.SuggestionServicer):
         return reply
 
 
-def start(host: str = "0.0.0.0", port: int = PORT, workers: int = 4) -> tuple[Any, int]:
-    """The server, started: the Suggestion service and the standard gRPC health service
-    (SERVING for ``""`` and Katib's probe name). Returns (server, bound port)."""
+def start(host: str = "0.0.0.0", port: int = PORT, workers: int = 4, serve: str = "suggestion",
+          custom_objects: Any = None, namespace: str | None = None) -> tuple[Any, int]:
+    """The server, started: the Suggestion service (``serve="early-stopping"``: the
+    EarlyStopping service, whose Trial updates go through ``custom_objects``, default the pod's
+    in-cluster API) and the standard gRPC health service (SERVING for ``""`` and Katib's probe
+    names). Returns (server, bound port)."""
+    from pipeline.service import early_stopping
+
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
-    api_pb2_grpc.add_SuggestionServicer_to_server(SuggestionService(max(1, workers - 1)), server)
+    if serve == "suggestion":
+        api_pb2_grpc.add_SuggestionServicer_to_server(SuggestionService(max(1, workers - 1)),
+                                                      server)
+        names = (HEALTH_SERVICE, "api.v1.beta1.Suggestion")
+    else:
+        early_stopping.add_to(server, custom_objects, namespace)
+        names = ("manager.v1beta1.EarlyStopping", "api.v1.beta1.EarlyStopping")
     checks = health.HealthServicer()
-    for service in ("", HEALTH_SERVICE, "api.v1.beta1.Suggestion"):
+    for service in ("", *names):
         checks.set(service, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -163,14 +174,20 @@ def start(host: str = "0.0.0.0", port: int = PORT, workers: int = 4) -> tuple[An
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.service import early_stopping
+
     parser = argparse.ArgumentParser(prog="python -m pipeline.service", description=__doc__)
+    parser.add_argument("--serve", choices=("suggestion", "early-stopping"), default="suggestion",
+                        help="Katib's Suggestion service (port 6789) or its EarlyStopping "
+                        "service (port 6788), for nasflow's algorithms")
     parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
     algorithms()  # load the declarations before the first request
-    server, port = start(args.host, args.port)
-    print(f"nasflow suggestion service ({', '.join(served())}) on {args.host}:{port}",
-          flush=True)
+    default, names = ((PORT, served()) if args.serve == "suggestion"
+                      else (early_stopping.PORT, early_stopping.served()))
+    server, port = start(args.host, args.port or default, serve=args.serve)
+    print(f"nasflow {args.serve} service ({', '.join(names)}) on {args.host}:{port}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: server.stop(5))
     server.wait_for_termination()
     return 0

@@ -18,10 +18,16 @@ from pipeline.validation.early_stopping import check_early_stopping
 from pipeline.validation.experiment import check_counts, check_name, check_objective
 from pipeline.validation.metrics_collector import check_metrics_collector
 from pipeline.validation.space import check_space
-from pipeline.validation.support import cluster_support, engine_support, ignored_settings
+from pipeline.validation.support import (
+    cluster_support,
+    engine_support,
+    ignored_settings,
+    nasflow_services,
+)
 from pipeline.validation.trial_template import check_trial_template
 
-__all__ = ["cluster_support", "engine_support", "ignored_settings", "validate"]
+__all__ = ["cluster_support", "engine_support", "ignored_settings", "nasflow_services",
+           "validate"]
 
 
 def validate(source: str, raw: dict[str, Any]) -> tuple[V1beta1Experiment | None, list[Problem]]:

@@ -1,30 +1,34 @@
-"""``spec.earlyStopping``: Katib's medianstop and its settings."""
+"""``spec.earlyStopping``: the algorithm and its settings (pipeline/early_stopping)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pipeline.early_stopping import ALGORITHMS
 from pipeline.katib.manifest import Problem
-from pipeline.suggestion.registry import Setting
-
-EARLY_STOPPING_SETTINGS = {"medianstop": {"min_trials_required": Setting("int", low=1),
-                                          "start_step": Setting("int", low=1)}}
 
 
 def check_early_stopping(spec: Any) -> list[Problem]:
     es = spec.early_stopping
     if es is None:
         return []
-    if es.algorithm_name not in EARLY_STOPPING_SETTINGS:
-        return [Problem("spec.earlyStopping.algorithmName", "must be medianstop")]
+    if es.algorithm_name not in ALGORITHMS:
+        return [Problem("spec.earlyStopping.algorithmName",
+                        f"must be one of {', '.join(ALGORITHMS)}, not {es.algorithm_name!r}")]
     out = []
-    checks = EARLY_STOPPING_SETTINGS[es.algorithm_name]
+    checks = ALGORITHMS[es.algorithm_name][1]
+    values = {}
     for i, setting in enumerate(es.algorithm_settings or []):
         where = f"spec.earlyStopping.algorithmSettings[{i}]"
         if setting.name not in checks:
-            out.append(Problem(f"{where}.name", f"unknown setting {setting.name!r}"))
+            out.append(Problem(f"{where}.name", f"unknown setting {setting.name!r} (known: "
+                               f"{', '.join(checks)})"))
         elif error := checks[setting.name].check(str(setting.value)):
             out.append(Problem(f"{where}.value", f"{setting.name} {error}"))
+        else:
+            values[setting.name] = int(setting.value)
+    if values.get("max_resource", 1 << 31) <= values.get("min_resource", 1):
+        out.append(Problem("spec.earlyStopping.algorithmSettings",
+                           f"max_resource {values['max_resource']} leaves no rung: it must be "
+                           f"more than min_resource ({values.get('min_resource', 1)})"))
     return out
-
-

@@ -43,8 +43,23 @@ def ignored_settings(experiment: V1beta1Experiment) -> list[str]:
 
 def cluster_support(experiment: V1beta1Experiment) -> list[str]:
     """Why Katib cannot run it (empty = it can)."""
+    return list(nasflow_services(experiment).values())
+
+
+def nasflow_services(experiment: V1beta1Experiment) -> dict[str, str]:
+    """The algorithm and early-stopping names of the manifest that Katib runs only once
+    nasflow's services are registered in its katib-config, each with why."""
+    from pipeline.early_stopping import KATIB_SHIPS
+
+    out = {}
     name = experiment.spec.algorithm.algorithm_name
     if not algorithms()[name].katib:
-        return [f"algorithm {name} is nasflow's own: Katib runs it only once nasflow's "
-                "suggestion service is registered (kubectl apply -k manifests/suggestion)"]
-    return []
+        out[name] = (f"algorithm {name} is nasflow's own: Katib runs it only once nasflow's "
+                     "suggestion service is registered (kubectl apply -k manifests/suggestion)")
+    early = experiment.spec.early_stopping
+    if early is not None and early.algorithm_name not in KATIB_SHIPS:
+        out[early.algorithm_name] = (
+            f"early stopping {early.algorithm_name} is nasflow's own: Katib runs it only once "
+            "nasflow's early-stopping service is registered (kubectl apply -k "
+            "manifests/suggestion)")
+    return out

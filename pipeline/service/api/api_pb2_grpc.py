@@ -25,6 +25,78 @@ if _version_not_supported:
     )
 
 
+class DBManagerStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetObservationLog = channel.unary_unary(
+                '/api.v1.beta1.DBManager/GetObservationLog',
+                request_serializer=pipeline_dot_service_dot_api_dot_api__pb2.GetObservationLogRequest.SerializeToString,
+                response_deserializer=pipeline_dot_service_dot_api_dot_api__pb2.GetObservationLogReply.FromString,
+                _registered_method=True)
+
+
+class DBManagerServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def GetObservationLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DBManagerServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetObservationLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetObservationLog,
+                    request_deserializer=pipeline_dot_service_dot_api_dot_api__pb2.GetObservationLogRequest.FromString,
+                    response_serializer=pipeline_dot_service_dot_api_dot_api__pb2.GetObservationLogReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'api.v1.beta1.DBManager', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('api.v1.beta1.DBManager', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class DBManager:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def GetObservationLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.DBManager/GetObservationLog',
+            pipeline_dot_service_dot_api_dot_api__pb2.GetObservationLogRequest.SerializeToString,
+            pipeline_dot_service_dot_api_dot_api__pb2.GetObservationLogReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class SuggestionStub:
     """Missing associated documentation comment in .proto file."""
 
@@ -129,6 +201,164 @@ class Suggestion:
             '/api.v1.beta1.Suggestion/ValidateAlgorithmSettings',
             pipeline_dot_service_dot_api_dot_api__pb2.ValidateAlgorithmSettingsRequest.SerializeToString,
             pipeline_dot_service_dot_api_dot_api__pb2.ValidateAlgorithmSettingsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class EarlyStoppingStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetEarlyStoppingRules = channel.unary_unary(
+                '/api.v1.beta1.EarlyStopping/GetEarlyStoppingRules',
+                request_serializer=pipeline_dot_service_dot_api_dot_api__pb2.GetEarlyStoppingRulesRequest.SerializeToString,
+                response_deserializer=pipeline_dot_service_dot_api_dot_api__pb2.GetEarlyStoppingRulesReply.FromString,
+                _registered_method=True)
+        self.SetTrialStatus = channel.unary_unary(
+                '/api.v1.beta1.EarlyStopping/SetTrialStatus',
+                request_serializer=pipeline_dot_service_dot_api_dot_api__pb2.SetTrialStatusRequest.SerializeToString,
+                response_deserializer=pipeline_dot_service_dot_api_dot_api__pb2.SetTrialStatusReply.FromString,
+                _registered_method=True)
+        self.ValidateEarlyStoppingSettings = channel.unary_unary(
+                '/api.v1.beta1.EarlyStopping/ValidateEarlyStoppingSettings',
+                request_serializer=pipeline_dot_service_dot_api_dot_api__pb2.ValidateEarlyStoppingSettingsRequest.SerializeToString,
+                response_deserializer=pipeline_dot_service_dot_api_dot_api__pb2.ValidateEarlyStoppingSettingsReply.FromString,
+                _registered_method=True)
+
+
+class EarlyStoppingServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def GetEarlyStoppingRules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTrialStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateEarlyStoppingSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EarlyStoppingServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetEarlyStoppingRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEarlyStoppingRules,
+                    request_deserializer=pipeline_dot_service_dot_api_dot_api__pb2.GetEarlyStoppingRulesRequest.FromString,
+                    response_serializer=pipeline_dot_service_dot_api_dot_api__pb2.GetEarlyStoppingRulesReply.SerializeToString,
+            ),
+            'SetTrialStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTrialStatus,
+                    request_deserializer=pipeline_dot_service_dot_api_dot_api__pb2.SetTrialStatusRequest.FromString,
+                    response_serializer=pipeline_dot_service_dot_api_dot_api__pb2.SetTrialStatusReply.SerializeToString,
+            ),
+            'ValidateEarlyStoppingSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateEarlyStoppingSettings,
+                    request_deserializer=pipeline_dot_service_dot_api_dot_api__pb2.ValidateEarlyStoppingSettingsRequest.FromString,
+                    response_serializer=pipeline_dot_service_dot_api_dot_api__pb2.ValidateEarlyStoppingSettingsReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'api.v1.beta1.EarlyStopping', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('api.v1.beta1.EarlyStopping', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class EarlyStopping:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def GetEarlyStoppingRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.EarlyStopping/GetEarlyStoppingRules',
+            pipeline_dot_service_dot_api_dot_api__pb2.GetEarlyStoppingRulesRequest.SerializeToString,
+            pipeline_dot_service_dot_api_dot_api__pb2.GetEarlyStoppingRulesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTrialStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.EarlyStopping/SetTrialStatus',
+            pipeline_dot_service_dot_api_dot_api__pb2.SetTrialStatusRequest.SerializeToString,
+            pipeline_dot_service_dot_api_dot_api__pb2.SetTrialStatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateEarlyStoppingSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.EarlyStopping/ValidateEarlyStoppingSettings',
+            pipeline_dot_service_dot_api_dot_api__pb2.ValidateEarlyStoppingSettingsRequest.SerializeToString,
+            pipeline_dot_service_dot_api_dot_api__pb2.ValidateEarlyStoppingSettingsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,224 @@
+"""nasflow's early-stopping service for Katib (asha): a real gRPC server on 127.0.0.1, asked by
+Katib's controller's calls and by Katib's own generated stubs. Its curves come from a stand-in
+for Katib's DB manager (a real gRPC server answering ``GetObservationLog`` from the curves a run
+of the embedded engine recorded: Katib's database cannot run here, like its API server), and
+``SetTrialStatus`` patches a Trial on the fake Kubernetes API (tests/fake_kube.py)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import subprocess
+from concurrent import futures
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pipeline.service.api import api_pb2, api_pb2_grpc
+from pipeline.service.server import start
+from tests.recorded_katib import NS, RECORDED
+from tests.test_early_stopping import asha_experiment
+from tests.test_engine import run
+from tests.test_service import KATIB_VENV, experiment_message
+
+
+class RecordedDB(api_pb2_grpc.DBManagerServicer):
+    """Katib's DB manager, answering each trial's recorded observation log."""
+
+    def __init__(self, logs: dict[str, dict[str, list[str]]]) -> None:
+        self.logs, self.asked = logs, []
+
+    def GetObservationLog(self, request, context):
+        self.asked.append((request.trial_name, request.metric_name))
+        values = self.logs.get(request.trial_name, {}).get(request.metric_name, [])
+        return api_pb2.GetObservationLogReply(observation_log=api_pb2.ObservationLog(
+            metric_logs=[api_pb2.MetricLog(time_stamp=f"2026-12-05T10:00:{i:02d}Z",
+                                           metric=api_pb2.Metric(name=request.metric_name,
+                                                                 value=v))
+                         for i, v in enumerate(values)]))
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """An ASHA search on the embedded engine (parallelTrialCount 1): its manifest and trials."""
+    doc = asha_experiment()
+    _, engine = run(doc, tmp_path_factory.mktemp("asha"))
+    return doc, engine.trials
+
+
+@pytest.fixture
+def db(searched):
+    recorded = RecordedDB({t.name: t.observations for t in searched[1]})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    api_pb2_grpc.add_DBManagerServicer_to_server(recorded, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield recorded, f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+@pytest.fixture
+def service(fake):
+    running, port = start("127.0.0.1", 0, serve="early-stopping", custom_objects=fake.api(),
+                          namespace=NS)
+    yield port
+    running.stop(0)
+
+
+def with_early_stopping(doc: dict) -> api_pb2.Experiment:
+    message = experiment_message(doc)
+    early = doc["spec"]["earlyStopping"]
+    message.spec.early_stopping.CopyFrom(api_pb2.EarlyStoppingSpec(
+        algorithm_name=early["algorithmName"],
+        algorithm_settings=[api_pb2.EarlyStoppingSetting(name=s["name"], value=s["value"])
+                            for s in early["algorithmSettings"]]))
+    return message
+
+
+CONDITION = {"Succeeded": api_pb2.TrialStatus.SUCCEEDED,
+             "EarlyStopped": api_pb2.TrialStatus.EARLYSTOPPED}
+
+
+def rules_request(doc: dict, trials, db_address: str) -> api_pb2.GetEarlyStoppingRulesRequest:
+    """What Katib's controller sends when it creates the next trial: every trial it has."""
+    return api_pb2.GetEarlyStoppingRulesRequest(
+        experiment=with_early_stopping(doc), db_manager_address=db_address,
+        trials=[api_pb2.Trial(name=t.name, status=api_pb2.TrialStatus(
+            condition=CONDITION[t.status])) for t in trials])
+
+
+def as_dicts(reply) -> list[dict]:
+    names = {api_pb2.LESS: "less", api_pb2.GREATER: "greater", api_pb2.EQUAL: "equal"}
+    return [{"name": r.name, "value": float(r.value), "comparison": names[r.comparison],
+             "start_step": r.start_step} for r in reply.early_stopping_rules]
+
+
+def stub(port: int) -> api_pb2_grpc.EarlyStoppingStub:
+    return api_pb2_grpc.EarlyStoppingStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+
+
+def test_katib_gets_the_rules_the_embedded_engine_attached(searched, db, service):
+    doc, trials = searched
+    recorded, address = db
+    for k, trial in enumerate(trials):
+        reply = stub(service).GetEarlyStoppingRules(rules_request(doc, trials[:k], address),
+                                                    timeout=30)
+        assert as_dicts(reply) == trial.rules, k
+    assert any(t.rules for t in trials)
+    assert set(recorded.asked) == {(t.name, "score") for t in trials[:-1]}
+
+
+def test_a_restarted_service_gives_the_same_rules(searched, db, fake):
+    doc, trials = searched
+    request = rules_request(doc, trials[:-1], db[1])
+    answers = []
+    for _ in range(2):
+        running, port = start("127.0.0.1", 0, serve="early-stopping",
+                              custom_objects=fake.api(), namespace=NS)
+        answers.append(stub(port).GetEarlyStoppingRules(request, timeout=30))
+        running.stop(0)
+    assert answers[0] == answers[1] and answers[0].early_stopping_rules
+
+
+def test_set_trial_status_marks_the_trial_early_stopped(service, fake):
+    name = RECORDED["trials"][0]["name"]
+    stub(service).SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name=name), timeout=30)
+    conditions = fake.objects[("trials", NS, name)]["status"]["conditions"]
+    assert conditions[-1]["type"] == "EarlyStopped"
+    assert conditions[-1]["reason"] == "TrialEarlyStopped"
+    assert [c["type"] for c in conditions].count("EarlyStopped") == 1
+    with pytest.raises(grpc.RpcError) as missing:
+        stub(service).SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name="nope"), timeout=30)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("settings, message", [
+    ([{"name": "reduction_factor", "value": "1"}],
+     "spec.earlyStopping.algorithmSettings[0].value: reduction_factor must be >= 2"),
+    ([{"name": "grace", "value": "2"}],
+     "spec.earlyStopping.algorithmSettings[0].name: unknown setting 'grace'"),
+])
+def test_invalid_settings_are_invalid_argument_naming_the_field(service, settings, message):
+    spec = api_pb2.EarlyStoppingSpec(algorithm_name="asha", algorithm_settings=[
+        api_pb2.EarlyStoppingSetting(**s) for s in settings])
+    with pytest.raises(grpc.RpcError) as refused:
+        stub(service).ValidateEarlyStoppingSettings(
+            api_pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=spec), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in refused.value.details()
+    with pytest.raises(grpc.RpcError) as medianstop:
+        stub(service).ValidateEarlyStoppingSettings(api_pb2.ValidateEarlyStoppingSettingsRequest(
+            early_stopping=api_pb2.EarlyStoppingSpec(algorithm_name="medianstop")), timeout=30)
+    assert "serves asha, not 'medianstop'" in medianstop.value.details()
+
+
+def test_health_is_serving_for_the_early_stopping_service(service):
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{service}"))
+    reply = health.Check(health_pb2.HealthCheckRequest(service="manager.v1beta1.EarlyStopping"))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+KATIB_CLIENT = """
+import base64, json, sys
+import grpc
+from kubeflow.katib import katib_api_pb2 as api, katib_api_pb2_grpc as rpc
+request = api.GetEarlyStoppingRulesRequest.FromString(base64.b64decode(sys.argv[2]))
+stub = rpc.EarlyStoppingStub(grpc.insecure_channel("127.0.0.1:" + sys.argv[1]))
+reply = stub.GetEarlyStoppingRules(request, timeout=60)
+stub.SetTrialStatus(api.SetTrialStatusRequest(trial_name=sys.argv[3]), timeout=60)
+stub.ValidateEarlyStoppingSettings(api.ValidateEarlyStoppingSettingsRequest(
+    early_stopping=request.experiment.spec.early_stopping), timeout=60)
+print(json.dumps({"reply": base64.b64encode(reply.SerializeToString()).decode(),
+                  "rules": [[r.name, r.value, api.ComparisonType.Name(r.comparison), r.start_step]
+                            for r in reply.early_stopping_rules]}))
+"""
+
+
+@pytest.mark.skipif(not KATIB_VENV.exists(), reason="Katib's SDK venv (.venv/katib, built by "
+                    "`make install`) is missing")
+def test_katibs_own_stubs_get_the_engines_rules_and_stop_a_trial(searched, db, service, fake,
+                                                                 tmp_path):
+    doc, trials = searched
+    k = next(i for i, t in enumerate(trials) if t.rules)
+    request = rules_request(doc, trials[:k], db[1])
+    name = RECORDED["trials"][1]["name"]
+    script = tmp_path / "katib_client.py"
+    script.write_text(KATIB_CLIENT)
+    done = subprocess.run([str(KATIB_VENV), str(script), str(service),
+                           base64.b64encode(request.SerializeToString()).decode(), name],
+                          capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = json.loads(done.stdout)
+    rule = trials[k].rules[0]
+    assert theirs["rules"] == [[rule["name"], repr(rule["value"]), rule["comparison"].upper(),
+                                rule["start_step"]]]
+    assert api_pb2.GetEarlyStoppingRulesReply.FromString(base64.b64decode(theirs["reply"])) == \
+        stub(service).GetEarlyStoppingRules(request, timeout=30)
+    assert fake.objects[("trials", NS, name)]["status"]["conditions"][-1]["type"] == \
+        "EarlyStopped"
+
+
+def test_submit_needs_the_early_stopping_service_registered(cli, tmp_path, capsys):
+    from pipeline.cli import main
+    from tests.conftest import ROOT
+    from tests.recorded_katib import MANIFEST
+
+    doc = copy.deepcopy(MANIFEST)
+    doc["metadata"]["name"] = doc["spec"]["trialTemplate"]["trialSpec"]["metadata"]["labels"][
+        "katib.kubeflow.org/experiment"] = "asha-digits"
+    doc["spec"]["earlyStopping"] = {"algorithmName": "asha", "algorithmSettings": [
+        {"name": "min_resource", "value": "2"}]}
+    path = tmp_path / "asha.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["submit", str(path)]) == 2
+    assert "early stopping asha is nasflow's own" in capsys.readouterr().err
+    config = yaml.safe_load((ROOT / "manifests/suggestion/katib-config.yaml").read_text())
+    cli.add("configmaps", config)
+    assert main(["submit", str(path)]) == 0
+    submitted = cli.objects[("experiments", NS, "asha-digits")]
+    assert submitted["spec"]["earlyStopping"]["algorithmName"] == "asha"
