@@ -237,14 +237,21 @@ def _wait_for(predicate, timeout=60):
     raise AssertionError("timed out")
 
 
-@pytest.mark.parametrize("algorithm", ["random", "tpe", "evolution"])
+PBT = [{"name": "n_population", "value": "5"}, {"name": "truncation_threshold", "value": "0.4"},
+       {"name": "suggestion_trial_dir", "value": "/var/log/katib/checkpoints"}]
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe", "evolution", "pbt"])
 def test_kill_9_then_resume_is_the_uninterrupted_search(tmp_path, algorithm):
     """kill -9 after some trials finished, two running: --resume never reruns a finished trial,
     runs the two interrupted ones again, and ends with exactly the trials, assignments and
-    results of the same search run without interruption."""
+    results of the same search run without interruption (PBT: its members' checkpoints too)."""
     # every trial appends its name to starts.log when it starts
-    doc = experiment(algorithm=algorithm, max_trials=12, parallel=2,
-                     extra_args=["--sleep=0.1", "--echo-args=/dev/null"])
+    pbt = algorithm == "pbt"
+    doc = experiment(algorithm=algorithm, max_trials=12, parallel=2, settings=PBT if pbt else None,
+                     extra_args=["--sleep=0.1", "--echo-args=/dev/null",
+                                 *(["--checkpoint-dir=/var/log/katib/checkpoints/"] if pbt
+                                   else [])])
     container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
         "containers"][0]
     container["command"] = ["python", "-c",

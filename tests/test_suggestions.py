@@ -111,6 +111,9 @@ CASES = {
                                             "Validation-Accuracy:max,Parameter-Count:min"),
     "enas": nas_doc("enas"),
     "darts": DARTS,
+    "pbt": hp_doc("pbt", [{"name": "n_population", "value": "5"},
+                          {"name": "truncation_threshold", "value": "0.4"},
+                          {"name": "suggestion_trial_dir", "value": "/checkpoints"}]),
 }
 
 
@@ -239,13 +242,17 @@ class TestConformance:
         """On a finite space every trial gets a configuration not proposed before, and the
         search ends when none is left. Hyperband ends with its last bracket first; its later
         rungs re-run configurations with more resource, so their assignments differ too.
-        DARTS' rule repeats: every trial gets the same values (Katib's design)."""
+        DARTS' rule repeats: every trial gets the same values (Katib's design); so does PBT's
+        after its first generation: a member that ranks well keeps its hyperparameters."""
         doc = small_space(CASES[case])
         size = create(context(doc)).space.size
         suggestions, _, _ = drive(doc, seed=0, trials=int(min(size, 200)) + 5, parallel=2)
         keys = [search_space.key(a) for a in suggestions]
         if case == "darts":
             assert len(set(keys)) == 1 < len(keys)
+            return
+        if case == "pbt":
+            assert len(set(keys[:5])) == 5 and len(set(keys)) < len(keys)
             return
         assert len(keys) == len(set(keys))
         if case != "hyperband":

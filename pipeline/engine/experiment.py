@@ -14,6 +14,7 @@ randomness seeded by (seed, k) the search is the same whatever order trials fini
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import queue
@@ -197,6 +198,8 @@ class ExperimentEngine:
                     or []}
         seed = int(settings.get("random_state", self.options.seed))
         self.suggestion = create(SearchContext(self.experiment, settings, seed))
+        # Katib mounts each trial's folder of the algorithm's volume here (pbt)
+        self.trial_volume = settings.get("suggestion_trial_dir", "").rstrip("/")
         if "objectives" in settings:  # a multi-objective algorithm: the front is reported
             self.objectives = parse_objectives(settings["objectives"])
         if self.options.tracking_uri:  # before anything changes: MLflow may be unreachable
@@ -293,7 +296,22 @@ class ExperimentEngine:
             record.rules = [r.to_dict() for r in self.early_stopping.rules(
                 [self._curve(t, t.observations) for t in self.trials])]
         self.trials.append(record)
+        if self.trial_volume:
+            self._prepare_volume(record)
         self._spawn(record)
+
+    def _prepare_volume(self, record: TrialRecord) -> None:
+        """A new trial's folder of the algorithm's volume: its parent's checkpoint (PBT), or
+        empty. An interrupted trial keeps its folder: it resumes from its own checkpoint."""
+        folder = self.dir / "checkpoints" / record.name
+        shutil.rmtree(folder, ignore_errors=True)
+        parent = self.suggestion.parent(record.index)
+        source = self.dir / "checkpoints" / self.trials[parent].name if parent is not None \
+            else None
+        if source is not None and source.is_dir():
+            shutil.copytree(source, folder)
+        else:
+            folder.mkdir(parents=True)
 
     def _spawn(self, record: TrialRecord) -> None:
         """Start ``record``'s process (again, after an interruption: a clean trial directory)."""
@@ -310,6 +328,11 @@ class ExperimentEngine:
             record.finished = time.time()
             self.store.save_trial(record)
             return
+        if self.trial_volume:  # the trial's own folder where Katib would mount it
+            mount = str(self.dir.resolve() / "checkpoints" / name)
+            command = dataclasses.replace(
+                command, argv=[a.replace(self.trial_volume, mount) for a in command.argv],
+                env={k: v.replace(self.trial_volume, mount) for k, v in command.env.items()})
         env = {**os.environ, "KATIB_TRIAL_NAME": name}
         env.pop("MLFLOW_PARENT_RUN_ID", None)
         if self.tracking:

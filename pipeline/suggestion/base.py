@@ -104,6 +104,10 @@ class Suggestion(ABC):
         """Trial ``index``'s draw repeats a proposed configuration and will be drawn again."""
         return None  # algorithms without state have nothing to learn from it
 
+    def parent(self, index: int) -> int | None:
+        """The trial whose checkpoint trial ``index`` starts from (PBT); None: from scratch."""
+        return None
+
     def adopt(self, index: int, assignments: dict[str, str]) -> None:
         """Trial ``index`` gets ``assignments``, which ``suggest`` did not draw (the fallback after
         :data:`MAX_DRAWS` repeats, or a recorded trial that replays differently)."""
