@@ -58,6 +58,7 @@ bench: install
 	$(BIN)/python benchmarks/data_scale.py
 	$(BIN)/python benchmarks/tabular.py
 	$(BIN)/python benchmarks/sequences.py
+	$(BIN)/python benchmarks/multi_fidelity.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow

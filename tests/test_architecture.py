@@ -11,10 +11,10 @@ import pytest
 from tests.conftest import ROOT
 
 # Lowest first: a module may import its own layer and the layers before it.
-LAYERS = ("trial_image", "pipeline.katib", "pipeline.suggestion", "pipeline.validation",
-          "pipeline.service", "pipeline.engine", "pipeline.cluster", "pipeline.promotion",
-          "pipeline.finalize", "pipeline.compression", "pipeline.retraining", "pipeline.cli",
-          "pipeline.__main__")
+LAYERS = ("trial_image", "pipeline.katib", "pipeline.suggestion", "pipeline.early_stopping",
+          "pipeline.validation", "pipeline.service", "pipeline.engine", "pipeline.cluster",
+          "pipeline.promotion", "pipeline.finalize", "pipeline.compression",
+          "pipeline.retraining", "pipeline.cli", "pipeline.__main__")
 # The one module of the trial image the pipeline may import, and the one exception: the warm
 # worker runs the trial CLI in its own process.
 CONTRACT = "trial_image.contract"

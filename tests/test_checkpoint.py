@@ -88,3 +88,8 @@ def test_a_stale_checkpoint_is_replaced_and_a_damaged_one_refused(tmp_path):
     assert "--checkpoint-dir: " in damaged.stderr and "is not a nasflow checkpoint" in \
         damaged.stderr
     assert "Traceback" not in damaged.stderr
+
+    (tmp_path / "a-file").write_text("")
+    not_a_folder = run_trial(["a-file" if a == "ck" else a for a in args], tmp_path, uri)
+    assert not_a_folder.returncode == 2
+    assert "--checkpoint-dir: a-file is not a folder this trial can write" in not_a_folder.stderr

@@ -3,6 +3,9 @@ pruner, its settings' validation, and ASHA on the embedded engine."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import optuna
 import pytest
@@ -10,8 +13,17 @@ import pytest
 from pipeline.early_stopping.asha import ASHA
 from pipeline.early_stopping.base import Curve, Rule
 from pipeline.early_stopping.medianstop import MedianStop
+from pipeline.engine.state import StateStore
 from pipeline.validation import validate
-from tests.test_engine import experiment, reason, run
+from tests.test_engine import (
+    _nasflow,
+    _wait_for,
+    _write,
+    experiment,
+    reason,
+    run,
+    trials_so_far,
+)
 
 
 def test_a_rule_is_met_once_the_best_so_far_compares_at_or_after_its_start_step():
@@ -161,3 +173,29 @@ def test_asha_on_the_embedded_engine(tmp_path):
     # the Katib rule each trial was created with: the first rung's bar from the trials before
     assert engine.trials[0].rules == []
     assert all(t.rules and t.rules[0]["start_step"] == 1 for t in engine.trials[1:])
+
+
+def test_kill_9_then_resume_stops_the_trials_the_uninterrupted_search_stops(tmp_path):
+    """ASHA one trial at a time (each judged against the finished ones): kill -9 of the engine
+    mid-search, --resume, and the same trials end the same way as without the kill (a stopped
+    trial's last values depend on when the engine looked, so only succeeded curves compare)."""
+    doc = asha_experiment()
+    (tmp_path / "cut").mkdir()
+    path = _write(doc, tmp_path / "cut")
+    db = tmp_path / "cut" / ".nasflow" / "fake" / "state.db"
+    engine = _nasflow("run", str(path), "--no-mlflow", "--quiet", cwd=tmp_path / "cut")
+    _wait_for(lambda: sum(t.done for t in trials_so_far(db)) >= 3)
+    os.kill(engine.pid, signal.SIGKILL)
+    engine.wait()
+    resumed = _nasflow("run", str(path), "--no-mlflow", "--quiet", "--resume",
+                       cwd=tmp_path / "cut")
+    assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
+    after = StateStore(db).trials()
+    (tmp_path / "whole").mkdir()
+    _, whole = run(asha_experiment(), tmp_path / "whole")
+
+    def outcome(trials):
+        return [(t.name, t.assignments, t.status,
+                 t.observations if t.status == "Succeeded" else None) for t in trials]
+    assert outcome(after) == outcome(whole.trials)
+    assert any(t.status == "EarlyStopped" for t in after)

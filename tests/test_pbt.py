@@ -90,3 +90,26 @@ def test_pbt_on_digits_continues_a_better_members_checkpoint(tmp_path):
         else:
             assert checkpoint["lineage"] == [first[member].name]
             assert t.assignments == first[member].assignments
+
+
+@pytest.mark.parametrize("path", ["/", "checkpoints", "/var/../etc"])
+def test_the_trial_folder_must_be_an_absolute_folder(path):
+    from pipeline.validation import validate
+
+    settings = [{**s, "value": path} if s["name"] == "suggestion_trial_dir" else s for s in PBT]
+    _, problems = validate("pbt.yaml", experiment(algorithm="pbt", settings=settings))
+    assert [str(p) for p in problems] == [
+        f"spec.algorithm.algorithmSettings: suggestion_trial_dir {path!r} must be an absolute "
+        "folder of the trial's container, not / and without '..'"]
+
+
+def test_the_volume_replaces_the_path_as_a_whole_path(tmp_path):
+    from pipeline.engine.template import TrialCommand
+    from pipeline.engine.trial_volume import TrialVolume
+
+    volume = TrialVolume("/ckpt", tmp_path)
+    command = volume.mount(TrialCommand(["--checkpoint-dir=/ckpt/", "--other=/ckpts", "/ckpt"],
+                                        {"DIR": "/ckpt/sub"}, None), "t1")
+    mount = str((tmp_path / "t1").resolve())
+    assert command.argv == [f"--checkpoint-dir={mount}/", "--other=/ckpts", mount]
+    assert command.env == {"DIR": f"{mount}/sub"}

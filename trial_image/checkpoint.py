@@ -154,6 +154,14 @@ class Plan:
 
     @classmethod
     def of(cls, directory: Path, trial: str, fingerprint: str) -> Plan:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / ".nasflow-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise InputError(f"--checkpoint-dir: {directory} is not a folder this trial can "
+                             f"write ({exc.strerror or exc})") from None
         previous = read(directory)
         own = previous is not None and previous.trial == trial
         if own and previous.fingerprint != fingerprint:

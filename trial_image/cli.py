@@ -98,10 +98,6 @@ def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
                    help="cosine: from the learning rate down to 0 over all epochs")
     g.add_argument("--augment", choices=AUGMENTATIONS, default="none",
                    help="light: random shifts of training images by up to 1/8 of their size")
-    g.add_argument("--checkpoint-dir", type=Path, default=None, metavar="FOLDER",
-                   help="save weights and optimizer state here every epoch; a killed trial "
-                   "resumes after its last finished epoch, a folder PBT copied from another "
-                   "trial is trained on (a PVC path on a cluster)")
     g.add_argument("--seed", type=seed, default=0,
                    help="a number or any text, e.g. the trial name; same seed, same metrics "
                    "on CPU")
@@ -171,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "--num-epochs). `python -m trial_image darts --help`: the DARTS search.")
     _data_flags(p)
     _training_flags(p, "training")
+    p.add_argument_group("checkpoints").add_argument(
+        "--checkpoint-dir", type=Path, default=None, metavar="FOLDER",
+        help="save weights and optimizer state here every epoch; a killed trial resumes after "
+        "its last finished epoch, a folder PBT copied from another trial is trained on (a PVC "
+        "path on a cluster)")
     g = p.add_argument_group("hyperparameter front end (default)")
     g.add_argument("--num-blocks", type=int, default=None, help="default 2")
     g.add_argument("--filters", type=int, default=None, help="default 32; --filters-N per block")

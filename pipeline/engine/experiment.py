@@ -14,7 +14,6 @@ randomness seeded by (seed, k) the search is the same whatever order trials fini
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import queue
@@ -30,7 +29,7 @@ from typing import Any
 import yaml
 
 from pipeline.early_stopping import create as create_early_stopping
-from pipeline.early_stopping.base import Curve, Rule
+from pipeline.engine.early_stopping import curves, stop_early
 from pipeline.engine.lock import ExperimentLock, Locked
 from pipeline.engine.metrics_collector import CollectorError
 from pipeline.engine.pareto_front import pareto_front
@@ -45,8 +44,8 @@ from pipeline.engine.trial import (
     outcome,
     requeue_interrupted,
 )
+from pipeline.engine.trial_volume import TrialVolume
 from pipeline.katib.manifest import Manifest
-from pipeline.katib.objective import numbers
 from pipeline.katib.redaction import redact
 from pipeline.katib.status import SCORED
 from pipeline.katib.status import ExperimentCondition as Condition
@@ -198,8 +197,9 @@ class ExperimentEngine:
                     or []}
         seed = int(settings.get("random_state", self.options.seed))
         self.suggestion = create(SearchContext(self.experiment, settings, seed))
-        # Katib mounts each trial's folder of the algorithm's volume here (pbt)
-        self.trial_volume = settings.get("suggestion_trial_dir", "").rstrip("/")
+        # Katib mounts each trial's folder of the algorithm's volume there (pbt)
+        path = settings.get("suggestion_trial_dir", "").rstrip("/")
+        self.volume = TrialVolume(path, self.dir / "checkpoints") if path else None
         if "objectives" in settings:  # a multi-objective algorithm: the front is reported
             self.objectives = parse_objectives(settings["objectives"])
         if self.options.tracking_uri:  # before anything changes: MLflow may be unreachable
@@ -294,24 +294,12 @@ class ExperimentEngine:
         record = TrialRecord(index, name, dict(assignments))
         if self.early_stopping:
             record.rules = [r.to_dict() for r in self.early_stopping.rules(
-                [self._curve(t, t.observations) for t in self.trials])]
+                curves(self.trials, self.objective))]
         self.trials.append(record)
-        if self.trial_volume:
-            self._prepare_volume(record)
+        if self.volume:
+            parent = self.suggestion.parent(index)
+            self.volume.prepare(name, None if parent is None else self.trials[parent].name)
         self._spawn(record)
-
-    def _prepare_volume(self, record: TrialRecord) -> None:
-        """A new trial's folder of the algorithm's volume: its parent's checkpoint (PBT), or
-        empty. An interrupted trial keeps its folder: it resumes from its own checkpoint."""
-        folder = self.dir / "checkpoints" / record.name
-        shutil.rmtree(folder, ignore_errors=True)
-        parent = self.suggestion.parent(record.index)
-        source = self.dir / "checkpoints" / self.trials[parent].name if parent is not None \
-            else None
-        if source is not None and source.is_dir():
-            shutil.copytree(source, folder)
-        else:
-            folder.mkdir(parents=True)
 
     def _spawn(self, record: TrialRecord) -> None:
         """Start ``record``'s process (again, after an interruption: a clean trial directory)."""
@@ -328,11 +316,8 @@ class ExperimentEngine:
             record.finished = time.time()
             self.store.save_trial(record)
             return
-        if self.trial_volume:  # the trial's own folder where Katib would mount it
-            mount = str(self.dir.resolve() / "checkpoints" / name)
-            command = dataclasses.replace(
-                command, argv=[a.replace(self.trial_volume, mount) for a in command.argv],
-                env={k: v.replace(self.trial_volume, mount) for k, v in command.env.items()})
+        if self.volume:
+            command = self.volume.mount(command, name)
         env = {**os.environ, "KATIB_TRIAL_NAME": name}
         env.pop("MLFLOW_PARENT_RUN_ID", None)
         if self.tracking:
@@ -352,28 +337,8 @@ class ExperimentEngine:
             if not proc.killed_reason and proc.deadline and now > proc.deadline:
                 proc.stop("DeadlineExceeded")
         if self.early_stopping:
-            self._stop_early()
-
-    def _curve(self, t: TrialRecord, observed: dict[str, list[str]]) -> Curve:
-        return Curve(t.name, t.status, tuple(numbers(observed.get(self.objective, []))))
-
-    def _stop_early(self) -> None:
-        """Ask early stopping about every running trial, given every trial's curve now."""
-        curves = {t.index: self._curve(t, t.observations) for t in self.trials if t.done}
-        for index, proc in self.running.items():
-            try:
-                observed = self.collector.collect(proc.trial_dir, [self.objective])
-            except CollectorError:  # nothing written yet
-                observed = {}
-            curves[index] = self._curve(self.trials[index], observed)
-        for index, proc in list(self.running.items()):
-            if proc.killed_reason:
-                continue
-            others = [c for i, c in curves.items() if i != index]
-            rules = [Rule(**r) for r in self.trials[index].rules]
-            why = self.early_stopping.judge(curves[index], rules, others)
-            if why:
-                proc.stop(Status.EARLY_STOPPED, early_stopped=why)
+            stop_early(self.early_stopping, self.trials, self.running, self.collector,
+                       self.objective)
 
     def _finish(self, proc: TrialProcess) -> None:
         self.running.pop(proc.index, None)

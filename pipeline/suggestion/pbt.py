@@ -22,8 +22,11 @@ better member's, and names trials by UUID.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Any
 
+from pipeline.katib.manifest import Problem
 from pipeline.katib.search_space import Parameter
 from pipeline.suggestion.base import WAIT, SearchContext, Seen, Suggestion, TrialResult
 from pipeline.suggestion.registry import Algorithm, Setting
@@ -87,6 +90,17 @@ class PBT(Suggestion):
         return str(int(number)) if p.kind == "int" else repr(number)
 
 
+def _trial_dir(spec: Any, settings: Mapping[str, str]) -> list[Problem]:
+    """Katib mounts each trial's folder of the volume at ``suggestion_trial_dir``: an absolute
+    folder of the container, not its root."""
+    path = PurePosixPath(settings.get("suggestion_trial_dir", "/x"))
+    if not path.is_absolute() or path == PurePosixPath("/") or ".." in path.parts:
+        return [Problem("spec.algorithm.algorithmSettings", f"suggestion_trial_dir {str(path)!r} "
+                        "must be an absolute folder of the trial's container, not / and "
+                        "without '..'")]
+    return []
+
+
 ALGORITHMS = (Algorithm(
     "pbt", "population-based training: generations of `n_population` members, the worst "
     "exploit a better member's checkpoint and explore its hyperparameters", {
@@ -94,4 +108,4 @@ ALGORITHMS = (Algorithm(
         "n_population": Setting("int", low=5, high=10_000, required=True),
         "truncation_threshold": Setting("float", low=0, high=1, required=True),
         "resample_probability": Setting("float", low=0, high=1, none_ok=True)},
-    PBT),)
+    PBT, checks=(_trial_dir,)),)
