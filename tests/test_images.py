@@ -247,11 +247,13 @@ def test_mlflow_image_serves_health_with_basic_auth(tmp_path):
 
 def test_suggestion_image_serves_nasflows_algorithms_without_tensorflow(tmp_path):
     """`python -m pipeline.service` in the suggestion image's dependency set: healthy, and
-    suggests for Katib (a gRPC client from this venv); no TensorFlow or Kubernetes client."""
+    suggests for Katib (a gRPC client from this venv); the `earlystopping` target, the same
+    venv, serves Katib's EarlyStopping API; no TensorFlow, the Kubernetes client (for
+    SetTrialStatus)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from pipeline.service.api import api_pb2_grpc
+    from pipeline.service.api import api_pb2, api_pb2_grpc
     from tests.test_service import CASES, FakeController, with_parallel
 
     port = free_port()
@@ -275,7 +277,26 @@ def test_suggestion_image_serves_nasflows_algorithms_without_tensorflow(tmp_path
         assert len(controller.search(6)) == 6
     finally:
         stop_process_group(server)
+    assert stages()["earlystopping"][0] == "suggestion"
+    entrypoint = re.search(r"^ENTRYPOINT (.+)$", stages()["earlystopping"][1], re.M)[1]
+    assert json.loads(entrypoint)[-2:] == ["--serve", "early-stopping"]
+    port = free_port()
+    server = subprocess.Popen([str(venv / "bin" / "python"), *json.loads(entrypoint)[1:],
+                               "--host", "127.0.0.1", "--port", str(port)], cwd=pod_tmp,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=120)
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="manager.v1beta1.EarlyStopping"), timeout=30)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        api_pb2_grpc.EarlyStoppingStub(channel).ValidateEarlyStoppingSettings(
+            api_pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=api_pb2.EarlyStoppingSpec(
+                algorithm_name="asha")), timeout=30)
+    finally:
+        stop_process_group(server)
     available = imports("suggestion", ["tensorflow", "keras", "kubernetes", "grpc", "optuna"],
                         tmp_path)
-    assert available == {"tensorflow": False, "keras": False, "kubernetes": False,
+    assert available == {"tensorflow": False, "keras": False, "kubernetes": True,
                          "grpc": True, "optuna": True}

@@ -112,9 +112,10 @@ def test_every_experiment_passes_nasflow_validate(path, capsys):
     assert main(["validate", str(path)]) == 0, capsys.readouterr().out
     for line in capsys.readouterr().out.strip().splitlines():
         assert re.fullmatch(re.escape(str(path)) + r"(#\d+)?: valid( \(not supported by Katib: "
-                            r"algorithm \S+ is nasflow's own: Katib runs it only once nasflow's "
-                            r"suggestion service is registered \(kubectl apply -k "
-                            r"manifests/suggestion\)\))?", line), line
+                            r"(algorithm|early stopping) \S+ is nasflow's own: Katib runs it "
+                            r"only once nasflow's (suggestion|early-stopping) service is "
+                            r"registered \(kubectl apply -k manifests/suggestion\)\))?",
+                            line), line
 
 
 def test_trial_templates_are_batch_jobs_that_validate():
