@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from pipeline.cli import main
+from pipeline.early_stopping import KATIB_SHIPS
 from pipeline.suggestion.registry import algorithms
 from pipeline.validation import cluster_support, engine_support, validate
 from tests.conftest import KATIB_DATA, ROOT
@@ -92,9 +93,12 @@ def test_nasflow_manifests_are_valid_and_run_on_both_engines(path):
         experiment, problems = validate(str(path), raw)
         assert problems == []
         assert engine_support(experiment) == []
-        # Katib runs all but nasflow's own algorithms (declared so in the registry)
+        # Katib runs all but nasflow's own algorithms (declared so in the registry) and early
+        # stopping (asha: nasflow's service)
         name = experiment.spec.algorithm.algorithm_name
-        assert (cluster_support(experiment) == []) == algorithms()[name].katib
+        early = experiment.spec.early_stopping
+        katib_ships = early is None or early.algorithm_name in KATIB_SHIPS
+        assert (cluster_support(experiment) == []) == (algorithms()[name].katib and katib_ships)
 
 
 BASE = yaml.safe_load("""

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from pipeline.katib.manifest import Problem
 from pipeline.katib.search_space import Parameter
 from pipeline.suggestion.base import WAIT, SearchContext, Seen, Suggestion, TrialResult
@@ -79,7 +81,7 @@ class PBT(Suggestion):
         return {p.name: self._explore(p, better.assignments[p.name], rng)
                 for p in self.space.parameters}
 
-    def _explore(self, p: Parameter, value: str, rng) -> str:
+    def _explore(self, p: Parameter, value: str, rng: np.random.Generator) -> str:
         if self.resample is not None:
             return p.sample(rng) if rng.uniform() < self.resample else value
         if p.choices:
