@@ -10,6 +10,7 @@ set, not a stale copy of the code.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -256,46 +257,44 @@ def test_suggestion_image_serves_nasflows_algorithms_without_tensorflow(tmp_path
     from pipeline.service.api import api_pb2, api_pb2_grpc
     from tests.test_service import CASES, FakeController, with_parallel
 
-    port = free_port()
     venv = image_venv("suggestion")
     pod_tmp = tmp_path / "pod-tmp"
     pod_tmp.mkdir()
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PYTHONPATH": str(ROOT),
            **image_env("suggestion", pod_tmp)}
-    server = subprocess.Popen([str(venv / "bin" / "python"), "-m", "pipeline.service",
-                               "--host", "127.0.0.1", "--port", str(port)], cwd=pod_tmp,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    try:
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=120)
-        health = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="manager.v1beta1.Suggestion"), timeout=30)
-        assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+    @contextlib.contextmanager
+    def serving(target: str, probe: str):
+        """The target's ENTRYPOINT on a free port of 127.0.0.1, SERVING ``probe``: (channel,
+        port)."""
+        entrypoint = json.loads(re.search(r"^ENTRYPOINT (.+)$", stages()[target][1], re.M)[1])
+        port = free_port()
+        server = subprocess.Popen([str(venv / "bin" / "python"), *entrypoint[1:], "--host",
+                                   "127.0.0.1", "--port", str(port)], cwd=pod_tmp, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        try:
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            grpc.channel_ready_future(channel).result(timeout=120)
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=probe), timeout=30)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            yield channel, port
+        finally:
+            stop_process_group(server)
+
+    with serving("suggestion", "manager.v1beta1.Suggestion") as (channel, port):
         controller = FakeController(with_parallel(CASES["pareto-evolution-nas"]), port)
         controller.stub = api_pb2_grpc.SuggestionStub(channel)
         assert len(controller.search(6)) == 6
-    finally:
-        stop_process_group(server)
+    # the early-stopping image is the suggestion image with another entry point
     assert stages()["earlystopping"][0] == "suggestion"
     entrypoint = re.search(r"^ENTRYPOINT (.+)$", stages()["earlystopping"][1], re.M)[1]
     assert json.loads(entrypoint)[-2:] == ["--serve", "early-stopping"]
-    port = free_port()
-    server = subprocess.Popen([str(venv / "bin" / "python"), *json.loads(entrypoint)[1:],
-                               "--host", "127.0.0.1", "--port", str(port)], cwd=pod_tmp,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    try:
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=120)
-        health = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="manager.v1beta1.EarlyStopping"), timeout=30)
-        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    with serving("earlystopping", "manager.v1beta1.EarlyStopping") as (channel, _):
         api_pb2_grpc.EarlyStoppingStub(channel).ValidateEarlyStoppingSettings(
             api_pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=api_pb2.EarlyStoppingSpec(
                 algorithm_name="asha")), timeout=30)
-    finally:
-        stop_process_group(server)
     available = imports("suggestion", ["tensorflow", "keras", "kubernetes", "grpc", "optuna"],
                         tmp_path)
     assert available == {"tensorflow": False, "keras": False, "kubernetes": True,
