@@ -17,6 +17,7 @@ from pathlib import Path
 
 from trial_image import tags
 from trial_image.errors import InputError, TrialError
+from trial_image.optimization_job import with_environment
 
 PER_BLOCK = re.compile(r"^--(filters|kernel-size|pooling|units|block)-(\d+)(?:=(.*))?$", re.S)
 
@@ -255,12 +256,22 @@ def normalise_argv(argv: list[str]) -> tuple[list[str], dict[str, dict[int, str]
 
 def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
     from trial_image import data as datasets
+    from trial_image import distributed
     from trial_image.frontends.dispatch import make_spec
     from trial_image.trial_run import RunOptions, TrialRun, prepare_tensorflow
 
     if args.skip_test and args.evaluate_model:
         raise InputError("--evaluate-model measures on the test split, which --skip-test leaves "
                          "out")
+    workers = distributed.workers()
+    strategy = None
+    if workers is not None:
+        for flag, value in (("--checkpoint-dir", args.checkpoint_dir),
+                            ("--time-budget", args.time_budget)):
+            if value is not None:
+                raise InputError(f"{flag} is for one-process trials: this one has "
+                                 f"{workers.count} workers (docs/trial-image.md)")
+        strategy = distributed.strategy(workers)  # before TensorFlow runs anything
     data = datasets.load(args.dataset, args.validation_split, args.image_size,
                          test=not args.skip_test, cache=args.data_cache,
                          table=datasets.TableOptions(args.target, args.task, args.column_types,
@@ -272,7 +283,10 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
     from trial_image.builder import build_model
 
     model = build_model(spec, data.train)
-    with TrialRun(RunOptions.of(args), data) as trial:
+    with TrialRun(RunOptions.of(args), data, workers, strategy) as trial:
+        if not trial.chief:  # trains its share; the chief reports and logs the one trial
+            trial.train_candidate(spec, model)
+            return 0
         run_tags = {tags.FRONTEND: spec.source, tags.CANDIDATE_ID: spec.candidate_id,
                     tags.ROLE: args.role, tags.TASK: spec.task, tags.FAMILY: spec.family}
         if args.search_space:
@@ -313,13 +327,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"compress failed: {exc}", file=sys.stderr)
             return exc.exit_code
     darts = bool(argv) and argv[0] == "darts"
-    flags, per_block = normalise_argv(argv[1:] if darts else argv)
     try:
+        parser = build_darts_parser() if darts else build_parser()
+        flags, per_block = normalise_argv(with_environment(argv[1:] if darts else argv, parser,
+                                                           os.environ, PER_BLOCK))
         if darts:
+            from trial_image import distributed
             from trial_image.darts.run import run_darts
 
-            return run_darts(build_darts_parser().parse_args(flags))
-        return run(build_parser().parse_args(flags), per_block)
+            if distributed.workers() is not None:
+                raise InputError("the DARTS search runs in one process: give its trial one node")
+
+            return run_darts(parser.parse_args(flags))
+        return run(parser.parse_args(flags), per_block)
     except TrialError as exc:
         print(f"trial failed: {exc}", file=sys.stderr)
         return exc.exit_code

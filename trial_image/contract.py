@@ -4,8 +4,9 @@ The pipeline runs trials as processes (locally) or containers (on Katib) and tal
 through their flags, their metrics output and MLflow; what it must agree with them on is here:
 the flag values it passes (schedules, augmentations, compression variants), DARTS' primitives
 and Katib's DARTS defaults (the engine's ``darts`` suggestion emits them), the MLflow tag names,
-what each task is measured by, the tracking defaults and helpers both sides use against the
-same server (and how a model URI reads), and where a pod reads its namespace.
+what each task is measured by, the environment a trial of several workers reads, the tracking
+defaults and helpers both sides use against the same server (and how a model URI reads), and
+where a pod reads its namespace.
 ``tests/test_architecture.py`` checks that nothing else in ``pipeline/`` imports
 ``trial_image`` (except the warm worker, which runs the trial CLI in-process by design).
 """
@@ -16,6 +17,9 @@ from trial_image import tags
 from trial_image.compress.run import DEFAULT_VARIANTS as COMPRESSION_VARIANTS
 from trial_image.compress.run import variant_names
 from trial_image.darts.settings import KATIB_DEFAULTS as DARTS_DEFAULTS
+from trial_image.distributed import HOSTS as WORKER_HOSTS_ENV
+from trial_image.distributed import NUM_NODES as NUM_NODES_ENV
+from trial_image.distributed import RANK as RANK_ENV
 from trial_image.errors import TrackingError, TrialError
 from trial_image.frontends.genotype import PRIMITIVES as DARTS_PRIMITIVES
 from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES
@@ -33,9 +37,30 @@ from trial_image.tracking import (
 )
 from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
 
-__all__ = ["AUGMENTATIONS", "COMPRESSION_VARIANTS", "DARTS_DEFAULTS", "DARTS_PRIMITIVES",
-           "LR_SCHEDULES", "SERVICE_ACCOUNT_NAMESPACE", "TASKS", "Task", "TrackingError",
-           "TrialError",
-           "access_problem", "default_tracking_uri", "fail_fast_http", "is_outage",
-           "open_experiment", "or_none", "parse_model_uri", "racing", "retry", "tags",
-           "task_of", "variant_names"]
+__all__ = [
+    "AUGMENTATIONS",
+    "COMPRESSION_VARIANTS",
+    "DARTS_DEFAULTS",
+    "DARTS_PRIMITIVES",
+    "LR_SCHEDULES",
+    "NUM_NODES_ENV",
+    "RANK_ENV",
+    "SERVICE_ACCOUNT_NAMESPACE",
+    "TASKS",
+    "WORKER_HOSTS_ENV",
+    "Task",
+    "TrackingError",
+    "TrialError",
+    "access_problem",
+    "default_tracking_uri",
+    "fail_fast_http",
+    "is_outage",
+    "open_experiment",
+    "or_none",
+    "parse_model_uri",
+    "racing",
+    "retry",
+    "tags",
+    "task_of",
+    "variant_names",
+]

@@ -145,12 +145,14 @@ def train(
     task: Task = CLASSIFICATION,
     plan: checkpoint.Plan | None = None,
     run_id: str = "",
+    strategy: Any = None,
 ) -> TrainResult:
     """Without a validation split (final training on training + validation) every epoch runs:
     there is nothing to stop early on. Augmentation (shifts) is for images; other families
     train on their rows as they are. With a checkpoint ``plan`` every epoch is saved, and a
     resumed trial replays its finished epochs' metric lines (``on_epoch``'s ``replayed``) and
-    trains the rest."""
+    trains the rest. With a multi-worker ``strategy`` (``model`` built under it) every worker
+    runs this with the same arguments."""
     own = plan is not None and plan.own
     previous = plan.previous if plan is not None else None
     best_weights = (checkpoint.restore(plan.directory, model, previous, own)
@@ -187,12 +189,18 @@ def train(
                                  ).repeat()
     if own:
         batches = batches.skip(len(previous.history) * steps)
+    validation = (data.validation.batches(max(training.batch_size, 256))
+                  if data.has_validation else None)
+    if strategy is not None:  # several workers: each takes its share of every global batch
+        from trial_image.distributed import shard_by_data
+
+        batches = shard_by_data(batches)
+        validation = None if validation is None else shard_by_data(validation)
     start = time.perf_counter()
     model.fit(
         batches,
         steps_per_epoch=steps,
-        validation_data=data.validation.batches(max(training.batch_size, 256))
-        if data.has_validation else None,
+        validation_data=validation,
         initial_epoch=first,
         epochs=last,
         shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn

@@ -100,12 +100,17 @@ class TrialRun:
     """Use as a context manager around the work: a failure ends the MLflow run FAILED (KILLED on
     SIGTERM) with its reason and propagates; nothing is left RUNNING."""
 
-    def __init__(self, args: RunOptions, data: Any) -> None:
+    def __init__(self, args: RunOptions, data: Any, workers: Any = None,
+                 strategy: Any = None) -> None:
+        """``workers`` and ``strategy``: a trial of several processes
+        (:mod:`trial_image.distributed`); only its chief reports and logs."""
         from trial_image.katib_metrics import MetricsReporter
         from trial_image.tracking import Tracker, default_tracking_uri
 
         self.args = args
         self.data = data
+        self.chief = workers is None or workers.chief
+        self.workers, self.strategy = workers, strategy
         self.started = time.perf_counter()
         self.experiment = args.experiment_name or "nasflow"
         self.trial = (args.trial_name or os.environ.get("KATIB_TRIAL_NAME")
@@ -141,7 +146,7 @@ class TrialRun:
         return self
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
+        if exc is None or not self.chief:
             return
         if isinstance(exc, Terminated):
             self.tracker.end("KILLED", str(exc))
@@ -167,6 +172,13 @@ class TrialRun:
 
         args, data, task = self.args, self.data, TASKS[spec.task]
         model = model or build_model(spec, data.train)
+        steps = math.ceil(data.train.count / spec.training.batch_size)
+        fitted = model if self.strategy is None else self._distributed(spec, model, steps)
+        if not self.chief:
+            train(fitted, data, spec.training, seed=args.seed, patience=args.patience,
+                  time_budget=None, on_epoch=lambda *_: None, task=task,
+                  strategy=self.strategy)
+            return
         # the costs first: fixed by the architecture, and the reward needs them every epoch
         costs = {"Parameter-Count": float(model.count_params()),
                  "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
@@ -180,11 +192,13 @@ class TrialRun:
                 rewarded = reward(metrics["Validation-Accuracy"], cost)
                 self.report(epoch, {**metrics, "Reward": rewarded}, replayed)
 
-        compile_model(model, spec.training, math.ceil(data.train.count / spec.training.batch_size),
-                      task)
-        result = train(model, data, spec.training, seed=args.seed, patience=args.patience,
+        compile_model(model, spec.training, steps, task)
+        result = train(fitted, data, spec.training, seed=args.seed, patience=args.patience,
                        time_budget=args.time_budget, on_epoch=report, task=task, plan=plan,
-                       run_id=self.tracker.run_id)
+                       run_id=self.tracker.run_id, strategy=self.strategy)
+        if fitted is not model:  # the chief evaluates and stores a plain copy, once
+            model.optimizer.build(model.trainable_variables)
+            model.set_weights(fitted.get_weights())
         final = dict(costs)
         summary = {"Epochs-Run": float(len(result.history)),
                    "Train-Samples-Per-Second": result.samples_per_second}
@@ -205,6 +219,21 @@ class TrialRun:
                   if task.test_metric in final else "the test split was not loaded")
         print(f"trial {self.trial}: {result.stop_reason} after {len(result.history)} epoch(s); "
               f"{tested}", file=sys.stderr)
+
+    def _distributed(self, spec: Any, model: Any, steps: int) -> Any:
+        """``model``'s twin under the multi-worker strategy, from the same initial weights (so
+        the seed means what it means for one worker), compiled and ready to fit."""
+        from trial_image import distributed
+        from trial_image.builder import build_model
+        from trial_image.tasks import TASKS
+        from trial_image.training import compile_model
+
+        with self.strategy.scope():
+            fitted = build_model(spec, self.data.train)
+            fitted.set_weights(model.get_weights())
+            compile_model(fitted, spec.training, steps, TASKS[spec.task])
+        distributed.prepare_model(fitted, self.data.train.take(spec.training.batch_size))
+        return fitted
 
     def _evaluate(self, spec: Any, model: Any) -> dict[str, float]:
         """The test split's figures (one pass over it): accuracy and macro precision/recall/F1,
