@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 import sys
 import uuid
 
@@ -165,27 +164,42 @@ def test_final_job_is_the_trial_template_plus_the_final_flags(fake):
 # ---- nasflow pipeline: submit -> wait -> finalize (Jobs) -> promote -> prune -------------------
 
 class Kubelet:
-    """Plays the Job controller and kubelet: a created Job's container command runs as a local
-    process (real training, logging to the test's MLflow); the Job's end comes as a watch
+    """Plays the Job controller and kubelet, and Kubeflow Trainer's controller: a created Job's
+    container command runs as a local process, a TrainJob's trainer command as ``numNodes``
+    local workers (real training, logging to the test's MLflow); the end comes as a watch
     event."""
 
     def __init__(self, fake, tracking_uri: str, tmp_path, fail: bool = False) -> None:
         self.fake, self.uri, self.tmp, self.fail = fake, tracking_uri, tmp_path, fail
         self.status: dict[str, dict] = {}
         self.started: list[str] = []
-        fake.on_create["jobs"] = self.create
+        self.plurals: dict[str, str] = {}
+        fake.on_create["jobs"] = fake.on_create["trainjobs"] = self.create
 
     def create(self, fake, job: dict) -> None:
+        from pipeline.engine.workers import LocalWorkers
+
         name = job["metadata"]["name"]
         self.started.append(name)
-        container = job["spec"]["template"]["spec"]["containers"][0]
+        if job["kind"] == "TrainJob":
+            self.plurals[name] = "trainjobs"
+            container = job["spec"]["trainer"]
+            nodes = container.get("numNodes", 1)
+        else:
+            self.plurals[name] = "jobs"
+            container, nodes = job["spec"]["template"]["spec"]["containers"][0], 1
         argv = [sys.executable if a == "python" else a for a in container["command"]]
+        env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(self.tmp),
+               "MLFLOW_TRACKING_URI": self.uri,
+               **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e}}
         code, tail = 1, "ImagePullBackOff"
         if not self.fail:
-            done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                                  env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
-                                       "HOME": str(self.tmp), "MLFLOW_TRACKING_URI": self.uri})
-            code, tail = done.returncode, done.stderr.strip().splitlines()[-1:]
+            pod = self.tmp / "pods" / name
+            pod.mkdir(parents=True)
+            with open(pod / "node-0.log", "wb") as log:
+                workers = LocalWorkers(argv, env, ROOT, pod, log, nodes, 10.0)
+                code = workers.wait()
+            tail = (pod / "node-0.log").read_text().strip().splitlines()[-1:]
         ok = code == 0
         self.status[name] = {"conditions": [{
             "type": "Complete" if ok else "Failed", "status": "True",
@@ -193,15 +207,16 @@ class Kubelet:
             "message": "" if ok else f"Job has reached the specified backoff limit ({tail})"}]}
 
     def watch(self, fake, name: str) -> list[dict]:
-        job = fake.objects[("jobs", NS, name)]
+        job = fake.objects[(self.plurals[name], NS, name)]
         fake.version += 1
         job["metadata"]["resourceVersion"] = str(fake.version)
         job["status"] = self.status[name]
         return [event("MODIFIED", job)]
 
 
-def searched(fake, mlflow_server):
-    """The watch script of the experiment: Katib ran the recorded trials (full assignments)."""
+def searched(fake, mlflow_server, run_spec: dict | None = None):
+    """The watch script of the experiment: Katib ran the recorded trials (full assignments),
+    as Jobs or as ``run_spec`` says."""
 
     def trials_finish(fake, name):
         created = fake.objects[("experiments", NS, name)]
@@ -215,6 +230,8 @@ def searched(fake, mlflow_server):
                      "parameterAssignments": {**entry["parameterAssignments"], **FULL}}
             obj = trial(entry)
             obj["metadata"]["labels"]["katib.kubeflow.org/experiment"] = name
+            if run_spec:
+                obj["spec"].update(runSpec=run_spec, primaryContainerName="node")
             fake.add("trials", obj)
             if entry["conditions"][-1]["type"] == "Succeeded":
                 trial_run(mlflow_server.uri, name, entry["name"], 0.97, namespace=NS)

@@ -51,10 +51,14 @@ def pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
         return [spec["jobTemplate"]["spec"]["template"]["spec"]]
     if kind in ("Deployment", "Job"):
         return [spec["template"]["spec"]]
+    if kind == "TrainingRuntime":  # Kubeflow Trainer: a JobSet's replicated Jobs
+        return [job["template"]["spec"]["template"]["spec"]
+                for job in spec["template"]["spec"]["replicatedJobs"]]
     return []
 
 
 INJECTION = "katib.kubeflow.org/metrics-collector-injection"
+CUSTOM_KINDS = ("kubeflow.org/v1beta1", "trainer.kubeflow.org/v1alpha1")  # Katib's, Trainer's
 
 
 @needs_kubectl
@@ -96,7 +100,7 @@ def test_the_cronjob_never_retries_a_run_and_pulls_versioned_tags_only_if_missin
 
 
 @pytest.mark.parametrize("path,doc", [(p, d) for p, d in plain_documents()
-                                      if d["apiVersion"] != "kubeflow.org/v1beta1"],
+                                      if d["apiVersion"] not in CUSTOM_KINDS],
                          ids=lambda v: v.name if isinstance(v, Path) else v["kind"])
 def test_core_kinds_match_the_kubernetes_schema(path, doc):
     import kubernetes_validate
@@ -118,15 +122,51 @@ def test_every_experiment_passes_nasflow_validate(path, capsys):
                             line), line
 
 
-def test_trial_templates_are_batch_jobs_that_validate():
-    """The Job inside each Experiment is checked like any Job (Katib's webhook round-trips it)."""
+def test_trial_templates_are_jobs_or_trainjobs_that_validate():
+    """The Job inside each Experiment is checked like any Job (Katib's webhook round-trips it);
+    a TrainJob against Kubeflow Trainer's typed models, field by field."""
     import kubernetes_validate
 
+    from pipeline.validation.trial_trainjob import check_trainjob
+
+    kinds = set()
     for _, doc in plain_documents():
         if doc["kind"] == "Experiment":
             job = {**doc["spec"]["trialTemplate"]["trialSpec"]}
+            kinds.add(job["kind"])
+            if job["kind"] == "TrainJob":
+                assert check_trainjob(job, "node", "trialSpec") == []
+                continue
             job["metadata"] = {"name": "trial", **job.get("metadata", {})}
             kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+    assert kinds == {"Job", "TrainJob"}
+
+
+def test_the_training_runtime_fits_trainers_schema_and_its_nodes_are_jobs():
+    """nasflow's TrainingRuntime against Kubeflow Trainer's typed models (no unknown field), and
+    each replicated Job it makes against Kubernetes' schema; the node container is the one
+    Katib's collector joins (``node``) and carries the multi-worker contract."""
+    import kubernetes_validate
+    from kubeflow_trainer_api.models import TrainerV1alpha1TrainingRuntime
+
+    from pipeline.validation.trial_trainjob import schema_problems
+
+    (runtime,) = [d for _, d in plain_documents() if d["kind"] == "TrainingRuntime"]
+    assert schema_problems(runtime, TrainerV1alpha1TrainingRuntime, "runtime") == []
+    jobset = runtime["spec"]["template"]["spec"]
+    assert jobset["network"]["enableDNSHostnames"] is True
+    assert jobset["failurePolicy"]["maxRestarts"] == 0
+    (node,) = jobset["replicatedJobs"]
+    assert node["name"] == "node"
+    kubernetes_validate.validate({"apiVersion": "batch/v1", "kind": "Job",
+                                  "metadata": {"name": "node"}, **node["template"]},
+                                 KUBERNETES_VERSION, strict=True)
+    (container,) = node["template"]["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == "node"
+    assert container["ports"] == [{"name": "tf-worker", "containerPort": 2222}]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NASFLOW_JOBSET_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.labels['jobset.sigs.k8s.io/jobset-name']"
 
 
 @pytest.mark.parametrize("path,doc", [(p, d) for p, d in plain_documents() if pod_specs(d)],
@@ -149,13 +189,18 @@ def test_every_pod_is_locked_down(path, doc):
 
 
 def test_pipeline_role_is_least_privilege():
-    role = next(d for _, d in plain_documents() if d["kind"] == "Role")
-    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"])
-             for r in role["rules"]}
-    assert rules == {
+    roles = {d["metadata"]["name"]: {(tuple(r["apiGroups"]), tuple(r["resources"])):
+                                     set(r["verbs"]) for r in d["rules"]}
+             for _, d in plain_documents() if d["kind"] == "Role"}
+    assert roles["nasflow-pipeline"] == {
         (("kubeflow.org",), ("experiments",)): {"create", "get", "list", "watch", "delete"},
         (("kubeflow.org",), ("trials", "suggestions")): {"get", "list", "watch"},
-        (("batch",), ("jobs",)): {"create", "get", "list", "watch"}}
+        (("batch",), ("jobs",)): {"create", "get", "list", "watch"},
+        (("trainer.kubeflow.org",), ("trainjobs",)): {"create", "get", "list", "watch"}}
+    # Katib's controller: the TrainJobs of TrainJob trials, in nasflow's namespace only
+    assert roles["katib-trainjobs"] == {
+        (("trainer.kubeflow.org",), ("trainjobs",)): {"create", "get", "list", "watch", "delete"},
+        (("trainer.kubeflow.org",), ("trainingruntimes",)): {"get", "list", "watch"}}
     cron = next(d for _, d in plain_documents() if d["kind"] == "CronJob")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > yaml.safe_load(

@@ -85,7 +85,7 @@ def test_cluster_extra_is_what_the_pipeline_image_installs():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     cluster = project["optional-dependencies"]["cluster"]
     assert {re.split(r"[<>=]", d)[0] for d in cluster} == {
-        "kubernetes", "kubeflow-katib-api", "mlflow-skinny", "optuna"}
+        "kubernetes", "kubeflow-katib-api", "kubeflow-trainer-api", "mlflow-skinny", "optuna"}
     assert "nasflow[cluster]" in project["optional-dependencies"]["pipeline"]
     assert 'pip install --no-cache-dir -c constraints.txt ".[cluster]"' in (
         ROOT / "Dockerfile").read_text()
@@ -105,8 +105,11 @@ def test_experiment_trial_command_parses(path, document):
     """Substitute sample values into the trial template; the trial CLI must accept the argv."""
     experiment = list(yaml.safe_load_all(path.read_text()))[document]
     template = experiment["spec"]["trialTemplate"]
-    (container,) = template["trialSpec"]["spec"]["template"]["spec"]["containers"]
-    command = container["command"]
+    if template["trialSpec"]["kind"] == "TrainJob":
+        command = template["trialSpec"]["spec"]["trainer"]["command"]
+    else:
+        (container,) = template["trialSpec"]["spec"]["template"]["spec"]["containers"]
+        command = container["command"]
     assert command[:3] == ["python", "-m", "trial_image"]
     samples = {p["name"]: p["feasibleSpace"]["list"][0] if "list" in p["feasibleSpace"]
                else p["feasibleSpace"]["min"] for p in experiment["spec"].get("parameters", [])}

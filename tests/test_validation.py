@@ -33,7 +33,8 @@ EXAMPLES = {
     "hp-tuning/simple-pbt.yaml": "invalid: spec.maxFailedTrialCount: must be <= maxTrialCount",
     "hp-tuning/sobol.yaml": "ok",
     "hp-tuning/tpe.yaml": "ok",
-    "kubeflow-trainer/trainjob-pytorch.yaml": "engine: trial kind TrainJob",
+    # a TrainJob of 2 nodes: nasflow run starts 2 local workers of its trainer's command
+    "kubeflow-trainer/trainjob-pytorch.yaml": "ok",
     "kubeflow-training-operator/mpijob-horovod.yaml": "engine: trial kind MPIJob",
     "kubeflow-training-operator/pytorchjob-mnist.yaml": "engine: trial kind PyTorchJob",
     "kubeflow-training-operator/tfjob-mnist-with-summaries.yaml": "engine: trial kind TFJob",

@@ -19,6 +19,7 @@ from pipeline.katib.status import ENDED
 from trial_image.contract import SERVICE_ACCOUNT_NAMESPACE
 
 GROUP, VERSION = "kubeflow.org", "v1beta1"
+TRAINER = ("trainer.kubeflow.org", "v1alpha1")  # Kubeflow Trainer's TrainJobs
 WATCH_CHUNK_SECONDS = 300  # one watch request; the API server closes longer ones anyway
 
 
@@ -152,41 +153,60 @@ class KatibClient:
         except Exception:  # noqa: BLE001 - unreadable: the caller says what to do instead
             return None
 
-    # ---- Jobs (final training) ----------------------------------------------------------------
+    # ---- Jobs and TrainJobs (final training, compression) --------------------------------------
 
     def _batch(self) -> Any:
         from kubernetes import client
 
         return client.BatchV1Api(self.api.api_client)
 
+    def _workload(self, kind: str) -> tuple[str, Callable[..., Any], tuple]:
+        """What the API calls a ``kind`` (Job or TrainJob): its name, list call and its args."""
+        if kind == "TrainJob":
+            return ("trainjob", self.api.list_namespaced_custom_object,
+                    (*TRAINER, self.namespace, "trainjobs"))
+        return "job", self._batch().list_namespaced_job, (self.namespace,)
+
     def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Job, or a TrainJob (``body``'s kind)."""
         name = body["metadata"]["name"]
         body = {**body, "metadata": {**body["metadata"], "namespace": self.namespace}}
-        return self._call_batch("create", f"job {name!r}", lambda api: api.create_namespaced_job(
-            self.namespace, body, _preload_content=False))
+        if body.get("kind") == "TrainJob":
+            return self._call_raw("create", f"trainjob {name!r}",
+                                  lambda: self.api.create_namespaced_custom_object(
+                                      *TRAINER, self.namespace, "trainjobs", body,
+                                      _preload_content=False))
+        return self._call_raw("create", f"job {name!r}", lambda: self._batch(
+            ).create_namespaced_job(self.namespace, body, _preload_content=False))
 
-    def get_job(self, name: str) -> dict[str, Any]:
-        return self._call_batch("get", f"job {name!r}", lambda api: api.read_namespaced_job(
+    def get_job(self, name: str, kind: str = "Job") -> dict[str, Any]:
+        if kind == "TrainJob":
+            return self._call_raw("get", f"trainjob {name!r}",
+                                  lambda: self.api.get_namespaced_custom_object(
+                                      *TRAINER, self.namespace, "trainjobs", name,
+                                      _preload_content=False))
+        return self._call_raw("get", f"job {name!r}", lambda: self._batch().read_namespaced_job(
             name, self.namespace, _preload_content=False))
 
-    def _call_batch(self, action: str, what: str, call: Callable[[Any], Any]) -> dict[str, Any]:
+    def _call_raw(self, action: str, what: str, call: Callable[[], Any]) -> dict[str, Any]:
         import json
 
         try:
-            return json.loads(call(self._batch()).data)
+            return json.loads(call().data)
         except Exception as exc:  # noqa: BLE001 - every API/connection failure gets one line
             raise explain(exc, action, what, self.namespace) from None
 
-    def wait_job(self, name: str, timeout: float) -> dict[str, Any]:
-        """Follow Job ``name`` until it is Complete or Failed; the Job as a dict."""
+    def wait_job(self, name: str, timeout: float, kind: str = "Job") -> dict[str, Any]:
+        """Follow Job (or TrainJob) ``name`` until it is Complete or Failed; it as a dict."""
+        what, list_fn, list_args = self._workload(kind)
         return self._follow(
-            f"job {name!r}", lambda: self.get_job(name), self._batch().list_namespaced_job,
-            (self.namespace,), name, lambda job: job,
+            f"{what} {name!r}", lambda: self.get_job(name, kind), list_fn, list_args, name,
+            lambda job: job,
             lambda job: any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
                             for c in (job.get("status") or {}).get("conditions") or []),
             timeout, None, 1.0, lambda job: job["metadata"].get("resourceVersion"),
-            lambda job: f"(still running); follow it with `kubectl -n {self.namespace} get job "
-                        f"{name}`")
+            lambda job: f"(still running); follow it with `kubectl -n {self.namespace} get "
+                        f"{what} {name}`")
 
     # ---- waiting -----------------------------------------------------------------------------
 

@@ -42,7 +42,8 @@ def unique_name(prefix: str, now: datetime) -> str:
 
 def render(raw: dict[str, Any], *, name: str | None = None, namespace: str | None = None,
            image: str | None = None, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """A copy of ``raw`` renamed, moved and with the primary container's image replaced."""
+    """A copy of ``raw`` renamed, moved and with the primary container's image replaced (a
+    TrainJob's: its trainer's)."""
     body = copy.deepcopy(raw)
     metadata = body.setdefault("metadata", {})
     old = metadata.get("name")
@@ -58,8 +59,10 @@ def render(raw: dict[str, Any], *, name: str | None = None, namespace: str | Non
         trial_labels[EXPERIMENT_LABEL] = name
     if image:
         primary = template.get("primaryContainerName")
-        containers = [c for c in _containers(template.get("trialSpec", {}))
-                      if c.get("name") == primary]
+        trial_spec = template.get("trialSpec", {})
+        containers = [c for c in _containers(trial_spec) if c.get("name") == primary]
+        if trial_spec.get("kind") == "TrainJob":  # the trainer overrides the runtime's image
+            containers = [trial_spec.setdefault("spec", {}).setdefault("trainer", {})]
         if not containers:
             raise RenderError(f"no container named {primary!r} (primaryContainerName) in the "
                               "trial template to set the image of")

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.promotion.registry import PromotionError, Registry
-from trial_image.contract import COMPRESSION_VARIANTS, parse_model_uri, retry, tags, task_of
+from trial_image.contract import (
+    COMPRESSION_VARIANTS,
+    NUM_NODES_ENV,
+    parse_model_uri,
+    retry,
+    tags,
+    task_of,
+)
 
 VARIANT_LINE = re.compile(r"^[a-z0-9-]+: test (accuracy|RMSE) ")  # the trial's line per variant
 STUDENT_SHARE = 0.5  # a student has at most half the teacher's parameters
@@ -192,7 +199,8 @@ COMPRESS_LABEL = "nasflow.dev/compress"
 
 def run_on_cluster(client: Any, experiment: str, flags: list[str], timeout: float,
                    image: str | None, log: Callable[[str], None]) -> None:
-    """The compression as a Job of the experiment's trial template (its image, service account,
+    """The compression as a Job (a TrainJob of one node) of the experiment's trial template (its
+    image, service account,
     resources, MLflow settings), owned by the Experiment, followed to its end."""
     import hashlib
 
@@ -205,6 +213,10 @@ def run_on_cluster(client: Any, experiment: str, flags: list[str], timeout: floa
     def compress(container: dict[str, Any]) -> None:
         container.pop("args", None)
         container["command"] = ["python", "-m", "trial_image", "compress", *flags]
+        if "numNodes" in container:  # a TrainJob's trainer: compression is one process
+            container["numNodes"] = 1
+            container["env"] = [e for e in container.get("env") or []
+                                if e.get("name") != NUM_NODES_ENV]
 
     owner = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
              "name": found.metadata.name, "uid": found.metadata.uid}
@@ -213,6 +225,6 @@ def run_on_cluster(client: Any, experiment: str, flags: list[str], timeout: floa
                         {COMPRESS_LABEL: experiment}, owner, image)
     log(f"compression job {name}")
     client.create_job(body)
-    outcome = job_outcome(client.wait_job(name, timeout))
+    outcome = job_outcome(client.wait_job(name, timeout, body["kind"]))
     if not outcome.succeeded:
         raise CompressionError(f"compression job {name}: {outcome.message}")

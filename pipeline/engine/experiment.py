@@ -355,6 +355,8 @@ class ExperimentEngine:
         self.store.save_trial(t)
         self._save()
         if self.tracking:
+            if proc.returncode != 0:
+                self.tracking.kill_trial_runs([t.name], "FAILED")
             self.tracking.update(self.trials, self._values(), self.maximize, self._front())
 
     # ---- conditions and status ---------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Katib serialises the trialSpec to JSON and replaces ``${trialParameters.X}`` in that text; meta
 references (``${trialSpec.Name}``, ``Namespace``, ``Kind``, ``APIVersion``, ``Labels[k]``,
-``Annotations[k]``) come from the trial and the template's own metadata. The engine does the same,
+``Annotations[k]``) come from the trial and the template's own metadata. A Job's primary
+container or a TrainJob's trainer becomes the local process(es). The engine does the same,
 except that values are JSON-escaped before the replace, so a value with quotes, ``$(...)``, ``;`` or
 newlines arrives as one literal argument instead of breaking the document. The primary container's
 ``command + args`` become an argv list: no shell ever sees a parameter.
@@ -29,6 +30,7 @@ class TrialCommand:
     argv: list[str]
     env: dict[str, str]
     deadline_seconds: float | None
+    nodes: int = 1  # a TrainJob's numNodes: that many local workers (pipeline.engine.workers)
 
 
 def _meta_value(key: str, trial_name: str, namespace: str, trial_spec: dict[str, Any]) -> str:
@@ -66,11 +68,7 @@ def substitute(template: Any, trial_name: str, namespace: str,
 def trial_command(template: Any, trial_name: str, namespace: str,
                   assignments: dict[str, str]) -> TrialCommand:
     spec = substitute(template, trial_name, namespace, assignments)
-    pod = spec.get("spec", {}).get("template", {}).get("spec", {})
-    containers = {c.get("name"): c for c in pod.get("containers", [])}
-    container = containers.get(template.primary_container_name)
-    if container is None:
-        raise TemplateError(f"no container named {template.primary_container_name!r}")
+    container, nodes = primary_container(spec, template.primary_container_name)
     argv = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
     if not argv:
         raise TemplateError("the primary container has no command: the image's entrypoint is "
@@ -92,4 +90,18 @@ def trial_command(template: Any, trial_name: str, namespace: str,
             raise TemplateError(f"env {var['name']} comes from the cluster ({', '.join(source)}); "
                                 "mark it optional to run locally")
     deadline = spec.get("spec", {}).get("activeDeadlineSeconds")
-    return TrialCommand(argv, env, None if deadline is None else float(deadline))
+    return TrialCommand(argv, env, None if deadline is None else float(deadline), nodes)
+
+
+def primary_container(spec: dict[str, Any], name: str) -> tuple[dict[str, Any], int]:
+    """The trial's primary container and how many nodes run it: a Job's container of that name
+    (one node), or a Kubeflow Trainer TrainJob's ``trainer`` (its ``numNodes``; the runtime's
+    node container is named ``node``, and the TrainJob's command, args and env go into it)."""
+    if spec.get("kind") == "TrainJob":
+        trainer = (spec.get("spec") or {}).get("trainer") or {}
+        return trainer, int(trainer.get("numNodes") or 1)
+    pod = spec.get("spec", {}).get("template", {}).get("spec", {})
+    containers = {c.get("name"): c for c in pod.get("containers", [])}
+    if name not in containers:
+        raise TemplateError(f"no container named {name!r}")
+    return containers[name], 1

@@ -194,14 +194,15 @@ class ExperimentTracking:
             path.write_bytes(buffer.getvalue())
             self.client.log_artifact(self.run_id, str(path))
 
-    def kill_trial_runs(self, trial_names: Sequence[str]) -> None:
-        """End the MLflow runs of trials that were running when the engine died."""
+    def kill_trial_runs(self, trial_names: Sequence[str], status: str = "KILLED") -> None:
+        """End the MLflow runs of trials that were running when the engine died, or that a
+        trial left RUNNING when it ended (a worker killed before it could end its run)."""
         for name in trial_names:
             runs = self._retry(lambda n=name: self.client.search_runs(
                 [self.experiment_id], f"tags.`katib.trial` = '{n}' and "
                 "attributes.status = 'RUNNING'"), "finding interrupted trials' runs")
             for run in runs:
-                self._retry(lambda r=run: self.client.set_terminated(r.info.run_id, "KILLED"),
+                self._retry(lambda r=run: self.client.set_terminated(r.info.run_id, status),
                             "ending an interrupted trial's run")
 
 

@@ -2,8 +2,10 @@
 
 The process gets an argv list (never a shell), its own session (so it can be killed with its
 children), stdout and stderr merged into ``metrics.log`` as Katib's StdOut wrapper does
-(``1>metrics.log 2>&1``). A File collector's absolute path is mapped into the trial's directory,
-the way a pod would have its own filesystem, and every occurrence of it in argv/env is rewritten.
+(``1>metrics.log 2>&1``); a TrainJob of several nodes runs as local workers
+(:mod:`pipeline.engine.workers`). A File collector's absolute path is mapped into the trial's
+directory, the way a pod would have its own filesystem, and every occurrence of it in argv/env
+is rewritten.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from pipeline.engine import metrics_collector
 from pipeline.engine.template import TemplateError, TrialCommand, trial_command
+from pipeline.engine.workers import LocalWorkers
 from pipeline.katib.status import TrialStatus
 
 KILL_GRACE_SECONDS = 10.0
@@ -110,10 +113,10 @@ class WarmPool:
         """Do this trial template's trials run in warm workers (``python -m trial_image``)?"""
         probe = {p.reference or p.name: "0" for p in template.trial_parameters or []}
         try:
-            argv = trial_command(template, "probe", namespace, probe).argv
+            command = trial_command(template, "probe", namespace, probe)
         except TemplateError:
             return False
-        return cls.serves(argv)
+        return cls.serves(command.argv) and command.nodes == 1
 
     def prestart(self, count: int) -> None:
         """Start workers now, so that their imports overlap the engine's own set-up."""
@@ -171,7 +174,8 @@ class TrialProcess:
             time.monotonic() + command.deadline_seconds
         self.worker: WarmWorker | None = None
         self.code: int | None = None
-        if pool is not None and pool.serves(argv):
+        self.failure = ""  # which of several workers failed first, and how
+        if pool is not None and pool.serves(argv) and command.nodes == 1:
             (trial_dir / "metrics.log").write_bytes(b"")
             self.worker = pool.take()
             self.process = self.worker.process
@@ -180,9 +184,13 @@ class TrialProcess:
             return
         self.log = open(trial_dir / "metrics.log", "wb")  # noqa: SIM115 - closed by the waiter
         try:
-            self.process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self.log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+            if command.nodes > 1:
+                self.process = LocalWorkers(argv, env, cwd, trial_dir, self.log, command.nodes,
+                                            KILL_GRACE_SECONDS)
+            else:
+                self.process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self.log,
+                                                stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             self.log.write(f"cannot start {argv[0]}: {exc}\n".encode())
             self.log.close()
@@ -203,6 +211,7 @@ class TrialProcess:
 
     def _wait(self) -> None:
         self.process.wait()
+        self.failure = getattr(self.process, "failure", "")
         self.log.close()
         self.done.put(self)
 
@@ -218,8 +227,11 @@ class TrialProcess:
             return  # already over (a warm worker may be serving another trial by now)
         self.killed_reason = reason
         self.early_stopped = early_stopped
-        kill_group(self.process.pid, signal.SIGTERM)
-        timer = threading.Timer(KILL_GRACE_SECONDS, kill_group, (self.process.pid, signal.SIGKILL))
+        pids = getattr(self.process, "pids", [self.process.pid])
+        for pid in pids:
+            kill_group(pid, signal.SIGTERM)
+        timer = threading.Timer(KILL_GRACE_SECONDS, lambda: [kill_group(pid, signal.SIGKILL)
+                                                            for pid in pids])
         timer.daemon = True
         timer.start()
 
@@ -254,8 +266,8 @@ def outcome(proc: TrialProcess, record: Any, objective: str, unreadable: str | N
     if proc.killed_reason:
         return TrialStatus.KILLED, proc.killed_reason, "stopped by the engine"
     if proc.returncode != 0:
-        return (TrialStatus.FAILED, "TrialFailed",
-                f"exit code {proc.returncode}: {tail[0] if tail else ''}"[:1000])
+        return (TrialStatus.FAILED, "TrialFailed", proc.failure
+                or f"exit code {proc.returncode}: {tail[0] if tail else ''}"[:1000])
     if unreadable:
         return (TrialStatus.FAILED, "MetricsCollectorFailed",
                 f"the metrics collector failed: {unreadable}")

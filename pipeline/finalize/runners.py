@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.engine.template import TrialCommand, substitute, trial_command
+from pipeline.engine.template import TrialCommand, primary_container, substitute, trial_command
 from pipeline.engine.trial import Collector, TrialProcess, WarmPool
 from pipeline.finalize.errors import FinalizeError
 from pipeline.finalize.plan import FinalRun
+from pipeline.validation.support import LOCAL_KINDS
 
 FINALIZE_LABEL = "nasflow.dev/finalize"
 
@@ -63,7 +64,7 @@ class LocalRunner:
             raise FinalizeError("final training needs the trial template to run nasflow's "
                                 f"trial image (`python -m trial_image`), not {command.argv[:3]}")
         return TrialCommand([*command.argv, *run.flags()], command.env,
-                            command.deadline_seconds)
+                            command.deadline_seconds, command.nodes)
 
     def run(self, runs: list[FinalRun]) -> dict[str, Outcome]:
         commands = {run.name: self._command(run) for run in runs}
@@ -110,8 +111,9 @@ class LocalRunner:
 
 
 class ClusterRunner:
-    """``batch/v1`` Jobs rendered from the template: the trial's image, service account,
-    resources and security context, in the experiment's namespace, followed with a watch. The
+    """``batch/v1`` Jobs (or Kubeflow Trainer TrainJobs, as the trials are) rendered from the
+    template: the trial's image, service account, resources and security context (a TrainJob's
+    come from its runtime), in the experiment's namespace, followed with a watch. The
     Experiment owns them, so deleting it (``kubectl delete``, the pipeline's pruning) deletes
     them, as it deletes its trials."""
 
@@ -147,23 +149,23 @@ class ClusterRunner:
                 self.log(f"{run.role} job {run.name}: {run.candidate.trial}, seed {run.seed}")
                 self.client.create_job(jobs[run.name])
             for run in batch:
-                outcomes[run.name] = job_outcome(self.client.wait_job(run.name, self.timeout))
+                outcomes[run.name] = job_outcome(self.client.wait_job(
+                    run.name, self.timeout, jobs[run.name]["kind"]))
         return outcomes
 
 
 def template_job(template: Any, name: str, namespace: str, assignments: dict[str, str],
                  edit: Callable[[dict[str, Any]], None], labels: dict[str, str],
                  owner: dict[str, Any], image: str | None) -> dict[str, Any]:
-    """A ``batch/v1`` Job from the trial template whose primary container (the trial image's:
-    its image, service account, resources and security stay) ``edit`` changes, without Katib's
-    labels (Katib must not take it for a trial), owned by ``owner`` (deleted with it)."""
+    """A ``batch/v1`` Job (or TrainJob) from the trial template whose primary container (the
+    trial image's: its image, service account, resources and security stay; a TrainJob's
+    trainer) ``edit`` changes, without Katib's labels (Katib must not take it for a trial),
+    owned by ``owner`` (deleted with it)."""
     spec = substitute(template, name, namespace, assignments)
-    if spec.get("apiVersion") != "batch/v1" or spec.get("kind") != "Job":
-        raise FinalizeError(f"this stage runs a batch/v1 Job; the trial template is a "
-                            f"{spec.get('kind')}")
-    pod = spec["spec"]["template"]["spec"]
-    primary = template.primary_container_name
-    (container,) = [c for c in pod["containers"] if c.get("name") == primary]
+    if (spec.get("kind"), spec.get("apiVersion")) not in LOCAL_KINDS:
+        raise FinalizeError(f"this stage runs a batch/v1 Job or a TrainJob; the trial template "
+                            f"is a {spec.get('kind')}")
+    container, _ = primary_container(spec, template.primary_container_name)
     argv = [*(container.get("command") or []), *(container.get("args") or [])]
     if not _is_trial_image(argv):
         raise FinalizeError("this stage needs the trial template to run nasflow's trial image "
@@ -175,16 +177,19 @@ def template_job(template: Any, name: str, namespace: str, assignments: dict[str
             if not k.startswith("katib.kubeflow.org/")}
     spec["metadata"] = {"name": name, "labels": {**kept, **labels},
                         **({"ownerReferences": [owner]} if owner.get("uid") else {})}
-    spec["spec"]["backoffLimit"] = 0  # a failed run is reported, not retried
+    if spec["kind"] == "Job":  # a TrainJob's runtime says so (manifests/trainer)
+        spec["spec"]["backoffLimit"] = 0  # a failed run is reported, not retried
     return spec
 
 
 def job_outcome(job: dict[str, Any]) -> Outcome:
-    """Succeeded when its ``Complete`` condition is True; else the ``Failed`` one's reason."""
+    """Succeeded when its ``Complete`` condition is True; else the ``Failed`` one's reason
+    (a Job's and a TrainJob's conditions have the same names)."""
     conditions = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or []
                   if c.get("status") == "True"}
     if "Complete" in conditions:
         return Outcome(True, "")
     failed = conditions.get("Failed", {})
-    return Outcome(False, f"Job failed: {failed.get('reason', '')}: {failed.get('message', '')}")
+    return Outcome(False, f"{job.get('kind', 'Job')} failed: {failed.get('reason', '')}: "
+                          f"{failed.get('message', '')}")
 

@@ -6,6 +6,8 @@ from kubeflow_katib_api.models import V1beta1Experiment
 
 from pipeline.suggestion.registry import algorithms
 
+LOCAL_KINDS = {("Job", "batch/v1"), ("TrainJob", "trainer.kubeflow.org/v1alpha1")}
+
 
 def engine_support(experiment: V1beta1Experiment) -> list[str]:
     """Why the embedded engine cannot run a valid manifest (empty = it can)."""
@@ -14,11 +16,15 @@ def engine_support(experiment: V1beta1Experiment) -> list[str]:
     reasons = []
     if template.config_map is not None:
         reasons.append("trial template from a ConfigMap (needs the cluster's ConfigMap)")
-    kind = (template.trial_spec or {}).get("kind")
-    if template.trial_spec is not None and (kind, (template.trial_spec or {}).get(
-            "apiVersion")) != ("Job", "batch/v1"):
+    trial_spec = template.trial_spec or {}
+    kind = trial_spec.get("kind")
+    if template.trial_spec is not None and (kind, trial_spec.get("apiVersion")) not in LOCAL_KINDS:
         reasons.append(f"trial kind {kind} (the embedded engine runs a batch/v1 Job's primary "
-                       "container)")
+                       "container or a Kubeflow Trainer TrainJob's trainer)")
+    elif kind == "TrainJob" and not ((trial_spec.get("spec") or {}).get("trainer") or {}).get(
+            "command"):
+        reasons.append("a TrainJob whose trainer has no command (the runtime's command is "
+                       "unknown to the embedded engine)")
     collector = (spec.metrics_collector_spec.collector.kind
                  if spec.metrics_collector_spec and spec.metrics_collector_spec.collector
                  else "StdOut") or "StdOut"

@@ -8,6 +8,7 @@ from typing import Any
 from pipeline.katib.manifest import EXPERIMENT_LABEL, Problem
 from pipeline.suggestion.registry import algorithms
 from pipeline.validation.trial_job import check_job
+from pipeline.validation.trial_trainjob import check_trainjob
 
 TRIAL_PARAM_RE = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 META_RE = re.compile(r"^\$\{trialSpec\.(.+?)\}$")
@@ -61,6 +62,7 @@ def check_trial_template(spec: Any, raw: dict[str, Any]) -> list[Problem]:
             "a trial template from a ConfigMap"
         out.append(Problem(base, f"{what} needs successCondition and failureCondition"))
     out += check_job(trial_spec, f"{base}.trialSpec")
+    out += check_trainjob(trial_spec, template.primary_container_name, f"{base}.trialSpec")
     if kind == "Job" and template.primary_container_name:
         names = [c.get("name") for c in _containers(trial_spec)]
         if names and template.primary_container_name not in names:

@@ -6,6 +6,9 @@
     NASFLOW_E2E_MLFLOW_URI=http://127.0.0.1:5000    optional: the MLflow the trials log to, as
                                                     this machine reaches it (port-forward);
                                                     then the best model is promoted too
+    NASFLOW_E2E_TRAINER=1                           Kubeflow Trainer v2 installed and
+                                                    manifests/trainer applied: the TrainJob
+                                                    experiments (1 and 2 nodes) run too
 
 Like Katib's own e2e: maxTrialCount 2, parallelTrialCount 1, maxFailedTrialCount 0, then the
 checks of Katib's verify.py, then delete.
@@ -30,8 +33,13 @@ pytestmark = pytest.mark.skipif(
 # by the second of its two collector filters. mnas-evolution-digits: nasflow's evolution served
 # by nasflow's suggestion service (kubectl apply -k manifests/suggestion, the nasflow-suggestion
 # image loaded into the cluster), with MnasNet's Reward as the objective.
+needs_trainer = pytest.mark.skipif(not os.environ.get("NASFLOW_E2E_TRAINER"), reason=(
+    "Kubeflow Trainer: set NASFLOW_E2E_TRAINER=1 once it is installed and manifests/trainer "
+    "applied"))
 EXPERIMENTS = ["random-digits.yaml", "tpe-digits.yaml", "enas-digits.yaml", "darts-digits.yaml",
-               "mnas-digits.yaml#mnas-evolution-digits"]
+               "mnas-digits.yaml#mnas-evolution-digits",
+               pytest.param("trainjob/random-digits-trainjob.yaml", marks=needs_trainer),
+               pytest.param("trainjob/random-digits-2-nodes.yaml", marks=needs_trainer)]
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +57,9 @@ def small(raw: dict) -> dict:
                   image=os.environ.get("NASFLOW_E2E_TRIAL_IMAGE", "nasflow-trial:0.1.0"))
     body["spec"].update(maxTrialCount=2, parallelTrialCount=1, maxFailedTrialCount=0)
     body["spec"]["objective"].pop("goal", None)
-    container = body["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
-        "containers"][0]
+    trial_spec = body["spec"]["trialTemplate"]["trialSpec"]
+    container = trial_spec["spec"]["trainer"] if trial_spec["kind"] == "TrainJob" else \
+        trial_spec["spec"]["template"]["spec"]["containers"][0]
     container["command"] = [a.replace("--epochs=15", "--epochs=2") for a in container["command"]]
     return body
 
