@@ -133,9 +133,14 @@ def _trainjob_problems(edit) -> list[str]:
      "spec.trialTemplate.trialSpec.spec.trainer.env: numNodes is 2: add {name: "
      "NASFLOW_NUM_NODES"),
     (lambda t: t["trialSpec"]["spec"]["trainer"].update(numNodes=0),
-     "spec.trialTemplate.trialSpec.spec.trainer.numNodes: must be >= 1, got 0"),
+     "spec.trialTemplate.trialSpec.spec.trainer.numNodes: must be from 1 to 1024, got 0"),
+    (lambda t: t["trialSpec"]["spec"]["trainer"].update(numNodes=10**9),
+     "spec.trialTemplate.trialSpec.spec.trainer.numNodes: must be from 1 to 1024, got "
+     "1000000000"),
+    (lambda t: t["trialSpec"]["spec"]["trainer"].update(numNodes=True),
+     "spec.trialTemplate.trialSpec.spec.trainer.numNodes: Input should be a valid integer"),
 ], ids=["api-version", "unknown-field", "string-nodes", "no-runtime", "primary", "mismatch",
-        "no-num-nodes", "zero-nodes"])
+        "no-num-nodes", "zero-nodes", "huge", "bool"])
 def test_trainjob_templates_are_checked_like_trainers_schema(edit, expected):
     problems = _trainjob_problems(edit)
     assert any(p.startswith(expected) for p in problems), problems
@@ -281,7 +286,9 @@ def test_killing_one_worker_fails_the_trial_and_the_search_goes_on(mlflow_server
     runs = client.search_runs([client.get_experiment_by_name("tj-kill").experiment_id])
     statuses = {r.data.tags.get("katib.trial"): r.info.status for r in runs}
     assert statuses[first] in ("FAILED", "KILLED") and "RUNNING" not in statuses.values()
-    print(first, statuses[first], failed.message)
+    # the chief ended its own run (stopped by the engine, or its collective failing first)
+    (chief,) = [r for r in runs if r.data.tags.get("katib.trial") == first]
+    assert chief.data.tags["nasflow.failure_reason"]
 
 
 # ---- the cluster: Katib runs TrainJob trials; final training and compression as TrainJobs ------
@@ -340,3 +347,16 @@ def test_pipeline_on_trainjob_trials_trains_and_compresses_as_trainjobs(cli, mlf
     (variant,) = result["compression"]
     assert variant["variant"] == "int8-full" and variant["version"] is not None
     assert allowed_by_the_pipeline_role(cli.requests)
+
+
+def test_the_engine_runs_at_most_16_workers_per_trial():
+    from pipeline.validation import engine_support
+
+    doc = yaml.safe_load((TRAINJOBS / "random-digits-2-nodes.yaml").read_text())
+    trainer = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]
+    trainer["numNodes"] = 17
+    trainer["env"] = [{"name": "NASFLOW_NUM_NODES", "value": "17"}]
+    experiment, problems = validate("x.yaml", doc)
+    assert problems == []
+    assert engine_support(experiment) == [
+        "a TrainJob of 17 nodes (the embedded engine starts at most 16 local workers per trial)"]

@@ -18,6 +18,7 @@ from trial_image.compress.run import DEFAULT_VARIANTS as COMPRESSION_VARIANTS
 from trial_image.compress.run import variant_names
 from trial_image.darts.settings import KATIB_DEFAULTS as DARTS_DEFAULTS
 from trial_image.distributed import HOSTS as WORKER_HOSTS_ENV
+from trial_image.distributed import MAX_NODES
 from trial_image.distributed import NUM_NODES as NUM_NODES_ENV
 from trial_image.distributed import RANK as RANK_ENV
 from trial_image.errors import TrackingError, TrialError
@@ -43,6 +44,7 @@ __all__ = [
     "DARTS_DEFAULTS",
     "DARTS_PRIMITIVES",
     "LR_SCHEDULES",
+    "MAX_NODES",
     "NUM_NODES_ENV",
     "RANK_ENV",
     "SERVICE_ACCOUNT_NAMESPACE",

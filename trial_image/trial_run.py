@@ -115,7 +115,10 @@ class TrialRun:
         self.experiment = args.experiment_name or "nasflow"
         self.trial = (args.trial_name or os.environ.get("KATIB_TRIAL_NAME")
                       or f"trial-{int(time.time())}")
-        self.tracker = Tracker(default_tracking_uri(), self.experiment, args.mlflow_retry_seconds)
+        self.tracker = None  # the other workers of a multi-worker trial never talk to MLflow
+        if self.chief:
+            self.tracker = Tracker(default_tracking_uri(), self.experiment,
+                                   args.mlflow_retry_seconds)
         self.reporter = MetricsReporter(args.metrics_file, args.metrics_format)
 
     def checkpoints(self, spec: Any) -> Any:

@@ -7,6 +7,7 @@ from kubeflow_katib_api.models import V1beta1Experiment
 from pipeline.suggestion.registry import algorithms
 
 LOCAL_KINDS = {("Job", "batch/v1"), ("TrainJob", "trainer.kubeflow.org/v1alpha1")}
+LOCAL_MAX_NODES = 16  # local workers of one trial: more is a cluster's job
 
 
 def engine_support(experiment: V1beta1Experiment) -> list[str]:
@@ -21,10 +22,14 @@ def engine_support(experiment: V1beta1Experiment) -> list[str]:
     if template.trial_spec is not None and (kind, trial_spec.get("apiVersion")) not in LOCAL_KINDS:
         reasons.append(f"trial kind {kind} (the embedded engine runs a batch/v1 Job's primary "
                        "container or a Kubeflow Trainer TrainJob's trainer)")
-    elif kind == "TrainJob" and not ((trial_spec.get("spec") or {}).get("trainer") or {}).get(
-            "command"):
-        reasons.append("a TrainJob whose trainer has no command (the runtime's command is "
-                       "unknown to the embedded engine)")
+    elif kind == "TrainJob":
+        trainer = (trial_spec.get("spec") or {}).get("trainer") or {}
+        if not trainer.get("command"):
+            reasons.append("a TrainJob whose trainer has no command (the runtime's command is "
+                           "unknown to the embedded engine)")
+        if (trainer.get("numNodes") or 1) > LOCAL_MAX_NODES:
+            reasons.append(f"a TrainJob of {trainer['numNodes']} nodes (the embedded engine "
+                           f"starts at most {LOCAL_MAX_NODES} local workers per trial)")
     collector = (spec.metrics_collector_spec.collector.kind
                  if spec.metrics_collector_spec and spec.metrics_collector_spec.collector
                  else "StdOut") or "StdOut"

@@ -16,7 +16,7 @@ import typing
 from typing import Any
 
 from pipeline.katib.manifest import Problem
-from trial_image.contract import NUM_NODES_ENV
+from trial_image.contract import MAX_NODES, NUM_NODES_ENV
 
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
 NODE_CONTAINER = "node"  # Trainer's trainer container, Katib's primary container for TrainJob
@@ -43,8 +43,9 @@ def check_trainjob(trial_spec: dict[str, Any], primary: str | None, where: str
                                 f"{primary!r}"))
     trainer = trial_spec.get("spec", {}).get("trainer") or {}
     nodes = trainer.get("numNodes")
-    if nodes is not None and nodes < 1:
-        problems.append(Problem(f"{where}.spec.trainer.numNodes", f"must be >= 1, got {nodes}"))
+    if nodes is not None and not 1 <= nodes <= MAX_NODES:
+        problems.append(Problem(f"{where}.spec.trainer.numNodes",
+                                f"must be from 1 to {MAX_NODES}, got {nodes}"))
         return problems
     declared = [e.get("value") for e in trainer.get("env") or [] if e.get("name") == NUM_NODES_ENV]
     argv = [str(a) for a in (trainer.get("command") or []) + (trainer.get("args") or [])]
