@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python benchmarks/tabular.py
 	$(BIN)/python benchmarks/sequences.py
 	$(BIN)/python benchmarks/multi_fidelity.py
+	$(BIN)/python benchmarks/multi_worker.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow

@@ -205,6 +205,20 @@ def test_a_flag_wins_over_its_variable_aliases_included():
     assert off == []
 
 
+def test_a_value_its_flag_refuses_names_the_variable(capsys):
+    from trial_image.cli import PER_BLOCK, build_parser
+    from trial_image.optimization_job import with_environment
+
+    parser = build_parser()
+    argv = with_environment([], parser, {"KUBEFLOW_TRAINER_OPT_OPTIMIZER": "adamw"}, PER_BLOCK)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--optimizer: invalid choice: 'adamw'" in err
+    assert err.rstrip().endswith("(from $KUBEFLOW_TRAINER_OPT_OPTIMIZER)")
+
+
 # ---- the embedded engine: numNodes local workers ------------------------------------------------
 
 @pytest.mark.slow

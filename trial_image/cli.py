@@ -270,7 +270,7 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
                             ("--time-budget", args.time_budget)):
             if value is not None:
                 raise InputError(f"{flag} is for one-process trials: this one has "
-                                 f"{workers.count} workers (docs/trial-image.md)")
+                                 f"{workers.count} workers (docs/trainjob.md)")
         strategy = distributed.strategy(workers)  # before TensorFlow runs anything
     data = datasets.load(args.dataset, args.validation_split, args.image_size,
                          test=not args.skip_test, cache=args.data_cache,

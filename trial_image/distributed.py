@@ -67,7 +67,8 @@ def _from_tf_config(text: str) -> Workers:
         kind, index = str(task["type"]), int(task["index"])
         count = sum(len(cluster.get(k, [])) for k in ("chief", "worker"))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"$TF_CONFIG is not a TensorFlow cluster spec ({exc})") from None
+        raise InputError(f"$TF_CONFIG is not a TensorFlow cluster spec "
+                         f"({type(exc).__name__}: {exc})") from None
     rank = (0 if kind == "chief" else index + 1) if cluster.get("chief") else index
     return Workers(config, rank, max(count, 1))
 

@@ -3,8 +3,8 @@ them (KEP-3562: ``KUBEFLOW_TRAINER_OPT_<NAME>``), so the same image serves it un
 
 ``KUBEFLOW_TRAINER_OPT_LEARNING_RATE=0.01`` is ``--learning-rate=0.01``: the name lower-cased,
 ``_`` read as ``-``. A flag on the command line wins over its variable (aliases too: ``--lr``
-and ``LEARNING_RATE`` are one setting). A name that is no flag of the trial is an input error
-naming the variable.
+and ``LEARNING_RATE`` are one setting). A name that is no flag of the trial, or a value its flag
+refuses, is an input error naming the variable.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from trial_image.errors import InputError
 
@@ -28,7 +29,7 @@ def with_environment(argv: list[str], parser: argparse.ArgumentParser,
         if token.startswith("--"):
             flag = token.partition("=")[0].replace("_", "-")
             given.add(actions[flag].dest if flag in actions else flag)
-    extra = []
+    extra, origins = [], {}
     for key in sorted(k for k in environ if k.startswith(PREFIX)):
         name = key[len(PREFIX):].lower().replace("_", "-")
         flag = f"--{name}"
@@ -40,8 +41,22 @@ def with_environment(argv: list[str], parser: argparse.ArgumentParser,
         if (action.dest if action else flag) in given:
             continue
         value = environ[key]
+        origins[flag] = key
         if action is not None and action.nargs == 0:  # a switch: set when the value is true
             extra += [flag] if value.strip().lower() in _TRUE else []
         else:
             extra.append(f"{flag}={value}")
+    if origins:
+        _name_variables_in_errors(parser, origins)
     return [*argv, *extra]
+
+
+def _name_variables_in_errors(parser: argparse.ArgumentParser, origins: dict[str, str]) -> None:
+    """argparse's error about a flag set from a variable names the variable too."""
+    error = parser.error
+
+    def named(message: str) -> Any:
+        flags = [flag for flag in origins if re.search(re.escape(flag) + r"\b", message)]
+        return error(message + "".join(f" (from ${origins[f]})" for f in flags[:1]))
+
+    parser.error = named  # type: ignore[method-assign]
