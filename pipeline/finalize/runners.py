@@ -69,8 +69,8 @@ class LocalRunner:
     def run(self, runs: list[FinalRun]) -> dict[str, Outcome]:
         commands = {run.name: self._command(run) for run in runs}
         pool = self.pool
-        if pool is not None:
-            pool.prestart(min(self.parallel, len(runs)))
+        if pool is not None and all(c.nodes == 1 for c in commands.values()):
+            pool.prestart(min(self.parallel, len(runs)))  # several nodes: fresh processes
         done: queue.Queue[TrialProcess] = queue.Queue()
         pending, running, outcomes = list(runs), {}, {}
         try:
