@@ -272,8 +272,9 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
                 raise InputError(f"{flag} is for one-process trials: this one has "
                                  f"{workers.count} workers (docs/trainjob.md)")
         strategy = distributed.strategy(workers)  # before TensorFlow runs anything
+    chief = workers is None or workers.chief  # the only one that evaluates on the test split
     data = datasets.load(args.dataset, args.validation_split, args.image_size,
-                         test=not args.skip_test, cache=args.data_cache,
+                         test=chief and not args.skip_test, cache=args.data_cache,
                          table=datasets.TableOptions(args.target, args.task, args.column_types,
                                                      args.lookback, args.horizon))
     if args.train_on == "train+validation":
@@ -337,7 +338,6 @@ def main(argv: list[str] | None = None) -> int:
 
             if distributed.workers() is not None:
                 raise InputError("the DARTS search runs in one process: give its trial one node")
-
             return run_darts(parser.parse_args(flags))
         return run(parser.parse_args(flags), per_block)
     except TrialError as exc:

@@ -110,7 +110,7 @@ class TrialRun:
         self.args = args
         self.data = data
         self.chief = workers is None or workers.chief
-        self.workers, self.strategy = workers, strategy
+        self.strategy = strategy
         self.started = time.perf_counter()
         self.experiment = args.experiment_name or "nasflow"
         self.trial = (args.trial_name or os.environ.get("KATIB_TRIAL_NAME")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from kubeflow_katib_api.models import V1beta1Experiment, V1beta1Suggestion, V1beta1Trial
 
@@ -21,6 +21,16 @@ from trial_image.contract import SERVICE_ACCOUNT_NAMESPACE
 GROUP, VERSION = "kubeflow.org", "v1beta1"
 TRAINER = ("trainer.kubeflow.org", "v1alpha1")  # Kubeflow Trainer's TrainJobs
 WATCH_CHUNK_SECONDS = 300  # one watch request; the API server closes longer ones anyway
+
+
+class Workload(NamedTuple):
+    """A kind the pipeline creates itself (final training, compression): Job or TrainJob."""
+
+    what: str  # as kubectl names it
+    create: Callable[[dict[str, Any]], Any]
+    read: Callable[[str], Any]
+    list: Callable[..., Any]
+    list_args: tuple
 
 
 def current_condition(obj: V1beta1Experiment | V1beta1Trial | V1beta1Suggestion) -> Any | None:
@@ -160,33 +170,36 @@ class KatibClient:
 
         return client.BatchV1Api(self.api.api_client)
 
-    def _workload(self, kind: str) -> tuple[str, Callable[..., Any], tuple]:
-        """What the API calls a ``kind`` (Job or TrainJob): its name, list call and its args."""
+    def _workload(self, kind: str) -> Workload:
+        """How the API creates, reads and lists a Job, or a TrainJob."""
         if kind == "TrainJob":
-            return ("trainjob", self.api.list_namespaced_custom_object,
-                    (*TRAINER, self.namespace, "trainjobs"))
-        return "job", self._batch().list_namespaced_job, (self.namespace,)
+            api, where = self.api, (*TRAINER, self.namespace, "trainjobs")
+            return Workload(
+                "trainjob",
+                lambda body: api.create_namespaced_custom_object(*where, body,
+                                                                 _preload_content=False),
+                lambda name: api.get_namespaced_custom_object(*where, name,
+                                                              _preload_content=False),
+                api.list_namespaced_custom_object, where)
+        batch = self._batch()
+        return Workload(
+            "job",
+            lambda body: batch.create_namespaced_job(self.namespace, body,
+                                                     _preload_content=False),
+            lambda name: batch.read_namespaced_job(name, self.namespace, _preload_content=False),
+            batch.list_namespaced_job, (self.namespace,))
 
     def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a Job, or a TrainJob (``body``'s kind)."""
         name = body["metadata"]["name"]
         body = {**body, "metadata": {**body["metadata"], "namespace": self.namespace}}
-        if body.get("kind") == "TrainJob":
-            return self._call_raw("create", f"trainjob {name!r}",
-                                  lambda: self.api.create_namespaced_custom_object(
-                                      *TRAINER, self.namespace, "trainjobs", body,
-                                      _preload_content=False))
-        return self._call_raw("create", f"job {name!r}", lambda: self._batch(
-            ).create_namespaced_job(self.namespace, body, _preload_content=False))
+        workload = self._workload(body.get("kind", "Job"))
+        return self._call_raw("create", f"{workload.what} {name!r}",
+                              lambda: workload.create(body))
 
     def get_job(self, name: str, kind: str = "Job") -> dict[str, Any]:
-        if kind == "TrainJob":
-            return self._call_raw("get", f"trainjob {name!r}",
-                                  lambda: self.api.get_namespaced_custom_object(
-                                      *TRAINER, self.namespace, "trainjobs", name,
-                                      _preload_content=False))
-        return self._call_raw("get", f"job {name!r}", lambda: self._batch().read_namespaced_job(
-            name, self.namespace, _preload_content=False))
+        workload = self._workload(kind)
+        return self._call_raw("get", f"{workload.what} {name!r}", lambda: workload.read(name))
 
     def _call_raw(self, action: str, what: str, call: Callable[[], Any]) -> dict[str, Any]:
         import json
@@ -198,7 +211,7 @@ class KatibClient:
 
     def wait_job(self, name: str, timeout: float, kind: str = "Job") -> dict[str, Any]:
         """Follow Job (or TrainJob) ``name`` until it is Complete or Failed; it as a dict."""
-        what, list_fn, list_args = self._workload(kind)
+        what, _, _, list_fn, list_args = self._workload(kind)
         return self._follow(
             f"{what} {name!r}", lambda: self.get_job(name, kind), list_fn, list_args, name,
             lambda job: job,

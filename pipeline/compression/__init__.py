@@ -200,8 +200,8 @@ COMPRESS_LABEL = "nasflow.dev/compress"
 def run_on_cluster(client: Any, experiment: str, flags: list[str], timeout: float,
                    image: str | None, log: Callable[[str], None]) -> None:
     """The compression as a Job (a TrainJob of one node) of the experiment's trial template (its
-    image, service account,
-    resources, MLflow settings), owned by the Experiment, followed to its end."""
+    image, service account, resources, MLflow settings), owned by the Experiment, followed to
+    its end."""
     import hashlib
 
     from pipeline.finalize.runners import job_outcome, template_job
