@@ -101,12 +101,19 @@ def parse(source: str, raw: dict[str, Any]) -> tuple[V1beta1Experiment | None, l
         return V1beta1Experiment.from_dict(raw), problems
     except pydantic.ValidationError as exc:
         for error in exc.errors():
-            path = _path(error["loc"])
+            path = field_path(error["loc"])
             problems.append(Problem(path, f"{error['msg']} (got {error.get('input')!r})"))
         return None, problems
 
 
-def _path(loc: tuple) -> str:
+def did_you_mean(key: Any, known: typing.Iterable[str]) -> str | None:
+    """The known field name closest to a mistyped ``key``, if one is close."""
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    return close[0] if close else None
+
+
+def field_path(loc: tuple) -> str:
+    """A pydantic error location as a field path: ``spec.parameters[0].name``."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -116,12 +123,12 @@ def _path(loc: tuple) -> str:
     return out
 
 
-def _model_of(annotation: Any) -> type[pydantic.BaseModel] | None:
+def model_of(annotation: Any) -> type[pydantic.BaseModel] | None:
     """The pydantic model inside Optional[List[Model]] / Optional[Model], if any."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType, list, typing.Annotated):
         for arg in typing.get_args(annotation):
-            model = _model_of(arg)
+            model = model_of(arg)
             if model is not None:
                 return model
         return None
@@ -142,11 +149,11 @@ def _walk(raw: Any, model: type[pydantic.BaseModel], path: str, problems: list[P
         where = f"{path}.{key}" if path else str(key)
         field = known.get(key)
         if field is None:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
+            close = did_you_mean(key, known)
+            hint = f" (did you mean {close}?)" if close else ""
             problems.append(Problem(where, f"unknown field{hint}"))
             continue
-        child = _model_of(field.annotation)
+        child = model_of(field.annotation)
         if child is IoK8sApimachineryPkgUtilIntstrIntOrString:
             if isinstance(value, bool) or not isinstance(value, int | str):
                 problems.append(Problem(where, f"must be an integer or a string, got {value!r}"))

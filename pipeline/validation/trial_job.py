@@ -10,11 +10,10 @@ int-or-string fields (ports) anything, as Kubernetes allows.
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any
 
-from pipeline.katib.manifest import Problem
+from pipeline.katib.manifest import Problem, did_you_mean
 
 _LIST = re.compile(r"^List\[(.+)\]$")
 _DICT = re.compile(r"^Dict\[str, (.+)\]$")
@@ -85,8 +84,8 @@ def _check_model(value: Any, model_name: str, where: str) -> list[Problem]:
     for key, item in value.items():
         path = f"{where}.{key}"
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            close = did_you_mean(key, fields)
+            hint = f"; did you mean {close}?" if close else ""
             problems.append(Problem(path, f"unknown field: Kubernetes' {model_name[2:]} has no "
                                           f"{key!r}{hint} (Katib converts the template to a "
                                           "batch/v1 Job)"))

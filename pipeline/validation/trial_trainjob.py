@@ -11,11 +11,9 @@ nasflow refuses it now, naming the field.
 
 from __future__ import annotations
 
-import difflib
-import typing
 from typing import Any
 
-from pipeline.katib.manifest import Problem
+from pipeline.katib.manifest import Problem, did_you_mean, field_path, model_of
 from trial_image.contract import MAX_NODES, NUM_NODES_ENV
 
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
@@ -72,33 +70,15 @@ def schema_problems(value: dict[str, Any], model: type, where: str) -> list[Prob
     try:
         model.model_validate(value)
     except pydantic.ValidationError as exc:
+        kind = model.__name__.removeprefix("TrainerV1alpha1")
         for e in exc.errors():
             expected = str((e.get("ctx") or {}).get("class_name", ""))
             if e["type"] == "model_type" and expected.endswith(SCALARS) and \
                     isinstance(e["input"], (str, int, float)):
                 continue
-            path = ".".join([where, *(f"[{p}]" if isinstance(p, int) else str(p)
-                                      for p in e["loc"])]).replace(".[", "[")
-            problems.append(Problem(path, f"{e['msg']} (Kubeflow Trainer's "
-                                          f"{model.__name__.removeprefix('TrainerV1alpha1')})"))
+            problems.append(Problem(f"{where}.{field_path(e['loc'])}",
+                                    f"{e['msg']} (Kubeflow Trainer's {kind})"))
     return problems
-
-
-def _model_of(annotation: Any) -> tuple[type | None, bool]:
-    """The pydantic model inside an annotation (Optional, List), and whether it is a list."""
-    import pydantic
-
-    args = typing.get_args(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-        return annotation, False
-    if typing.get_origin(annotation) is dict:  # labels, resource quantities: free keys
-        return None, False
-    listed = typing.get_origin(annotation) is list
-    for arg in args:
-        model, inner = _model_of(arg)
-        if model is not None:
-            return model, listed or inner
-    return None, False
 
 
 def _unknown_fields(value: Any, model: type, where: str) -> list[Problem]:
@@ -111,15 +91,17 @@ def _unknown_fields(value: Any, model: type, where: str) -> list[Problem]:
     for key, item in value.items():
         path = f"{where}.{key}"
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            close = did_you_mean(key, fields)
+            hint = f"; did you mean {close}?" if close else ""
             problems.append(Problem(path, f"unknown field: Kubeflow Trainer's {model.__name__} "
                                           f"has no {key!r}{hint}"))
             continue
-        inner, listed = _model_of(fields[key].annotation)
-        if inner is None:
+        inner = model_of(fields[key].annotation)
+        if inner is None:  # a scalar, or a mapping of free keys (labels, quantities)
             continue
-        items = item if listed and isinstance(item, list) else [item]
-        for i, entry in enumerate(items):
-            problems += _unknown_fields(entry, inner, f"{path}[{i}]" if listed else path)
+        if isinstance(item, list):
+            for i, entry in enumerate(item):
+                problems += _unknown_fields(entry, inner, f"{path}[{i}]")
+        else:
+            problems += _unknown_fields(item, inner, path)
     return problems
