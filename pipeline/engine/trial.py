@@ -10,9 +10,7 @@ is rewritten.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine import metrics_collector
+from pipeline.engine.process_group import kill_group, stop_groups
 from pipeline.engine.template import TemplateError, TrialCommand, trial_command
 from pipeline.engine.workers import LocalWorkers
 from pipeline.katib.status import TrialStatus
@@ -228,17 +227,7 @@ class TrialProcess:
         self.killed_reason = reason
         self.early_stopped = early_stopped
         pids = getattr(self.process, "pids", [self.process.pid])
-        for pid in pids:
-            kill_group(pid, signal.SIGTERM)
-        timer = threading.Timer(KILL_GRACE_SECONDS, lambda: [kill_group(pid, signal.SIGKILL)
-                                                            for pid in pids])
-        timer.daemon = True
-        timer.start()
-
-
-def kill_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+        stop_groups(lambda: pids, KILL_GRACE_SECONDS)
 
 
 def orphan_of(pid: int, trial_name: str) -> bool:

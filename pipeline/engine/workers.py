@@ -13,15 +13,13 @@ failure's.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import IO
 
+from pipeline.engine.process_group import stop_groups
 from trial_image.contract import NUM_NODES_ENV, RANK_ENV, WORKER_HOSTS_ENV
 
 POLL_SECONDS = 0.1
@@ -80,21 +78,14 @@ class LocalWorkers:
                 if failed:
                     first = failed[0]
                     self.failure = self._describe(*first)
-                    self.signal(signal.SIGTERM)
-                    timer = threading.Timer(self.grace, self.signal, (signal.SIGKILL,))
-                    timer.daemon = True
-                    timer.start()
+                    stop_groups(self._running, self.grace)
             if all(c is not None for c in codes):
                 self.returncode = first[1] if first else 0
                 return self.returncode
             time.sleep(POLL_SECONDS)
 
-    def signal(self, sig: int) -> None:
-        """``sig`` to every worker still running (its whole process group)."""
-        for p in self.processes:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(p.pid, sig)
+    def _running(self) -> list[int]:
+        return [p.pid for p in self.processes if p.poll() is None]
 
     def _describe(self, rank: int, code: int) -> str:
         log = self.trial_dir / ("metrics.log" if rank == 0 else f"worker-{rank}.log")
