@@ -8,7 +8,7 @@ CHECKOV_VERSION := checkov==3.3.30
 # Katib's own generated gRPC code, for the suggestion service's wire check (it pins protobuf<5)
 KATIB_SDK_VERSION := kubeflow-katib==0.19.0
 
-.PHONY: install test lint run bench clean postgresql
+.PHONY: install test lint run bench clean postgresql cluster-build cluster-up cluster-down
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,45 @@ postgresql:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql) >/dev/null; } || \
 	  echo "PostgreSQL not installed: the team-MLflow tests will be skipped"
 
-test: lint postgresql
+test: lint postgresql cluster-build
 	$(BIN)/python -m pytest -q
+
+# The development cluster (docs/devcluster.md): Kubernetes v1.34.4, etcd and Katib v0.19.0 built
+# from their released Go sources into .devcluster/bin; rebuilt only when a go.mod or go.sum
+# (the versions) changes. Go's build cache makes a rebuild on the same machine a link.
+DEVCLUSTER_BIN := $(CURDIR)/.devcluster/bin
+KUBE_VERSION := v1.34.4
+KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+  -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34 \
+  -X k8s.io/component-base/version.gitTreeState=clean
+KATIB_CMD := github.com/kubeflow/katib/cmd
+GO_BUILD := CGO_ENABLED=0 go build -trimpath
+
+$(DEVCLUSTER_BIN)/.built: devcluster/kubernetes/go.mod devcluster/kubernetes/go.sum \
+		devcluster/katib/go.mod devcluster/katib/go.sum
+	mkdir -p $(DEVCLUSTER_BIN)
+	cd devcluster/kubernetes && $(GO_BUILD) -ldflags "$(KUBE_LDFLAGS)" -o $(DEVCLUSTER_BIN)/ \
+	  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+	  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+	cd devcluster/kubernetes && $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/etcd \
+	  go.etcd.io/etcd/server/v3
+	cd devcluster/katib && \
+	  $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/katib-controller $(KATIB_CMD)/katib-controller/v1beta1 && \
+	  $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/katib-db-manager $(KATIB_CMD)/db-manager/v1beta1 && \
+	  $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/file-metricscollector \
+	    $(KATIB_CMD)/metricscollector/v1beta1/file-metricscollector
+	touch $@
+
+cluster-build: $(DEVCLUSTER_BIN)/.built
+
+# Start etcd, the API server, controller manager, scheduler, the node agent, PostgreSQL, Katib
+# and MLflow; apply manifests/base; print `export KUBECONFIG=...` (root: network namespaces).
+cluster-up: install postgresql cluster-build
+	$(BIN)/python -m devcluster up
+
+# Stop all of it and remove its state, network namespaces and mount points.
+cluster-down:
+	@[ -x $(BIN)/python ] && $(BIN)/python -m devcluster down || true
 
 # The embedded default, offline: ENAS on the 8x8 digits -> final training of the best trials ->
 # promotion in the local registry (sqlite:///mlflow.db) -> the champion's compressed variants,
@@ -62,4 +99,4 @@ bench: install
 	$(BIN)/python benchmarks/multi_worker.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow
+	rm -rf $(VENV) .devcluster .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow

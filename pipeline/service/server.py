@@ -1,4 +1,4 @@
-"""Katib's ``api.v1.beta1.Suggestion`` service for nasflow's own algorithms, and its health check.
+"""Katib's ``api.v1.beta1.Suggestion`` service for nasflow's algorithms, and its health check.
 
 ``GetSuggestions`` rebuilds the algorithm from the request on every call: the trials Katib sends
 are replayed in suggestion order (each carries its index as the label ``INDEX_LABEL``), each from
@@ -47,9 +47,15 @@ MAX_MESSAGE = 16 * 1024 * 1024  # bytes of one request: Katib sends every trial 
 HEALTH_SERVICE = "manager.v1beta1.Suggestion"  # what Katib's gRPC probes ask for
 
 
+# Katib's pbt service keeps its trials' checkpoints on a claim it mounts into the suggestion
+# pod; nasflow's pbt runs on the embedded engine only.
+NOT_SERVED = ("pbt",)
+
+
 def served() -> list[str]:
-    """nasflow's own algorithms: the ones Katib ships no service for."""
-    return [name for name, a in algorithms().items() if not a.katib and a.suggestion]
+    """Every algorithm the embedded engine runs, Katib's and nasflow's own, but pbt: one image
+    in place of Katib's Python suggestion images (manifests/suggestion)."""
+    return [name for name, a in algorithms().items() if a.suggestion and name not in NOT_SERVED]
 
 
 class SuggestionService(api_pb2_grpc.SuggestionServicer):
