@@ -1,4 +1,5 @@
-"""The repository's Dockerfile read as data: its stages, each stage's ENV, ENTRYPOINT and CMD.
+"""The repository's Dockerfile read as data: its stages, each stage's ENV, ENTRYPOINT, CMD and
+the repository folders it copies.
 The node agent runs nasflow's images from it, and tests/test_images.py checks the install lines
 against it, so that both follow the one file that builds the real images."""
 
@@ -43,6 +44,19 @@ def env(target: str) -> dict[str, str]:
         for line in logical_lines(stages()[stage][1]):
             if line.startswith("ENV "):
                 out.update(re.findall(r"(\w+)=(\S+)", line[4:]))
+    return out
+
+
+def copied(target: str) -> dict[str, str]:
+    """The repository paths the image of ``target`` holds: ``COPY SRC /DEST`` lines of its
+    chain (``--from`` copies are build output, such as the venv), DEST -> SRC."""
+    out = {}
+    for stage in _chain(target):
+        for line in logical_lines(stages()[stage][1]):
+            parts = line.split()
+            if parts[:1] == ["COPY"] and not parts[1].startswith("--") and len(parts) == 3 \
+                    and parts[2].startswith("/"):
+                out[parts[2]] = parts[1]
     return out
 
 

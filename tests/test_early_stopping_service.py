@@ -150,10 +150,10 @@ def test_invalid_settings_are_invalid_argument_naming_the_field(service, setting
             api_pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=spec), timeout=30)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in refused.value.details()
-    with pytest.raises(grpc.RpcError) as medianstop:
+    with pytest.raises(grpc.RpcError) as unknown:
         stub(service).ValidateEarlyStoppingSettings(api_pb2.ValidateEarlyStoppingSettingsRequest(
-            early_stopping=api_pb2.EarlyStoppingSpec(algorithm_name="medianstop")), timeout=30)
-    assert "serves asha, not 'medianstop'" in medianstop.value.details()
+            early_stopping=api_pb2.EarlyStoppingSpec(algorithm_name="hyperband")), timeout=30)
+    assert "serves medianstop, asha, not 'hyperband'" in unknown.value.details()
 
 
 def test_health_is_serving_for_the_early_stopping_service(service):

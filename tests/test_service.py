@@ -216,13 +216,15 @@ def test_invalid_settings_are_invalid_argument_naming_the_field(server):
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.details() == ("spec.algorithm.algorithmSettings[0].value: "
                                        "population_size must be >= 2, got '1'")
-    doc["spec"]["algorithm"] = {"algorithmName": "tpe"}
+    doc["spec"]["algorithm"] = {"algorithmName": "pbt"}
     with pytest.raises(grpc.RpcError) as refused:
         stub.GetSuggestions(api_pb2.GetSuggestionsRequest(
             experiment=experiment_message(doc), current_request_number=1,
             total_request_number=1), timeout=10)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "serves nsga2, evolution, pareto-evolution, not 'tpe'" in refused.value.details()
+    assert ("serves random, tpe, grid, multivariate-tpe, bayesianoptimization, cmaes, sobol, "
+            "nsga2, hyperband, enas, darts, evolution, pareto-evolution, not 'pbt'"
+            ) in refused.value.details()
 
 
 def test_health_is_serving_for_katibs_probe(server):

@@ -20,7 +20,8 @@ import os
 import sys
 
 CLONE_NEWNS = 0x00020000
-MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 1, 2, 4, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 O_PATH = 0o10000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -31,12 +32,13 @@ def _check(result: int, what: str) -> None:
         raise OSError(error, f"{what}: {os.strerror(error)}")
 
 
-def _mount(source: str | None, target: str, flags: int) -> None:
-    _check(_libc.mount(source.encode() if source else None, target.encode(), None, flags, None),
+def _mount(source: str | None, target: str, flags: int, kind: str | None = None) -> None:
+    _check(_libc.mount(source.encode() if source else None, target.encode(),
+                       kind.encode() if kind else None, flags, None),
            f"mount {source} on {target}")
 
 
-def _mount_point(source: str, target: str, record) -> None:
+def _mount_point(folder: bool, target: str, record) -> None:
     """Create ``target`` (a folder, or a file for a file) and its missing parents."""
     missing = []
     path = target
@@ -44,7 +46,7 @@ def _mount_point(source: str, target: str, record) -> None:
         missing.append(path)
         path = os.path.dirname(path)
     for path in reversed(missing):
-        if path == target and not os.path.isdir(source):
+        if path == target and not folder:
             open(path, "a").close()
         else:
             os.mkdir(path)
@@ -56,12 +58,21 @@ def main(spec_path: str) -> None:
     with open(spec_path) as f:
         spec = json.load(f)
     record = open(spec["created"], "a")  # noqa: SIM115 - open before the mounts hide it
-    kept = [(path, os.open(path, O_PATH)) for path in spec["keep_visible"]]
     _check(_libc.unshare(CLONE_NEWNS), "unshare")
     _mount(None, "/", MS_REC | MS_PRIVATE)
-    for mount in spec["mounts"]:
-        _mount_point(mount["source"], mount["target"], record)
-        _mount(mount["source"], mount["target"], MS_BIND | MS_REC)
+    # every path held open before the first mount (in this namespace: the kernel binds only
+    # from its own), since a mount on /tmp hides a checkout and its pod folders under /tmp
+    kept = [(path, os.open(path, O_PATH)) for path in spec["keep_visible"]]
+    sources = [(os.open(m["source"], O_PATH), os.path.isdir(m["source"])) for m in spec["mounts"]]
+    # a container's /run is its own, as under a runtime: the service-account token's mount point
+    # (/var/run/secrets/...) is made there, not on the host, where its presence would tell
+    # programs that they run in a pod
+    if any(os.path.realpath(m["target"]).startswith("/run/") for m in spec["mounts"]):
+        _mount("tmpfs", "/run", MS_NOSUID | MS_NODEV, "tmpfs")
+    for mount, (source, folder) in zip(spec["mounts"], sources, strict=True):
+        _mount_point(folder, mount["target"], record)
+        _mount(f"/proc/self/fd/{source}", mount["target"], MS_BIND | MS_REC)
+        os.close(source)
         if mount["read_only"]:
             _mount(None, mount["target"], MS_BIND | MS_REMOUNT | MS_RDONLY)
     for path, fd in kept:

@@ -2,18 +2,20 @@
 here). A pod's container runs the table's command unless the pod gives its own, in the table's
 working folder, with the image's environment under the pod's, as a runtime would.
 
-| image (any registry, any tag)               | runs                                              |
-|---------------------------------------------|---------------------------------------------------|
-| nasflow-trial, nasflow-trial-gpu            | the Dockerfile target's ENTRYPOINT in ``.venv``    |
-| nasflow-pipeline, nasflow-suggestion,       | the same, for targets pipeline, suggestion,       |
-| nasflow-earlystopping, nasflow-mlflow       | earlystopping, mlflow                             |
-| ghcr.io/kubeflow/katib/katib-controller     | ``.devcluster/bin/katib-controller``, in ``bin/``  |
-| ghcr.io/kubeflow/katib/katib-db-manager     | ``.devcluster/bin/katib-db-manager``               |
-| ghcr.io/kubeflow/katib/file-metrics-collector | ``.devcluster/bin/file-metricscollector``        |
+| image (any registry, any tag)            | runs                                            |
+|------------------------------------------|-------------------------------------------------|
+| nasflow-trial, nasflow-trial-gpu         | the Dockerfile target's ENTRYPOINT in ``.venv`` |
+| nasflow-pipeline, nasflow-suggestion,    | the same, for the targets pipeline, suggestion, |
+| nasflow-earlystopping, nasflow-mlflow    | earlystopping, mlflow                           |
+| ghcr.io/kubeflow/katib/katib-controller  | ``.devcluster/bin/katib-controller``            |
+| ghcr.io/kubeflow/katib/katib-db-manager  | ``.devcluster/bin/katib-db-manager``            |
+| ghcr.io/kubeflow/katib/file-metrics-collector | ``.devcluster/bin/file-metricscollector``  |
 
 ``.venv`` (``make install``) holds every extra of nasflow, so each nasflow image runs there with
-its own ENTRYPOINT, CMD and ENV from the Dockerfile; Katib's images run the binaries
-``make cluster-build`` built from Katib's release, in the folder that plays their ``/app``.
+its own ENTRYPOINT, CMD and ENV from the Dockerfile, and the repository folders the Dockerfile
+copies into it (``COPY manifests /app/manifests``) mounted read-only where the image has them.
+Katib's images run the binaries ``make cluster-build`` built from Katib's release, in the
+folder that plays their ``/app``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from devcluster import dockerfile
-from devcluster.layout import BIN, VENV
+from devcluster.layout import BIN, ROOT, VENV
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NASFLOW_TARGETS = {"nasflow-trial": "trial", "nasflow-trial-gpu": "trial-gpu",
@@ -42,6 +44,7 @@ class Image:
     cmd: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = "/"
+    files: dict[str, str] = field(default_factory=dict)  # image path -> host path (read-only)
 
 
 def repository(reference: str) -> str:
@@ -66,4 +69,5 @@ def resolve(reference: str) -> Image:
     image_env["PATH"] = f"{VENV / 'bin'}:{SYSTEM_PATH}"
     image_env["VIRTUAL_ENV"] = str(VENV)
     return Image(entrypoint=dockerfile.instruction(target, "ENTRYPOINT"),
-                 cmd=dockerfile.instruction(target, "CMD"), env=image_env, workdir="/tmp")
+                 cmd=dockerfile.instruction(target, "CMD"), env=image_env, workdir="/tmp",
+                 files={dest: str(ROOT / src) for dest, src in dockerfile.copied(target).items()})

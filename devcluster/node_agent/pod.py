@@ -80,6 +80,8 @@ class Pod(threading.Thread):
         finally:
             self._kill_all(grace=self._grace() if self._deleted.is_set() else 0)
             self._teardown()
+            if not self.finished and self._deleted.is_set():
+                self._terminal_phase()
             self._report()
         self._deleted.wait()
         if not (self._shutdown or self._gone):
@@ -147,7 +149,8 @@ class Pod(threading.Thread):
             return
         argv = [expand(a, env) for a in command(container.spec, image)]
         spec = {"argv": argv, "env": env, "cwd": container.spec.working_dir or image.workdir,
-                "mounts": self._mounts(container.spec), "keep_visible": keep_visible(),
+                "mounts": self._image_files(image) + self._mounts(container.spec),
+                "keep_visible": keep_visible(),
                 "created": str(self.created)}
         container.start(self.sandbox_pid, spec, self.folder / f"{container.name}.json")
 
@@ -186,6 +189,11 @@ class Pod(threading.Thread):
         if source.resource_field_ref is not None:
             return "1"
         return None
+
+    @staticmethod
+    def _image_files(image: images.Image) -> list[dict]:
+        return [{"source": source, "target": target, "read_only": True}
+                for target, source in sorted(image.files.items())]
 
     def _mounts(self, spec: client.V1Container) -> list[dict]:
         mounts = []
@@ -249,6 +257,13 @@ class Pod(threading.Thread):
                 failed = any(c.terminated["exitCode"] != 0 for c in self.containers)
                 self.phase = "Failed" if failed else "Succeeded"
             self._report()
+
+    def _terminal_phase(self) -> None:
+        """A deleted pod's last phase, as the kubelet sets it: Succeeded only if every
+        container that ran exited 0."""
+        ran = [c for c in self.containers if c.terminated is not None]
+        ok = ran and all(c.terminated["exitCode"] == 0 for c in ran)
+        self.phase = "Succeeded" if ok and len(ran) == len(self.containers) else "Failed"
 
     def _restart_if_due(self, container: Container) -> None:
         policy = self.pod.spec.restart_policy or "Always"
