@@ -97,8 +97,8 @@ def test_failed_trials_fail_the_experiment(tmp_path):
               {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}]
     status, engine = run(experiment(params=params, max_trials=6, max_failed=2, parallel=1),
                          tmp_path)
-    assert reason(status) == ("Failed", "ExperimentMaxFailedTrialsReached")
-    assert status["trialsFailed"] == 3  # more than maxFailedTrialCount
+    assert reason(status) == ("Failed", "ExperimentFailed")
+    assert status["trialsFailed"] == 2  # Katib fails the experiment at maxFailedTrialCount
     assert engine.trials[0].reason == "TrialFailed"
     assert engine.trials[0].message == "exit code 3: something broke"
 

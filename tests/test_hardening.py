@@ -229,8 +229,8 @@ def test_a_nan_objective_is_no_observation(tmp_path):
                                     extra_args=["--nan"]), tmp_path)
     assert {t.status for t in engine.trials} == {"MetricsUnavailable"}
     assert status["currentOptimalTrial"] is None
-    assert reason(status) == ("Failed", "ExperimentMaxFailedTrialsReached")
-    assert status["trialMetricsUnavailable"] == 2  # more than maxFailedTrialCount=1
+    assert reason(status) == ("Failed", "ExperimentFailed")
+    assert status["trialMetricsUnavailable"] == 1  # Katib fails at maxFailedTrialCount=1
 
 
 def test_nan_among_numbers_is_ignored():

@@ -4,8 +4,8 @@ Semantics follow Katib v1beta1 (docs/katib.md §3-§5): ``parallelTrialCount`` t
 3); the experiment Succeeds with ``ExperimentGoalReached`` when the best objective meets
 ``goal``, ``ExperimentMaxTrialsReached`` when ``maxTrialCount`` trials have completed (failed,
 killed and early-stopped ones included) or ``ExperimentSuggestionEndReached`` when the algorithm
-has nothing left; it Fails with ``ExperimentMaxFailedTrialsReached`` when more than
-``maxFailedTrialCount`` trials Failed or had their metrics unavailable.
+has nothing left; it Fails with ``ExperimentFailed`` once ``maxFailedTrialCount`` trials (at
+least one) Failed or had their metrics unavailable.
 
 Reproducibility under parallelism: an algorithm that learns from results is asked for trial
 ``k`` only once trials ``0..k-parallel`` have finished, and sees exactly those; with its

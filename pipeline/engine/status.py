@@ -70,9 +70,12 @@ class Objective:
             return (Condition.SUCCEEDED, "ExperimentGoalReached",
                     f"{best.name} reached {self.name}={best_value} (goal {self.goal})")
         failed = sum(t.status in FAILED for t in finished)
-        if max_failed is not None and failed > max_failed:
-            return (Condition.FAILED, "ExperimentMaxFailedTrialsReached",
-                    f"{failed} trials failed (maxFailedTrialCount {max_failed})")
+        # Katib's rule (measured on Katib v0.19, docs/katib.md): the count reaching
+        # maxFailedTrialCount fails the experiment, with reason ExperimentFailed
+        if max_failed is not None and failed and failed >= max_failed:
+            return (Condition.FAILED, "ExperimentFailed",
+                    f"Experiment has failed because max failed count has reached ({failed} "
+                    f"trials failed, maxFailedTrialCount {max_failed})")
         if max_trials is not None and len(finished) >= max_trials:
             return (Condition.SUCCEEDED, "ExperimentMaxTrialsReached",
                     f"{len(finished)} trials completed")

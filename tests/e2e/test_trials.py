@@ -33,7 +33,8 @@ def _trial_pods(cluster, trial: str) -> list[dict]:
 def test_trial_pod_deleted_mid_run_fails_the_trial_and_the_search_goes_on(cluster):
     from pipeline.cluster.client import condition
 
-    body = experiment("random-digits.yaml", trials=3, parallel=1, failures=1, epochs=6)
+    # Katib fails the experiment when failed trials reach maxFailedTrialCount: 2 lets one fail
+    body = experiment("random-digits.yaml", trials=3, parallel=1, failures=2, epochs=6)
     name = body["metadata"]["name"]
     client = cluster.client()
     client.create_experiment(body)
