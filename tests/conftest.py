@@ -14,6 +14,8 @@ from tests.mlflow_server import MlflowServer
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 ROOT = Path(__file__).resolve().parent.parent
 KATIB_DATA = ROOT / "tests" / "data" / "katib"  # Katib's examples and wire formats (see its README)
+# kubectl (with kustomize) as `make cluster-build` builds it from Kubernetes' release
+KUBECTL = str(ROOT / ".devcluster" / "bin" / "kubectl")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,18 +14,16 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from tests.conftest import ROOT
+from tests.conftest import KUBECTL, ROOT
 
 MANIFESTS = ROOT / "manifests"
 KUSTOMIZATIONS = sorted(p.parent for p in MANIFESTS.rglob("kustomization.yaml"))
 KUBERNETES_VERSION = "1.32.0"
 CHECKOV = ROOT / ".venv" / "checkov" / "bin" / "checkov"
-needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None,
-                                   reason="kubectl (with kustomize) is not installed")
 
 
 def kustomize(directory: Path) -> list[dict[str, Any]]:
-    rendered = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True,
+    rendered = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True,
                               text=True, check=True).stdout
     return [d for d in yaml.safe_load_all(rendered) if d]
 
@@ -61,7 +58,6 @@ INJECTION = "katib.kubeflow.org/metrics-collector-injection"
 CUSTOM_KINDS = ("kubeflow.org/v1beta1", "trainer.kubeflow.org/v1alpha1")  # Katib's, Trainer's
 
 
-@needs_kubectl
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(MANIFESTS)))
 def test_servers_run_outside_katibs_pod_webhook(directory):
     """Experiments go to `nasflow`, labelled for Katib's collector injection; the MLflow server
@@ -87,7 +83,6 @@ def test_servers_run_outside_katibs_pod_webhook(directory):
             assert INJECTION not in namespaces[namespace], doc["metadata"]["name"]
 
 
-@needs_kubectl
 def test_the_cronjob_never_retries_a_run_and_pulls_versioned_tags_only_if_missing():
     (cronjob,) = [d for d in kustomize(MANIFESTS / "pipeline") if d["kind"] == "CronJob"]
     job = cronjob["spec"]["jobTemplate"]["spec"]
@@ -207,7 +202,6 @@ def test_pipeline_role_is_least_privilege():
         (MANIFESTS / "pipeline" / "pipeline.yaml").read_text())["timeoutSeconds"]
 
 
-@needs_kubectl
 def test_gpu_overlay_asks_for_one_gpu_per_trial():
     docs = kustomize(MANIFESTS / "experiments" / "cifar10-gpu")
     assert {d["metadata"]["name"] for d in docs} == {"tpe-cifar10", "enas-cifar10", "darts-cifar10"}

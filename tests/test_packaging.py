@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.conftest import KUBECTL, ROOT
 from trial_image.cli import build_darts_parser, build_parser, normalise_argv
 
-ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted((p, i) for p in (ROOT / "manifests" / "experiments").rglob("*.yaml")
                      for i, d in enumerate(yaml.safe_load_all(p.read_text()))
                      if d and d.get("kind") == "Experiment")
@@ -134,9 +132,8 @@ def test_experiment_trial_command_parses(path, document):
         experiment["metadata"]["name"])
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
 def test_experiments_kustomization_sets_image_and_namespace():
-    rendered = subprocess.run(["kubectl", "kustomize", str(ROOT / "manifests" / "experiments")],
+    rendered = subprocess.run([KUBECTL, "kustomize", str(ROOT / "manifests" / "experiments")],
                               capture_output=True, text=True, check=True).stdout
     docs = list(yaml.safe_load_all(rendered))
     experiments = [d for d in docs if d["kind"] == "Experiment"]
