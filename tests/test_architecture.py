@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 LAYERS = ("trial_image", "pipeline.katib", "pipeline.suggestion", "pipeline.early_stopping",
           "pipeline.validation", "pipeline.service", "pipeline.engine", "pipeline.cluster",
           "pipeline.promotion", "pipeline.finalize", "pipeline.compression",
-          "pipeline.retraining", "pipeline.cli", "pipeline.__main__")
+          "pipeline.retraining", "pipeline.cli", "pipeline.__main__", "devcluster")
 # The one module of the trial image the pipeline may import, and the one exception: the warm
 # worker runs the trial CLI in its own process.
 CONTRACT = "trial_image.contract"
@@ -24,7 +24,7 @@ MAX_LINES = 400
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for package in ("pipeline", "trial_image"):
+    for package in ("pipeline", "trial_image", "devcluster"):
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts
             out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
@@ -110,6 +110,14 @@ def test_the_pipeline_uses_the_trial_image_through_its_contract_only():
     reaching = [f"{a} -> {b}" for a, targets in GRAPH.items() if a.startswith("pipeline")
                 and a != RUNS_THE_TRIAL_CLI for b in targets
                 if b.startswith("trial_image") and b != CONTRACT]
+    assert reaching == []
+
+
+def test_the_development_cluster_imports_no_product_code():
+    """devcluster/ runs Kubernetes, Katib and the node agent; it knows nasflow only as images
+    and manifests, as a real cluster does."""
+    reaching = [f"{a} -> {b}" for a, targets in GRAPH.items() if a.startswith("devcluster")
+                for b in targets if not b.startswith("devcluster")]
     assert reaching == []
 
 
