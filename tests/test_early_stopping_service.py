@@ -215,6 +215,10 @@ def test_submit_needs_the_early_stopping_service_registered(cli, tmp_path, capsy
         {"name": "min_resource", "value": "2"}]}
     path = tmp_path / "asha.yaml"
     path.write_text(yaml.safe_dump(doc))
+    assert main(["submit", str(path)]) == 2  # the manifest does not retain its trials' Jobs
+    assert "earlyStopping needs spec.trialTemplate.retain: true" in capsys.readouterr().err
+    doc["spec"]["trialTemplate"]["retain"] = True
+    path.write_text(yaml.safe_dump(doc))
     assert main(["submit", str(path)]) == 2
     assert "early stopping asha is nasflow's own" in capsys.readouterr().err
     config = yaml.safe_load((ROOT / "manifests/suggestion/katib-config.yaml").read_text())

@@ -54,6 +54,7 @@ class Pod(threading.Thread):
         self._shutdown = False
         self._gone = False
         self._last_status: dict | None = None
+        self._transitions: dict[str, tuple[str, str]] = {}
 
     # -- events from the agent's watch --------------------------------------------------
     def update(self, pod: client.V1Pod) -> None:
@@ -161,7 +162,7 @@ class Pod(threading.Thread):
         for source in spec.env_from or []:
             ref = source.config_map_ref or source.secret_ref
             kind = "configmap" if source.config_map_ref else "secret"
-            data = self.volumes._read(kind, ref.name, ref.optional) or {}
+            data = self.volumes.read(kind, ref.name, ref.optional) or {}
             env.update({(source.prefix or "") + k: v.decode() for k, v in data.items()})
         for variable in spec.env or []:
             if variable.value_from is None:
@@ -178,7 +179,7 @@ class Pod(threading.Thread):
         for ref, kind in ((source.config_map_key_ref, "configmap"),
                           (source.secret_key_ref, "secret")):
             if ref is not None:
-                data = self.volumes._read(kind, ref.name, ref.optional)
+                data = self.volumes.read(kind, ref.name, ref.optional)
                 if data is None:
                     return None
                 if ref.key not in data:
@@ -186,9 +187,8 @@ class Pod(threading.Thread):
                         return None
                     raise VolumeError(f"couldn't find key {ref.key} in {kind} {ref.name}")
                 return data[ref.key].decode()
-        if source.resource_field_ref is not None:
-            return "1"
-        return None
+        raise VolumeError("only fieldRef, configMapKeyRef and secretKeyRef are supported by the "
+                          "node agent in env valueFrom")
 
     @staticmethod
     def _image_files(image: images.Image) -> list[dict]:
@@ -373,8 +373,13 @@ class Pod(threading.Thread):
         if status == self._last_status:
             return
         self._last_status = status
+        for condition in conditions:  # a transition time moves only when the status does
+            before = self._transitions.get(condition["type"])
+            if before is None or before[0] != condition["status"]:
+                self._transitions[condition["type"]] = (condition["status"], stamp)
         body = {"status": {**status, "conditions": [
-            {**c, "lastTransitionTime": stamp, "lastProbeTime": None} for c in conditions]}}
+            {**c, "lastTransitionTime": self._transitions[c["type"]][1], "lastProbeTime": None}
+            for c in conditions]}}
         try:
             self.core.patch_namespaced_pod_status(self.pod.metadata.name,
                                                   self.pod.metadata.namespace, body)

@@ -80,7 +80,8 @@ class Volumes:
         raise VolumeError(f"volume {volume.name!r}: {', '.join(kinds)} volumes are not "
                           "supported by the node agent")
 
-    def _read(self, kind: str, name: str, optional: bool | None) -> dict[str, bytes] | None:
+    def read(self, kind: str, name: str, optional: bool | None) -> dict[str, bytes] | None:
+        """A ConfigMap's or Secret's data; None if it is missing and ``optional``."""
         try:
             if kind == "configmap":
                 obj = self.core.read_namespaced_config_map(name, self.pod.metadata.namespace)
@@ -108,11 +109,11 @@ class Volumes:
                 for i in items if i.key in data}
 
     def _config_map(self, source, mode) -> dict[str, tuple[bytes, int]]:
-        return self._select(self._read("configmap", source.name, source.optional),
+        return self._select(self.read("configmap", source.name, source.optional),
                             source.items, mode)
 
     def _secret(self, source, mode) -> dict[str, tuple[bytes, int]]:
-        return self._select(self._read("secret", source.secret_name, source.optional),
+        return self._select(self.read("secret", source.secret_name, source.optional),
                             source.items, mode)
 
     def _downward(self, items, mode) -> dict[str, tuple[bytes, int]]:

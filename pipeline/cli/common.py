@@ -201,8 +201,11 @@ def for_cluster(manifest: Any, client: Any, allow_custom: bool) -> None:
     """UsageError unless Katib can run the manifest's algorithm and early stopping: its own, or
     nasflow's when the cluster's katib-config registers them (or ``--allow-custom-algorithms``
     says so)."""
-    from pipeline.validation import nasflow_services
+    from pipeline.validation import katib_limits, nasflow_services
 
+    limits = katib_limits(manifest.experiment)
+    if limits:
+        raise UsageError(f"{manifest.source}: cannot run on Katib: {'; '.join(limits)}")
     needed = nasflow_services(manifest.experiment)
     if not needed or allow_custom:
         return

@@ -14,7 +14,7 @@ from kubeflow_katib_api.models import V1beta1Experiment
 
 from pipeline.katib.manifest import Problem, parse
 from pipeline.validation.algorithm import check_algorithm
-from pipeline.validation.early_stopping import check_early_stopping, check_retained
+from pipeline.validation.early_stopping import check_early_stopping
 from pipeline.validation.experiment import check_counts, check_name, check_objective
 from pipeline.validation.metrics_collector import check_metrics_collector
 from pipeline.validation.space import check_space
@@ -22,11 +22,13 @@ from pipeline.validation.support import (
     cluster_support,
     engine_support,
     ignored_settings,
+    katib_limits,
     nasflow_services,
 )
 from pipeline.validation.trial_template import check_trial_template
 
-__all__ = ["cluster_support", "engine_support", "ignored_settings", "nasflow_services",
+__all__ = ["cluster_support", "engine_support", "ignored_settings", "katib_limits",
+           "nasflow_services",
            "validate"]
 
 
@@ -49,7 +51,6 @@ def validate(source: str, raw: dict[str, Any]) -> tuple[V1beta1Experiment | None
     problems += check_trial_template(spec, raw)
     problems += check_metrics_collector(spec, raw)
     problems += check_early_stopping(spec)
-    problems += check_retained(spec)
     if spec.resume_policy not in (None, "Never", "LongRunning", "FromVolume"):
         problems.append(Problem("spec.resumePolicy", "must be Never, LongRunning or FromVolume"))
     return experiment, problems

@@ -33,16 +33,3 @@ def check_early_stopping(spec: Any) -> list[Problem]:
                            f"more than min_resource ({values.get('min_resource', 1)})"))
     return out
 
-
-def check_retained(spec: Any) -> list[Problem]:
-    """Katib (v0.19) deletes a completed trial's Job at once unless ``retain`` is true, and an
-    early-stopped trial's observation is read from its Job's reconcile: with ``retain: false``
-    the first early-stopped trial never gets one, and Katib asks for no further suggestion
-    until it does, so the experiment waits forever (measured on the development cluster; Katib's
-    own early-stopping examples set ``retain: true``)."""
-    template = spec.trial_template
-    if spec.early_stopping is None or template is None or template.retain:
-        return []
-    return [Problem("spec.trialTemplate.retain", "must be true with earlyStopping: Katib deletes "
-                    "an early-stopped trial's Job before it reads the trial's metrics, then waits "
-                    "for them forever")]

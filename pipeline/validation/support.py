@@ -54,7 +54,22 @@ def ignored_settings(experiment: V1beta1Experiment) -> list[str]:
 
 def cluster_support(experiment: V1beta1Experiment) -> list[str]:
     """Why Katib cannot run it (empty = it can)."""
-    return list(nasflow_services(experiment).values())
+    return katib_limits(experiment) + list(nasflow_services(experiment).values())
+
+
+def katib_limits(experiment: V1beta1Experiment) -> list[str]:
+    """What keeps Katib v0.19 from finishing a valid manifest, whatever its katib-config
+    (measured on the development cluster, docs/katib.md §7): with early stopping and
+    ``retain: false`` Katib deletes a stopped trial's Job in the reconcile that marks it
+    complete, before it reads the trial's metrics, and then asks for no suggestion until it
+    has them."""
+    spec = experiment.spec
+    template = spec.trial_template
+    if spec.early_stopping is not None and not (template is not None and template.retain):
+        return ["earlyStopping needs spec.trialTemplate.retain: true on Katib (it deletes an "
+                "early-stopped trial's Job before reading its metrics, then waits for them "
+                "forever)"]
+    return []
 
 
 def nasflow_services(experiment: V1beta1Experiment) -> dict[str, str]:
