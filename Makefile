@@ -50,15 +50,15 @@ KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION
 KATIB_CMD := github.com/kubeflow/katib/cmd
 GO_BUILD := CGO_ENABLED=0 go build -trimpath
 
-$(DEVCLUSTER_BIN)/.built: devcluster/kubernetes/go.mod devcluster/kubernetes/go.sum \
-		devcluster/katib/go.mod devcluster/katib/go.sum
+$(DEVCLUSTER_BIN)/.built: devcluster/go/kubernetes/go.mod devcluster/go/kubernetes/go.sum \
+		devcluster/go/katib/go.mod devcluster/go/katib/go.sum
 	mkdir -p $(DEVCLUSTER_BIN)
-	cd devcluster/kubernetes && $(GO_BUILD) -ldflags "$(KUBE_LDFLAGS)" -o $(DEVCLUSTER_BIN)/ \
+	cd devcluster/go/kubernetes && $(GO_BUILD) -ldflags "$(KUBE_LDFLAGS)" -o $(DEVCLUSTER_BIN)/ \
 	  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
 	  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
-	cd devcluster/kubernetes && $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/etcd \
+	cd devcluster/go/kubernetes && $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/etcd \
 	  go.etcd.io/etcd/server/v3
-	cd devcluster/katib && \
+	cd devcluster/go/katib && \
 	  $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/katib-controller $(KATIB_CMD)/katib-controller/v1beta1 && \
 	  $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/katib-db-manager $(KATIB_CMD)/db-manager/v1beta1 && \
 	  $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/file-metricscollector \

@@ -16,13 +16,14 @@ from devcluster import host_services
 from devcluster.kubectl import kubectl
 from devcluster.layout import KATIB_VERSION, ROOT, RUN
 
-HERE = Path(__file__).resolve().parent / "katib"
+HERE = Path(__file__).resolve().parent
+MODULE = HERE / "go" / "katib"  # the Go module that pins Katib's release
 
 
 def source() -> Path:
     """Katib's module in the Go module cache (downloaded by ``go mod download``)."""
     found = subprocess.run(["go", "mod", "download", "-json", f"github.com/kubeflow/katib@"
-                            f"{KATIB_VERSION}"], cwd=HERE, check=True, capture_output=True,
+                            f"{KATIB_VERSION}"], cwd=MODULE, check=True, capture_output=True,
                            text=True)
     return Path(json.loads(found.stdout)["Dir"])
 
@@ -41,7 +42,7 @@ resources:
   - host-postgres.yaml
 patches:
   - path: {ROOT / "manifests/suggestion/katib-config.yaml"}
-  - path: {HERE / "patches.yaml"}
+  - path: {HERE / "manifests" / "katib-patches.yaml"}
   - target: {{kind: Service, name: katib-postgres}}
     patch: '[{{"op": "remove", "path": "/spec/selector"}}]'
 """)
