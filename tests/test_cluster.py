@@ -302,3 +302,30 @@ def test_status_ends_mlflow_runs_that_katib_ended_trials_left_running(cli, mlflo
             assert "Katib trial Failed: TrialFailed" in run.data.tags["nasflow.failure_reason"]
     for run_id in runs.values():  # the shared server keeps no run RUNNING for later tests
         client.set_terminated(run_id)
+
+
+def test_the_written_katib_objects_say_what_the_real_katib_wrote():
+    """Every condition (type, status, reason, message) the fast tests' Katib objects carry, and
+    the objects' status fields, were written by Katib v0.19.0 on the development cluster
+    (tests/data/katib/recorded/, tests/e2e/record.py)."""
+    from tests.recorded_katib import RECORDED
+
+    recorded = [yaml.safe_load(path.read_text())
+                for path in sorted((ROOT / "tests/data/katib/recorded").glob("*.yaml"))]
+    assert len(recorded) == 3
+
+    def seen(objects) -> set[tuple[str, str, str, str]]:
+        return {(c["type"], c["status"], c["reason"], c["message"])
+                for o in objects for c in o["status"]["conditions"]}
+
+    real_trials = seen(t for r in recorded for t in r["trials"])
+    written_trials = {(c["type"], c["status"], c["reason"], c["message"])
+                      for t in RECORDED["trials"] for c in t["conditions"][-1:]}
+    assert written_trials <= real_trials, written_trials - real_trials
+    real_experiments = seen([r["experiment"] for r in recorded] +
+                            [recorded[1]["experimentRunning"]])
+    written = seen([RECORDED["experimentRunning"], RECORDED["experimentSucceeded"]])
+    assert written <= real_experiments, written - real_experiments
+    assert seen([RECORDED["suggestion"]]) <= seen(r["suggestion"] for r in recorded)
+    real_fields = {k for r in recorded for k in r["experiment"]["status"]}
+    assert set(RECORDED["experimentSucceeded"]["status"]) <= real_fields
