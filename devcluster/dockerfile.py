@@ -28,19 +28,19 @@ def logical_lines(body: str) -> list[str]:
     return [re.sub(r"\\\n\s*", " ", line) for line in re.split(r"(?<!\\)\n", body)]
 
 
-def _chain(target: str) -> list[str]:
+def chain(target: str) -> list[str]:
     """``target`` and the stages it is built on, base first."""
-    all_stages, chain = stages(), []
+    all_stages, found = stages(), []
     while target in all_stages:
-        chain.append(target)
+        found.append(target)
         target = all_stages[target][0]
-    return list(reversed(chain))
+    return list(reversed(found))
 
 
 def env(target: str) -> dict[str, str]:
     """The ENV a container of ``target`` starts with (every stage it is built on)."""
     out: dict[str, str] = {}
-    for stage in _chain(target):
+    for stage in chain(target):
         for line in logical_lines(stages()[stage][1]):
             if line.startswith("ENV "):
                 out.update(re.findall(r"(\w+)=(\S+)", line[4:]))
@@ -51,7 +51,7 @@ def copied(target: str) -> dict[str, str]:
     """The repository paths the image of ``target`` holds: ``COPY SRC /DEST`` lines of its
     chain (``--from`` copies are build output, such as the venv), DEST -> SRC."""
     out = {}
-    for stage in _chain(target):
+    for stage in chain(target):
         for line in logical_lines(stages()[stage][1]):
             parts = line.split()
             if parts[:1] == ["COPY"] and not parts[1].startswith("--") and len(parts) == 3 \
@@ -63,7 +63,7 @@ def copied(target: str) -> dict[str, str]:
 def instruction(target: str, name: str) -> list[str]:
     """The last exec-form ``name`` (ENTRYPOINT, CMD) of ``target``'s chain; [] if none."""
     found: list[str] = []
-    for stage in _chain(target):
+    for stage in chain(target):
         for line in logical_lines(stages()[stage][1]):
             if line.startswith(name + " "):
                 found = json.loads(line[len(name) + 1:])

@@ -24,54 +24,28 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devcluster import dockerfile
 from tests.conftest import ROOT
 from tests.mlflow_server import free_port, stop_process_group
 
 pytestmark = pytest.mark.slow
-DOCKERFILE = ROOT / "Dockerfile"
 CACHE = ROOT / ".venv" / "images"
-
-
-def stages() -> dict[str, tuple[str, str]]:
-    """stage name -> (base, body)"""
-    parts = re.split(r"^FROM ", DOCKERFILE.read_text(), flags=re.M)[1:]
-    out = {}
-    for part in parts:
-        head, _, body = part.partition("\n")
-        base, _, name = head.partition(" AS ")
-        out[name.strip()] = (base.strip(), body)
-    return out
-
-
-def _logical_lines(body: str) -> list[str]:
-    return [re.sub(r"\\\n\s*", " ", line) for line in re.split(r"(?<!\\)\n", body)]
 
 
 def install_lines(target: str) -> list[str]:
     """The ``RUN pip install`` lines that build the venv the target copies, in build order."""
-    all_stages = stages()
+    all_stages = dockerfile.stages()
     (source,) = re.findall(r"^COPY --from=(\S+) /opt/venv /opt/venv$", all_stages[target][1],
                            re.M)
-    chain = []
-    while source in all_stages:
-        chain.append(source)
-        source = all_stages[source][0]
-    lines = []
-    for stage in reversed(chain):
-        lines += [line[4:] for line in _logical_lines(all_stages[stage][1])
-                  if line.startswith("RUN pip install")]
-    return lines
+    return [line[4:] for stage in dockerfile.chain(source)
+            for line in dockerfile.logical_lines(all_stages[stage][1])
+            if line.startswith("RUN pip install")]
 
 
 def image_env(target: str, tmp: Path) -> dict[str, str]:
-    """The ENV of the runtime stage and the target, ``/tmp`` mapped to ``tmp``."""
-    env: dict[str, str] = {}
-    for stage in ("runtime", target):
-        for line in _logical_lines(stages()[stage][1]):
-            if line.startswith("ENV "):
-                env.update(re.findall(r"(\w+)=(\S+)", line[4:]))
-    env = {k: v.replace("/tmp", str(tmp)) for k, v in env.items() if k != "PATH"}
-    return env
+    """The target's ENV (every stage it is built on), ``/tmp`` mapped to ``tmp``."""
+    return {k: v.replace("/tmp", str(tmp)) for k, v in dockerfile.env(target).items()
+            if k != "PATH"}
 
 
 def image_venv(target: str) -> Path:
@@ -267,7 +241,7 @@ def test_suggestion_image_serves_nasflows_algorithms_without_tensorflow(tmp_path
     def serving(target: str, probe: str):
         """The target's ENTRYPOINT on a free port of 127.0.0.1, SERVING ``probe``: (channel,
         port)."""
-        entrypoint = json.loads(re.search(r"^ENTRYPOINT (.+)$", stages()[target][1], re.M)[1])
+        entrypoint = dockerfile.instruction(target, "ENTRYPOINT")
         port = free_port()
         server = subprocess.Popen([str(venv / "bin" / "python"), *entrypoint[1:], "--host",
                                    "127.0.0.1", "--port", str(port)], cwd=pod_tmp, env=env,
@@ -288,9 +262,9 @@ def test_suggestion_image_serves_nasflows_algorithms_without_tensorflow(tmp_path
         controller.stub = api_pb2_grpc.SuggestionStub(channel)
         assert len(controller.search(6)) == 6
     # the early-stopping image is the suggestion image with another entry point
-    assert stages()["earlystopping"][0] == "suggestion"
-    entrypoint = re.search(r"^ENTRYPOINT (.+)$", stages()["earlystopping"][1], re.M)[1]
-    assert json.loads(entrypoint)[-2:] == ["--serve", "early-stopping"]
+    assert dockerfile.stages()["earlystopping"][0] == "suggestion"
+    assert dockerfile.instruction("earlystopping", "ENTRYPOINT")[-2:] == ["--serve",
+                                                                           "early-stopping"]
     with serving("earlystopping", "manager.v1beta1.EarlyStopping") as (channel, _):
         api_pb2_grpc.EarlyStoppingStub(channel).ValidateEarlyStoppingSettings(
             api_pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=api_pb2.EarlyStoppingSpec(

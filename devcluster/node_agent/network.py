@@ -64,6 +64,7 @@ class PodNetwork:
         self.name = NETNS_PREFIX + uid[:12]
         self.address = address
         self.veth = "vnf" + uid[:12]
+        self._hosts = ""
 
     @property
     def hosts_file(self) -> Path:
@@ -90,8 +91,11 @@ class PodNetwork:
         old file): its own name, then the Services' names."""
         text = (f"127.0.0.1\tlocalhost\n::1\tlocalhost\n{self.address}\t{hostname}\n"
                 f"{services}")
+        if text == self._hosts:  # written only on a change: readers never see it half-written
+            return
         with open(self.hosts_file, "w") as f:
             f.write(text)
+        self._hosts = text
 
     def delete(self) -> None:
         _ip("netns", "del", self.name, check=False)

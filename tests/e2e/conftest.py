@@ -29,12 +29,12 @@ class Cluster:
     mlflow: str  # the host's MLflow, as this machine reaches it
     namespace: str = NAMESPACE
 
-    def kubectl(self, *argv: str, stdin: str | None = None, check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess:
-        from devcluster.layout import BIN
+    def kubectl(self, *argv: str, stdin: str | None = None, check: bool = True
+                ) -> subprocess.CompletedProcess:
+        """The cluster's kubectl as its admin; ``check``: fail the test on an error."""
+        from devcluster.kubectl import kubectl
 
-        done = subprocess.run([str(BIN / "kubectl"), f"--kubeconfig={self.kubeconfig}", *argv],
-                              input=stdin, capture_output=True, text=True, timeout=timeout)
+        done = kubectl(*argv, stdin=stdin, check=False, timeout=120)
         if check:
             assert done.returncode == 0, f"kubectl {' '.join(argv)}: {done.stderr}"
         return done
