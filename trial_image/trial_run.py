@@ -135,6 +135,9 @@ class TrialRun:
               artifacts: dict[str, Any], resume_run: str = "") -> None:
         from trial_image.data.lineage import digest_tags
 
+        # before the run exists: a SIGTERM while it starts or logs its inputs (seconds, when
+        # Katib deletes the pod early) ends it KILLED instead of leaving it RUNNING
+        signal.signal(signal.SIGTERM, _raise_terminated)
         base = {tags.EXPERIMENT: self.experiment, tags.TRIAL: self.trial,
                 tags.NAMESPACE: _namespace(self.args), tags.DATASET: self.data.name,
                 **digest_tags(self.data)}
@@ -143,7 +146,6 @@ class TrialRun:
         self.tracker.start(self.trial, os.environ.get("MLFLOW_PARENT_RUN_ID") or None,
                            {**base, **run_tags}, params, artifacts, resume_run)
         self.tracker.log_inputs(self.data)
-        signal.signal(signal.SIGTERM, _raise_terminated)
 
     def __enter__(self) -> TrialRun:
         return self
