@@ -39,9 +39,10 @@ postgresql:
 test: lint postgresql cluster-build
 	$(BIN)/python -m pytest -q
 
-# The development cluster (docs/devcluster.md): Kubernetes v1.34.4, etcd and Katib v0.19.0 built
-# from their released Go sources into .devcluster/bin; rebuilt only when a go.mod or go.sum
-# (the versions) changes. Go's build cache makes a rebuild on the same machine a link.
+# The development cluster (docs/devcluster.md): Kubernetes v1.34.4, etcd, Katib v0.19.0, Kubeflow
+# Trainer v2.3.0 and JobSet v0.12.0 built from their released Go sources into .devcluster/bin;
+# rebuilt only when a go.mod or go.sum (the versions) changes. Go's build cache makes a rebuild
+# on the same machine a link.
 DEVCLUSTER_BIN := $(CURDIR)/.devcluster/bin
 KUBE_VERSION := v1.34.4
 KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
@@ -51,7 +52,8 @@ KATIB_CMD := github.com/kubeflow/katib/cmd
 GO_BUILD := CGO_ENABLED=0 go build -trimpath
 
 $(DEVCLUSTER_BIN)/.built: devcluster/go/kubernetes/go.mod devcluster/go/kubernetes/go.sum \
-		devcluster/go/katib/go.mod devcluster/go/katib/go.sum
+		devcluster/go/katib/go.mod devcluster/go/katib/go.sum \
+		devcluster/go/trainer/go.mod devcluster/go/trainer/go.sum
 	mkdir -p $(DEVCLUSTER_BIN)
 	cd devcluster/go/kubernetes && $(GO_BUILD) -ldflags "$(KUBE_LDFLAGS)" -o $(DEVCLUSTER_BIN)/ \
 	  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -63,6 +65,10 @@ $(DEVCLUSTER_BIN)/.built: devcluster/go/kubernetes/go.mod devcluster/go/kubernet
 	  $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/katib-db-manager $(KATIB_CMD)/db-manager/v1beta1 && \
 	  $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/file-metricscollector \
 	    $(KATIB_CMD)/metricscollector/v1beta1/file-metricscollector
+	cd devcluster/go/trainer && \
+	  $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/trainer-controller-manager \
+	    github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager && \
+	  $(GO_BUILD) -ldflags "-s -w" -o $(DEVCLUSTER_BIN)/jobset-controller sigs.k8s.io/jobset
 	touch $@
 
 cluster-build: $(DEVCLUSTER_BIN)/.built

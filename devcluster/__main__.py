@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from devcluster import control_plane, host_services, katib, pki, processes
+from devcluster import control_plane, host_services, katib, pki, processes, trainer
 from devcluster.kubectl import kubectl
 from devcluster.layout import BIN, HOME, KUBECONFIG, NODE_NAME, ROOT, RUN, VENV
 from devcluster.node_agent import network
@@ -41,6 +41,7 @@ def up() -> int:
     processes.wait_until("node-agent", lambda: "True" in kubectl(
         "get", "node", NODE_NAME, "-o",
         "jsonpath={.status.conditions[?(@.type=='Ready')].status}").stdout, timeout=60)
+    trainer.apply()  # before Katib: its controller watches TrainJobs only if their CRD exists
     katib.apply()
     kubectl("apply", "-k", str(ROOT / "manifests" / "base"))
     uri = host_services.start_mlflow()
@@ -49,7 +50,9 @@ def up() -> int:
         "-n", "kubeflow", "wait", "--for=condition=Available", "deployment",
         "katib-controller", "katib-db-manager", "--timeout=5s", check=False).returncode == 0,
         timeout=240)
-    print(f"cluster up in {time.monotonic() - started:.0f} s: Kubernetes, Katib, MLflow at {uri}")
+    trainer.wait()
+    print(f"cluster up in {time.monotonic() - started:.0f} s: Kubernetes, Katib, Trainer, "
+          f"MLflow at {uri}")
     print(f"export KUBECONFIG={KUBECONFIG}")
     return 0
 

@@ -16,6 +16,8 @@ VENV = ROOT / ".venv"
 
 KUBERNETES_VERSION = "v1.34.4"
 KATIB_VERSION = "v0.19.0"
+TRAINER_VERSION = "v2.3.0"
+JOBSET_VERSION = "v0.12.0"  # the version Trainer v2.3.0 requires
 
 # The pod network: a bridge on the host, one address per pod (the node agent's). The host is
 # .1 there, where pods reach the API server, and the host's PostgreSQL and MLflow.

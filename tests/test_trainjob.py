@@ -255,6 +255,7 @@ def test_a_two_node_trial_is_one_trial_and_matches_one_node(mlflow_server, tmp_p
     (run,) = client.search_runs([parent.info.experiment_id],
                                 f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert run.info.status == "FINISHED" and run.data.tags["katib.trial"] == two.name
+    assert run.data.tags["nasflow.workers"] == "2"
     assert run.data.metrics["Validation-Accuracy"] == pytest.approx(final_two)
     models = client.search_logged_models([parent.info.experiment_id])
     assert [m.source_run_id for m in models] == [run.info.run_id]

@@ -23,4 +23,5 @@ GENOTYPE: Final = "nasflow.genotype"
 FAILURE_REASON: Final = "nasflow.failure_reason"
 VARIANT: Final = "nasflow.variant"  # float32 | float16 | int8-dynamic | int8-full | pruned-P | ...
 SOURCE_MODEL: Final = "nasflow.source_model"  # models:/NAME/VERSION a variant was made from
+WORKERS: Final = "nasflow.workers"  # processes that trained it (a TrainJob's numNodes)
 CHECKPOINT_LINEAGE: Final = "nasflow.checkpoint_lineage"  # trials whose weights it went on from

@@ -110,6 +110,7 @@ class TrialRun:
         self.args = args
         self.data = data
         self.chief = workers is None or workers.chief
+        self.workers = 1 if workers is None else workers.count
         self.strategy = strategy
         self.started = time.perf_counter()
         self.experiment = args.experiment_name or "nasflow"
@@ -140,7 +141,7 @@ class TrialRun:
         signal.signal(signal.SIGTERM, _raise_terminated)
         base = {tags.EXPERIMENT: self.experiment, tags.TRIAL: self.trial,
                 tags.NAMESPACE: _namespace(self.args), tags.DATASET: self.data.name,
-                **digest_tags(self.data)}
+                tags.WORKERS: str(self.workers), **digest_tags(self.data)}
         if self.args.algorithm:
             base[tags.ALGORITHM] = self.args.algorithm
         self.tracker.start(self.trial, os.environ.get("MLFLOW_PARENT_RUN_ID") or None,

@@ -2,20 +2,21 @@
 here). A pod's container runs the table's command unless the pod gives its own, in the table's
 working folder, with the image's environment under the pod's, as a runtime would.
 
-| image (any registry, any tag)            | runs                                            |
-|------------------------------------------|-------------------------------------------------|
-| nasflow-trial, nasflow-trial-gpu         | the Dockerfile target's ENTRYPOINT in ``.venv`` |
-| nasflow-pipeline, nasflow-suggestion,    | the same, for the targets pipeline, suggestion, |
-| nasflow-earlystopping, nasflow-mlflow    | earlystopping, mlflow                           |
-| ghcr.io/kubeflow/katib/katib-controller  | ``.devcluster/bin/katib-controller``            |
-| ghcr.io/kubeflow/katib/katib-db-manager  | ``.devcluster/bin/katib-db-manager``            |
-| ghcr.io/kubeflow/katib/file-metrics-collector | ``.devcluster/bin/file-metricscollector``  |
+| image (any registry, any tag)         | runs                                          |
+|---------------------------------------|-----------------------------------------------|
+| nasflow-trial, nasflow-trial-gpu      | the Dockerfile target's ENTRYPOINT in .venv   |
+| nasflow-pipeline, nasflow-suggestion, | the same, for the targets pipeline,           |
+| nasflow-earlystopping, nasflow-mlflow | suggestion, earlystopping, mlflow             |
+| ghcr.io/kubeflow/katib/katib-controller, katib-db-manager, file-metrics-collector;        |
+| ghcr.io/kubeflow/trainer/trainer-controller-manager; registry.k8s.io/jobset/jobset:       |
+|                                       | the binaries in .devcluster/bin (GO_BINARIES) |
 
 ``.venv`` (``make install``) holds every extra of nasflow, so each nasflow image runs there with
 its own ENTRYPOINT, CMD and ENV from the Dockerfile, and the repository folders the Dockerfile
 copies into it (``COPY manifests /app/manifests``) mounted read-only where the image has them.
-Katib's images run the binaries ``make cluster-build`` built from Katib's release, in the
-folder that plays their ``/app``.
+Katib's, Trainer's and JobSet's images run the binaries ``make cluster-build`` built from their
+releases, mounted where their Dockerfiles put them (``/app/katib-controller``, ``/manager``),
+since a pod may name that path as its command (JobSet's Deployment runs ``/manager``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,16 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NASFLOW_TARGETS = {"nasflow-trial": "trial", "nasflow-trial-gpu": "trial-gpu",
                    "nasflow-pipeline": "pipeline", "nasflow-suggestion": "suggestion",
                    "nasflow-earlystopping": "earlystopping", "nasflow-mlflow": "mlflow"}
-KATIB_BINARIES = {"ghcr.io/kubeflow/katib/katib-controller": "katib-controller",
-                  "ghcr.io/kubeflow/katib/katib-db-manager": "katib-db-manager",
-                  "ghcr.io/kubeflow/katib/file-metrics-collector": "file-metricscollector"}
+# image -> (binary in .devcluster/bin, where the image's Dockerfile puts it: its ENTRYPOINT)
+GO_BINARIES = {
+    "ghcr.io/kubeflow/katib/katib-controller": ("katib-controller", "/app/katib-controller"),
+    "ghcr.io/kubeflow/katib/katib-db-manager": ("katib-db-manager", "/app/katib-db-manager"),
+    "ghcr.io/kubeflow/katib/file-metrics-collector": ("file-metricscollector",
+                                                      "/app/file-metricscollector"),
+    "ghcr.io/kubeflow/trainer/trainer-controller-manager": ("trainer-controller-manager",
+                                                            "/manager"),
+    "registry.k8s.io/jobset/jobset": ("jobset-controller", "/manager"),
+}
 
 
 class UnknownImage(LookupError):
@@ -58,9 +66,10 @@ def repository(reference: str) -> str:
 
 def resolve(reference: str) -> Image:
     name = repository(reference)
-    if name in KATIB_BINARIES:
-        return Image(entrypoint=[str(BIN / KATIB_BINARIES[name])],
-                     env={"PATH": SYSTEM_PATH}, workdir=str(BIN))
+    if name in GO_BINARIES:
+        binary, path = GO_BINARIES[name]
+        return Image(entrypoint=[path], env={"PATH": SYSTEM_PATH},
+                     workdir=path.rsplit("/", 1)[0] or "/", files={path: str(BIN / binary)})
     target = NASFLOW_TARGETS.get(name.rsplit("/", 1)[-1])
     if target is None:
         raise UnknownImage(f"image {reference!r} is not in the node agent's table "
