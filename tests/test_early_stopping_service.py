@@ -125,7 +125,7 @@ def test_a_restarted_service_gives_the_same_rules(searched, db, fake):
 
 
 def test_set_trial_status_marks_the_trial_early_stopped(service, fake):
-    name = RECORDED["trials"][0]["name"]
+    name = RECORDED["trials"][0]["metadata"]["name"]
     stub(service).SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name=name), timeout=30)
     conditions = fake.objects[("trials", NS, name)]["status"]["conditions"]
     assert conditions[-1]["type"] == "EarlyStopped"
@@ -185,7 +185,7 @@ def test_katibs_own_stubs_get_the_engines_rules_and_stop_a_trial(searched, db, s
     doc, trials = searched
     k = next(i for i, t in enumerate(trials) if t.rules)
     request = rules_request(doc, trials[:k], db[1])
-    name = RECORDED["trials"][1]["name"]
+    name = RECORDED["trials"][1]["metadata"]["name"]
     script = tmp_path / "katib_client.py"
     script.write_text(KATIB_CLIENT)
     done = subprocess.run([str(KATIB_VENV), str(script), str(service),
@@ -210,7 +210,7 @@ def test_submit_needs_the_early_stopping_service_registered(cli, tmp_path, capsy
 
     doc = copy.deepcopy(MANIFEST)
     doc["metadata"]["name"] = doc["spec"]["trialTemplate"]["trialSpec"]["metadata"]["labels"][
-        "katib.kubeflow.org/experiment"] = "asha-digits"
+        "katib.kubeflow.org/experiment"] = "asha-random-digits"
     doc["spec"]["earlyStopping"] = {"algorithmName": "asha", "algorithmSettings": [
         {"name": "min_resource", "value": "2"}]}
     path = tmp_path / "asha.yaml"
@@ -224,5 +224,5 @@ def test_submit_needs_the_early_stopping_service_registered(cli, tmp_path, capsy
     config = yaml.safe_load((ROOT / "manifests/suggestion/katib-config.yaml").read_text())
     cli.add("configmaps", config)
     assert main(["submit", str(path)]) == 0
-    submitted = cli.objects[("experiments", NS, "asha-digits")]
+    submitted = cli.objects[("experiments", NS, "asha-random-digits")]
     assert submitted["spec"]["earlyStopping"]["algorithmName"] == "asha"

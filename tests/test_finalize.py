@@ -29,10 +29,18 @@ from pipeline.promotion.registry import Registry
 from pipeline.retraining import ConfigError, PipelineConfig
 from tests.conftest import ROOT
 from tests.fake_kube import PATH, event
-from tests.recorded_katib import MANIFEST, MANIFEST_PATH, NS, RECORDED, experiment, trial
+from tests.recorded_katib import (
+    MANIFEST,
+    MANIFEST_PATH,
+    NS,
+    RECORDED,
+    experiment,
+    outcome,
+    trials,
+)
 from tests.test_promotion import optimal, trial_run
 
-# what the recorded trials leave out: every trial parameter of random-digits.yaml has a value
+# a full assignment of random-digits.yaml's parameters, less the three candidate() sets
 FULL = {"kernel_size": "3", "pooling": "max", "batch_norm": "true", "dense_units": "0",
         "dropout": "0.1", "optimizer": "adam", "batch_size": "64"}
 
@@ -121,7 +129,7 @@ def test_the_splits_each_role_trains_and_tests_on():
 # ---- rendering the final Job -----------------------------------------------------------------
 
 def katib_experiment(name: str = "random-digits-261128020000") -> V1beta1Experiment:
-    obj = experiment("experimentSucceeded", name=name)
+    obj = experiment("experiment", name=name)
     obj["metadata"]["uid"] = "uid-1234"
     return V1beta1Experiment.from_dict(obj)
 
@@ -133,7 +141,7 @@ def test_final_job_is_the_trial_template_plus_the_final_flags(fake):
     run = FinalRun("random-digits-261128020000", candidate("random-digits-x7k2m9qp"), FINAL, 0,
                    Schedule(), "nasflow-digits")
     job = runner.job(run)
-    template = MANIFEST["spec"]["trialTemplate"]["trialSpec"]
+    template = RECORDED["experiment"]["spec"]["trialTemplate"]["trialSpec"]
     assert job["metadata"]["name"] == run.name
     assert job["metadata"]["labels"] == {"nasflow.dev/finalize": "random-digits-261128020000",
                                          "nasflow.dev/role": "final"}  # no katib.kubeflow.org/
@@ -149,7 +157,7 @@ def test_final_job_is_the_trial_template_plus_the_final_flags(fake):
     for key in ("resources", "env", "securityContext", "volumeMounts"):
         assert container[key] == source[key]
     assert container["command"][:6] == ["python", "-m", "trial_image", "--dataset=digits",
-                                        "--epochs=15", "--num-blocks=2"]
+                                        "--epochs=4", "--num-blocks=2"]  # recorded: made small
     assert container["command"][-len(run.flags()):] == run.flags()
 
     other = copy.deepcopy(MANIFEST)
@@ -215,26 +223,23 @@ class Kubelet:
 
 
 def searched(fake, mlflow_server, run_spec: dict | None = None):
-    """The watch script of the experiment: Katib ran the recorded trials (full assignments),
-    as Jobs or as ``run_spec`` says."""
+    """The watch script of the experiment: Katib ran the recorded trials, as Jobs or as
+    ``run_spec`` says."""
 
     def trials_finish(fake, name):
         created = fake.objects[("experiments", NS, name)]
-        done = experiment("experimentSucceeded", name=name, version="900",
+        done = experiment("experiment", name=name, version="900",
                           labels=created["metadata"]["labels"])
         done["metadata"]["uid"] = created["metadata"]["uid"]
         done["spec"] = created["spec"]
         fake.objects[("experiments", NS, name)] = done
-        for entry in RECORDED["trials"]:
-            entry = {**entry, "name": entry["name"].replace("random-digits", name),
-                     "parameterAssignments": {**entry["parameterAssignments"], **FULL}}
-            obj = trial(entry)
-            obj["metadata"]["labels"]["katib.kubeflow.org/experiment"] = name
+        for obj in trials():
+            obj = yaml.safe_load(yaml.safe_dump(obj).replace("random-digits", name))
             if run_spec:
                 obj["spec"].update(runSpec=run_spec, primaryContainerName="node")
             fake.add("trials", obj)
-            if entry["conditions"][-1]["type"] == "Succeeded":
-                trial_run(mlflow_server.uri, name, entry["name"], 0.97, namespace=NS)
+            if outcome(obj) == "Succeeded":
+                trial_run(mlflow_server.uri, name, obj["metadata"]["name"], 0.97, namespace=NS)
         return [event("MODIFIED", done)]
 
     return trials_finish
@@ -255,8 +260,10 @@ def test_pipeline_trains_the_final_model_as_jobs_and_promotes_it(cli, mlflow_ser
     kubelet = Kubelet(cli, mlflow_server.uri, tmp_path)
     cli.watch_script = [searched(cli, mlflow_server)] + [kubelet.watch] * 4
     model = f"final-{uuid.uuid4().hex[:6]}"
+    # the recorded trials' sgd and rmsprop need more than 2 epochs to pass the accuracy gate
     code = main(["pipeline", "--config", pipeline_config(tmp_path, model, gates={
-        "minAccuracy": 0.3, "maxParameters": 10_000_000}, compress={
+        "minAccuracy": 0.3, "maxParameters": 10_000_000}, finalize={
+        "topK": 2, "seeds": 1, "epochs": 12}, compress={
         "variants": "int8-full", "maxAccuracyDrop": 100}), "--tracking-uri", mlflow_server.uri,
         "--output", "json"])
     err = capsys.readouterr()
@@ -267,7 +274,7 @@ def test_pipeline_trains_the_final_model_as_jobs_and_promotes_it(cli, mlflow_ser
     # two selection Jobs (the two best succeeded trials), one final Job, then the new
     # champion's compression Job
     jobs = {n: obj for (plural, _, n), obj in cli.objects.items() if plural == "jobs"}
-    assert sorted(jobs) == sorted(kubelet.started) and len(jobs) == 4
+    assert sorted(jobs) == sorted(kubelet.started) and len(jobs) == 4, json.dumps(result)[-3000:]
     compress = jobs.pop(kubelet.started.pop())
     assert compress["metadata"]["labels"]["nasflow.dev/compress"] == name
     assert compress["spec"]["template"]["spec"]["containers"][0]["command"][:4] == [
@@ -276,7 +283,7 @@ def test_pipeline_trains_the_final_model_as_jobs_and_promotes_it(cli, mlflow_ser
     assert roles == ["selection", "selection", "final"]
     sources = [next(a for a in jobs[n]["spec"]["template"]["spec"]["containers"][0]["command"]
                     if a.startswith("--source-trial=")) for n in kubelet.started]
-    assert sources[:2] == [f"--source-trial={name}-f9n3c7lv", f"--source-trial={name}-x7k2m9qp"]
+    assert sources[:2] == [f"--source-trial={name}-6d197746", f"--source-trial={name}-80e5347f"]
     for job in jobs.values():
         assert job["metadata"]["ownerReferences"][0]["uid"] == \
             cli.objects[("experiments", NS, name)]["metadata"]["uid"]
@@ -289,7 +296,7 @@ def test_pipeline_trains_the_final_model_as_jobs_and_promotes_it(cli, mlflow_ser
                                                         compress["metadata"]["name"]]]
 
     final = result["final"]
-    assert final["winner"] in (f"{name}-f9n3c7lv", f"{name}-x7k2m9qp")
+    assert final["winner"] in (f"{name}-6d197746", f"{name}-80e5347f")
     assert sources[2] == f"--source-trial={final['winner']}"
     assert [row["run"] for row in final["selection"]] == kubelet.started[:2]
     client = MlflowClient(mlflow_server.uri)
