@@ -4,6 +4,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -71,22 +72,33 @@ def wire_example(key: str) -> str:
 SERVER_WORDS = (b"mlflow server", b"mlflow.server", b"huey", b"models serve", b"scoring_server")
 
 
+SESSION_MARK = "NASFLOW_TEST_SESSION"
+
+
 def _server_processes() -> dict[int, str]:
-    """pid -> command line of every process running MLflow (servers, their workers, huey)."""
+    """pid -> command line of every process of this test session (its environment carries the
+    session's mark, inherited by whatever the tests start, orphans included) running MLflow
+    (servers, their workers, huey). Another session's servers (a second suite, CI's) are not
+    this one's."""
+    mark = f"{SESSION_MARK}={os.environ.get(SESSION_MARK, '')}".encode()
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            if not any(word in cmdline for word in SERVER_WORDS):
+                continue
+            if mark not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
         except OSError:
             continue
-        if any(word in cmdline for word in SERVER_WORDS):
-            found[int(entry.name)] = cmdline.decode(errors="replace")[:200]
+        found[int(entry.name)] = cmdline.decode(errors="replace")[:200]
     return found
 
 
 def pytest_sessionstart(session):
+    os.environ[SESSION_MARK] = uuid.uuid4().hex
     session.config._servers_before = set(_server_processes())
 
 
