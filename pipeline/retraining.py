@@ -1,10 +1,10 @@
 """``nasflow pipeline --config FILE``: the scheduled retraining job (the CronJob runs it).
 
 One run: render the experiment under a unique name -> submit it to Katib -> wait for it ->
-final training of its best trials as Jobs (:mod:`pipeline.finalize`) -> promote the final model
-if it passes the gates and beats the champion on the same test split -> compress a new champion
-as a Job (:mod:`pipeline.compression`) -> delete this pipeline's older finished experiments
-beyond ``retention``. The config file (YAML)::
+the story of :mod:`pipeline.lifecycle` on the cluster (final training of its best trials as
+Jobs, promotion through the gates against the champion on the same test split, compression of
+the champion as a Job) -> delete this pipeline's older finished experiments beyond
+``retention``. The config file (YAML)::
 
     experiment: random-digits.yaml   # the Experiment manifest; relative: to the config file
     name: random-digits        # prefix of the unique names and the pipeline label (optional)
@@ -13,6 +13,8 @@ beyond ``retention``. The config file (YAML)::
     model: nasflow-digits      # registered model; default: the prefix
     minImprovement: 0.002      # champion moves only when better by this much
     metric: Test-Accuracy      # optional: compare on this run metric instead of the objective
+                               #   (with final training: instead of the final run's test measure)
+    minimizeMetric: false      # with metric: lower is better
     timeoutSeconds: 7200
     retention: 5               # finished experiments of this pipeline to keep (>= 1)
     finalize:                  # final training (default: on, these values); false: promote the
@@ -45,17 +47,16 @@ import yaml
 from pipeline.cluster.client import KatibClient, condition, finished
 from pipeline.cluster.reconcile import end_orphaned_runs
 from pipeline.cluster.render import render, slug, unique_name
-from pipeline.compression import CompressionPlan, compress_model, run_on_cluster
-from pipeline.finalize import finalize_on_katib
+from pipeline.compression import CompressionPlan
 from pipeline.finalize.plan import Schedule
 from pipeline.katib import safe_yaml
+from pipeline.katib.status import ExperimentCondition
+from pipeline.lifecycle import Decisions, KatibPlace, tell
 from pipeline.promotion.gates import Gates
-from pipeline.promotion.optimal_trial import from_katib
-from pipeline.promotion.registry import Registry
 
 PIPELINE_LABEL = "nasflow.dev/pipeline"
 FIELDS = {"experiment", "name", "namespace", "trialImage", "model", "minImprovement", "metric",
-          "timeoutSeconds", "retention", "finalize", "gates", "compress"}
+          "minimizeMetric", "timeoutSeconds", "retention", "finalize", "gates", "compress"}
 SCHEDULE_FIELDS = {"topK": "top_k", "seeds": "seeds", "epochs": "epochs",
                    "lrSchedule": "lr_schedule", "augment": "augment"}
 GATE_FIELDS = {"minAccuracy": "min_accuracy", "maxLatencyMs": "max_latency_ms",
@@ -76,6 +77,7 @@ class PipelineConfig:
     trial_image: str | None = None
     min_improvement: float = 0.0
     metric: str | None = None
+    minimize_metric: bool = False
     timeout: float = 7200.0
     retention: int = 5
     schedule: Schedule | None = field(default_factory=Schedule)  # None: no final training
@@ -85,6 +87,13 @@ class PipelineConfig:
     @property
     def label(self) -> str:
         return slug(self.prefix, 63)
+
+    @property
+    def decisions(self) -> Decisions:
+        """What the run decides with: the fields ``nasflow run``'s flags give locally."""
+        return Decisions(self.model, self.schedule, min_improvement=self.min_improvement,
+                         metric=self.metric, maximize=not self.minimize_metric,
+                         gates=self.gates, compress=self.compress)
 
     @classmethod
     def load(cls, path: Path) -> PipelineConfig:
@@ -114,6 +123,7 @@ class PipelineConfig:
                 experiment=experiment, prefix=str(prefix), model=str(raw.get("model") or prefix),
                 namespace=raw.get("namespace"), trial_image=raw.get("trialImage"),
                 min_improvement=float(raw.get("minImprovement", 0.0)), metric=raw.get("metric"),
+                minimize_metric=_flag(path, raw, "minimizeMetric"),
                 timeout=float(raw.get("timeoutSeconds", 7200)),
                 retention=int(raw.get("retention", 5)),
                 schedule=_section(path, raw, "finalize", SCHEDULE_FIELDS, Schedule),
@@ -124,6 +134,13 @@ class PipelineConfig:
         if config.retention < 1:
             raise ConfigError(f"{path}: retention must be >= 1 (the run just finished is kept)")
         return config
+
+
+def _flag(path: Path, raw: dict[str, Any], key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: {key}: {value!r} is not true or false")
+    return value
 
 
 def _section(path: Path, raw: dict[str, Any], key: str, fields: dict[str, str], kind: type
@@ -196,33 +213,20 @@ def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClien
                               "conditions": [c.to_dict() for c in
                                              experiment.status.conditions or []]}
     optimal = experiment.status.current_optimal_trial
-    registry = Registry(tracking_uri, config.model, retry_seconds)
-    result["final"] = result["compression"] = None
-    if optimal is None or not optimal.best_trial_name:
+    result["final"] = result["promotion"] = result["compression"] = None
+    if result["phase"] != ExperimentCondition.SUCCEEDED:  # as after nasflow run and submit
+        log(f"experiment {name} ended {result['phase']}: no final training, nothing promoted")
+    elif optimal is None or not optimal.best_trial_name:
         log(f"experiment {name} has no optimal trial; nothing to promote")
-        result["promotion"] = None
     else:
-        if config.schedule is not None:
-            final = finalize_on_katib(client, name, tracking_uri, config.model, config.schedule,
-                                      config.timeout, None, log, retry_seconds)
-            result["final"] = final.to_dict()
-            promoted = registry.final_trial(name, client.namespace, final.final_run)
-        else:
-            promoted = from_katib(experiment)
-        decision = registry.promote(promoted, config.min_improvement,
-                                    metric=None if config.schedule else config.metric,
-                                    gates=config.gates)
+        place = KatibPlace(client, name, tracking_uri, config.timeout, config.trial_image, log,
+                           retry_seconds)
+        outcome = tell(place, config.decisions, tracking_uri, log, retry_seconds)
+        decision = outcome.decision
         log(f"model {decision.model} version {decision.version}: {decision.decision} "
             f"(champion is version {decision.champion})"
             + (f": {decision.reason}" if decision.reason else ""))
-        result["promotion"] = decision.to_dict()
-        if config.compress is not None and decision.decision == "champion":
-            def on_cluster(flags: list[str], source: Any) -> None:
-                run_on_cluster(client, name, flags, config.timeout, config.trial_image, log)
-
-            variants = compress_model(registry, f"models:/{config.model}/{decision.version}",
-                                      config.compress, on_cluster, log, retry_seconds)
-            result["compression"] = [v.to_dict() for v in variants]
+        result.update(outcome.to_dict())
     result["deleted"] = prune(client, config, keep=name)
     if result["deleted"]:
         log(f"deleted {len(result['deleted'])} older experiment(s): "

@@ -263,6 +263,7 @@ def test_pipeline_submits_waits_promotes_and_prunes(cli, mlflow_server, tmp_path
         """Katib runs the trials; the best one logs its run to MLflow."""
         trial_run(mlflow_server.uri, name, f"{name}-6d197746", 0.4618, namespace=NS)
         done = experiment("experiment", name=name, version="900", labels=label)
+        fake.objects[("experiments", NS, name)] = done  # what a GET reads from now on
         return [event("MODIFIED", done)]
 
     cli.watch_script = [trials_finish]

@@ -229,7 +229,7 @@ def searched(fake, mlflow_server, run_spec: dict | None = None):
     def trials_finish(fake, name):
         created = fake.objects[("experiments", NS, name)]
         done = experiment("experiment", name=name, version="900",
-                          labels=created["metadata"]["labels"])
+                          labels=created["metadata"].get("labels"))
         done["metadata"]["uid"] = created["metadata"]["uid"]
         done["spec"] = created["spec"]
         fake.objects[("experiments", NS, name)] = done

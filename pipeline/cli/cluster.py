@@ -4,6 +4,7 @@ A cluster failure exits 1 with one line saying what to do."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from datetime import UTC, datetime
@@ -22,8 +23,10 @@ from pipeline.cli.common import (
     load_experiment,
     mlflow_retry_flag,
     print_json,
+    tracking_uri,
 )
-from pipeline.cli.promote import promote_trial, promotion_flags
+from pipeline.cli.finalize import schedule_flags
+from pipeline.cli.promote import promotion_flags
 
 
 def _progress(experiment: Any) -> dict[str, Any]:
@@ -81,7 +84,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from pipeline.cluster.client import condition
     from pipeline.cluster.render import RenderError, render
     from pipeline.katib.status import ExperimentCondition
-    from pipeline.promotion.optimal_trial import from_katib
 
     manifest = load_experiment(args.file, args.name)
     client = katib_client(args)
@@ -98,11 +100,41 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 0
     progress = Progress()
     experiment = client.wait(name, args.timeout, lambda e: _follow(e, progress))
-    _describe(experiment)
-    code = 0 if condition(experiment) == ExperimentCondition.SUCCEEDED else 1
+    if args.output == "text":  # --output json: stdout is the JSON alone
+        _describe(experiment)
+    if condition(experiment) != ExperimentCondition.SUCCEEDED:
+        return 1
     if args.promote:
-        code = max(code, promote_trial(args, from_katib(experiment)))
-    return code
+        _promote(args, client, name)
+    return 0
+
+
+def _promote(args: argparse.Namespace, client: Any, name: str) -> None:
+    """The story of :mod:`pipeline.lifecycle` on the cluster, as ``nasflow pipeline`` tells it:
+    final training as Jobs (unless --no-finalize), then promotion."""
+    from pipeline.cli.finalize import log, print_result, schedule_of
+    from pipeline.cli.promote import decision_line, decisions_of
+    from pipeline.finalize.errors import FinalizeError
+    from pipeline.lifecycle import KatibPlace, tell
+
+    uri = tracking_uri(args)
+    decisions = decisions_of(args, args.model or name,
+                             None if args.no_finalize else schedule_of(args))
+    place = KatibPlace(client, name, uri, args.timeout, args.image, log,
+                       args.mlflow_retry_seconds)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # MLflow prints its own progress
+            outcome = tell(place, decisions, uri, log, args.mlflow_retry_seconds)
+    except FinalizeError as exc:
+        raise type(exc)(f"{exc}; no final model was trained (to promote the search's optimal "
+                        f"trial itself: nasflow promote {name} --stage search)") from None
+    if args.output == "json":
+        print_json(outcome.to_dict())
+        return
+    if outcome.final:
+        print_result(outcome.final, "text")
+    print(decision_line(outcome.decision, outcome.promoted,
+                        args.metric or outcome.promoted.metric))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -187,11 +219,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", help="trial image for the primary container")
     p.add_argument("--wait", action="store_true", help="follow it until it ends")
     p.add_argument("--timeout", type=SECONDS, default=6 * 3600, help="seconds to wait")
-    p.add_argument("--promote", action="store_true", help="wait, then promote the best model")
+    p.add_argument("--promote", action="store_true",
+                   help="wait, train the best trials to a final model as Jobs, promote it (as "
+                   "`nasflow pipeline` does)")
+    p.add_argument("--no-finalize", action="store_true",
+                   help="with --promote: promote the search's optimal trial itself")
     p.add_argument("--output", choices=("text", "json"), default="text")
     custom_algorithms_flag(p)
     cluster_flags(p)
     promotion_flags(p)
+    schedule_flags(p)
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("status", help="conditions, trial counts and optimal trial",

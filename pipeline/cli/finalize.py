@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from pipeline.cli.common import (
     review_command,
     workdir,
 )
-from pipeline.cli.compress import compress, print_results
-from pipeline.cli.promote import decision_line, gates_of
+from pipeline.cli.compress import distillation_flags, print_results
+from pipeline.cli.promote import decision_line, decisions_of
 
 
 def schedule_flags(p: argparse.ArgumentParser) -> None:
@@ -60,19 +61,6 @@ def log(line: str) -> None:
     print(f"nasflow finalize: {line}", file=sys.stderr, flush=True)
 
 
-def finalize_local(search: Any, template: Any, args: argparse.Namespace, uri: str,
-                   pool: Any) -> Any:
-    from pipeline.finalize import finalize
-    from pipeline.finalize.runners import LocalRunner
-
-    spec = search.experiment.spec
-    runner = LocalRunner(template, search.namespace, args.workdir, uri,
-                         parallel=spec.parallel_trial_count or 3, pool=pool, log=log)
-    with contextlib.redirect_stdout(sys.stderr):
-        return finalize(search, runner, uri, args.model or search.name, schedule_of(args), log,
-                        args.mlflow_retry_seconds)
-
-
 def print_result(result: Any, output: str) -> None:
     if output == "json":
         print(json.dumps(result.to_dict(), indent=2))
@@ -90,34 +78,26 @@ def print_result(result: Any, output: str) -> None:
 
 def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict[str, Any],
                  pool: Any) -> int:
-    """``nasflow run --finalize --promote``: the whole story on the laptop, ending with the
-    champion's URI and the commands to review and serve it."""
-    from pipeline.finalize.candidates import from_state
-    from pipeline.promotion.optimal_trial import from_engine_state
-    from pipeline.promotion.registry import Registry, variants_of
+    """``nasflow run --finalize --promote --compress``: the story of :mod:`pipeline.lifecycle`
+    on the laptop, ending with the champion's URI and the commands to review and serve it."""
+    from pipeline.compression import CompressionPlan
+    from pipeline.lifecycle import LocalPlace, tell
+    from pipeline.promotion.registry import variants_of
 
     model = args.model or manifest.name
     args.model = model
-    result = None
-    if args.finalize:
-        result = finalize_local(from_state(args.workdir, manifest.name),
-                                manifest.experiment.spec.trial_template, args, uri, pool)
-    decision, optimal = None, None
-    if args.promote:
-        registry = Registry(uri, model, args.mlflow_retry_seconds)
-        optimal = (registry.final_trial(manifest.name, "default", result.final_run) if result
-                   else from_engine_state(args.workdir, manifest.name))
-        with contextlib.redirect_stdout(sys.stderr):
-            decision = registry.promote(optimal, args.min_improvement, metric=args.metric,
-                                        maximize=not args.minimize_metric, gates=gates_of(args))
-    variants = None
-    if args.compress and decision is not None:  # the champion's variants (made once each)
-        variants = compress(args, uri, f"models:/{model}@champion", log)
+    decisions = replace(decisions_of(
+        args, model, schedule_of(args) if args.finalize else None,
+        CompressionPlan(args.variants, args.max_accuracy_drop) if args.compress else None),
+        distillation=distillation_flags(args))
+    place = LocalPlace(manifest.name, args.workdir, manifest.experiment.spec.trial_template, uri,
+                       log, args.mlflow_retry_seconds, pool)
+    with contextlib.redirect_stdout(sys.stderr):  # MLflow prints its own progress
+        outcome = tell(place, decisions, uri, log, args.mlflow_retry_seconds)
+    result, decision, optimal, variants = (outcome.final, outcome.decision, outcome.promoted,
+                                           outcome.variants)
     if args.output == "json":
-        print(json.dumps({"search": status, "final": result.to_dict() if result else None,
-                          "promotion": decision.to_dict() if decision else None,
-                          "compression": [v.to_dict() for v in variants]
-                          if variants is not None else None}, indent=2))
+        print(json.dumps({"search": status, **outcome.to_dict()}, indent=2))
         return 0
     if result:
         print_result(result, "text")
@@ -139,18 +119,26 @@ def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:
+    """The story of :mod:`pipeline.lifecycle` up to the final model, on either engine."""
     from pipeline.engine.trial import WarmPool
     from pipeline.finalize.candidates import from_state
+    from pipeline.lifecycle import Decisions, KatibPlace, LocalPlace, tell
     from trial_image.contract import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
+    decisions = Decisions(args.model or args.experiment, schedule_of(args), promote=False)
     search = local_run(args, from_state)
-    if search is not None:
-        template = _local_template(search, args.file)
-        with WarmPool() as pool:
-            result = finalize_local(search, template, args, uri, pool)
-    else:
-        result = _finalize_on_katib(args, uri)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        if search is not None:
+            template = _local_template(search, args.file)
+            pool = stack.enter_context(WarmPool())
+            place: Any = LocalPlace(search.name, args.workdir, template, uri, log,
+                                    args.mlflow_retry_seconds, pool)
+        else:
+            place = KatibPlace(katib_client(args), args.experiment, uri, args.timeout,
+                               args.image, log, args.mlflow_retry_seconds)
+        result = tell(place, decisions, uri, log, args.mlflow_retry_seconds).final
     print_result(result, args.output)
     return 0
 
@@ -170,16 +158,6 @@ def _local_template(search: Any, file: Path | None) -> Any:
         raise UsageError(f"the stored manifest of {search.name!r} has literal env values, which "
                          "nasflow does not keep: give the manifest with --file")
     return template
-
-
-def _finalize_on_katib(args: argparse.Namespace, uri: str) -> Any:
-    from pipeline.finalize import finalize_on_katib
-
-    client = katib_client(args)
-    with contextlib.redirect_stdout(sys.stderr):
-        return finalize_on_katib(client, args.experiment, uri, args.model or args.experiment,
-                                 schedule_of(args), args.timeout, args.image, log,
-                                 args.mlflow_retry_seconds)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -33,6 +33,17 @@ def gates_of(args: argparse.Namespace) -> Any:
         raise UsageError(f"--gate: {exc}") from None
 
 
+def decisions_of(args: argparse.Namespace, model: str, schedule: Any,
+                 compress: Any = None) -> Any:
+    """The :class:`pipeline.lifecycle.Decisions` of the promotion flags (``decision_flags``),
+    the same fields a ``nasflow pipeline`` config gives."""
+    from pipeline.lifecycle import Decisions
+
+    return Decisions(model, schedule, promote=getattr(args, "promote", True),
+                     min_improvement=args.min_improvement, metric=args.metric,
+                     maximize=not args.minimize_metric, gates=gates_of(args), compress=compress)
+
+
 def promote_trial(args: argparse.Namespace, optimal: Any, registry: Any = None) -> int:
     from pipeline.promotion.registry import Registry
 

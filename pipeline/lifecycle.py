@@ -1,0 +1,165 @@
+"""The model's life after its search, told once: final training -> promotion -> compression.
+
+``nasflow run --finalize --promote --compress`` (the embedded engine, trials as local
+processes), ``nasflow pipeline`` (the CronJob) and ``nasflow submit --promote`` (Katib, Jobs)
+all tell it through :func:`tell`. What they share is decided here, the same everywhere:
+
+1. **Final training** (:mod:`pipeline.finalize`) of the search's best trials when
+   :attr:`Decisions.schedule` is set; the final run is what is promoted. Without a schedule the
+   search's optimal trial itself is promoted.
+2. **Promotion** (:mod:`pipeline.promotion`): registered, judged by the gates, compared with the
+   champion on :attr:`Decisions.metric` (default: the objective, or the final run's test
+   measure) in :attr:`Decisions.maximize`'s direction.
+3. **Compression** (:mod:`pipeline.compression`) of whichever version is champion after the
+   decision, each variant made once: a champion whose variants a failed or skipped run did not
+   make gets them from the next.
+
+Only where the work runs differs: a :class:`Workplace`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.compression import CompressionPlan, compress_model, run_locally, run_on_cluster
+from pipeline.finalize import FinalResult, finalize, finalize_on_katib
+from pipeline.finalize.plan import Schedule
+from pipeline.promotion.gates import Gates
+from pipeline.promotion.optimal_trial import OptimalTrial
+from pipeline.promotion.registry import Decision, Registry
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """How a run of the story decides: the same fields for every command."""
+
+    model: str  # the registered model
+    schedule: Schedule | None = field(default_factory=Schedule)  # None: no final training
+    promote: bool = True  # False: stop after final training
+    min_improvement: float = 0.0
+    metric: str | None = None  # compare on this run metric instead of the objective
+    maximize: bool | None = None  # with ``metric``: its direction (None: higher is better)
+    gates: Gates = field(default_factory=Gates)
+    compress: CompressionPlan | None = None  # None: no compression
+    distillation: Sequence[str] = ()  # extra flags of the distilled variant
+
+
+class Workplace(Protocol):
+    """Where a finished search is, and where its final training and compression run."""
+
+    experiment: str
+    namespace: str
+
+    def optimal(self) -> OptimalTrial:
+        """The search's own optimal trial."""
+
+    def finalize(self, schedule: Schedule, model: str) -> FinalResult:
+        """Final training of the search's best trials."""
+
+    def compress(self, flags: list[str], source_run: Any) -> None:
+        """``python -m trial_image compress FLAGS`` where training runs."""
+
+
+@dataclass
+class Outcome:
+    final: FinalResult | None = None
+    promoted: OptimalTrial | None = None  # what was registered: the final run or the trial
+    decision: Decision | None = None
+    variants: list[Any] | None = None  # None: compression off or no champion
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"final": self.final.to_dict() if self.final else None,
+                "promotion": self.decision.to_dict() if self.decision else None,
+                "compression": None if self.variants is None
+                else [v.to_dict() for v in self.variants]}
+
+
+def tell(place: Workplace, decisions: Decisions, tracking_uri: str,
+         log: Callable[[str], None], retry_seconds: float) -> Outcome:
+    """Final training, promotion and compression of ``place``'s search, as ``decisions`` say."""
+    outcome = Outcome()
+    registry = Registry(tracking_uri, decisions.model, retry_seconds)
+    if decisions.schedule is not None:
+        outcome.final = place.finalize(decisions.schedule, decisions.model)
+    if not decisions.promote:
+        return outcome
+    outcome.promoted = (registry.final_trial(place.experiment, place.namespace,
+                                             outcome.final.final_run)
+                        if outcome.final else place.optimal())
+    decision = registry.promote(outcome.promoted, decisions.min_improvement,
+                                metric=decisions.metric, maximize=decisions.maximize,
+                                gates=decisions.gates)
+    outcome.decision = decision
+    if decisions.compress is not None and decision.champion:
+        outcome.variants = compress_model(
+            registry, f"models:/{decisions.model}@champion", decisions.compress, place.compress,
+            log, retry_seconds, decisions.distillation)
+    return outcome
+
+
+@dataclass
+class LocalPlace:
+    """A search of the embedded engine (``<workdir>/<experiment>``); final training and
+    compression as local processes (the search's warm workers, if it hands them over)."""
+
+    experiment: str
+    workdir: Path
+    template: Any  # the trial template final runs are made from
+    tracking_uri: str
+    log: Callable[[str], None]
+    retry_seconds: float
+    pool: Any = None
+    namespace: str = "default"
+
+    def optimal(self) -> OptimalTrial:
+        from pipeline.promotion.optimal_trial import from_engine_state
+
+        return from_engine_state(self.workdir, self.experiment)
+
+    def finalize(self, schedule: Schedule, model: str) -> FinalResult:
+        from pipeline.finalize.candidates import from_state
+        from pipeline.finalize.runners import LocalRunner
+
+        search = from_state(self.workdir, self.experiment)
+        runner = LocalRunner(self.template, search.namespace, self.workdir, self.tracking_uri,
+                             parallel=search.experiment.spec.parallel_trial_count or 3,
+                             pool=self.pool, log=self.log)
+        return finalize(search, runner, self.tracking_uri, model, schedule, self.log,
+                        self.retry_seconds)
+
+    def compress(self, flags: list[str], source_run: Any) -> None:
+        run_locally(flags, self.tracking_uri, self.log, self.workdir / "compress.log")
+
+
+@dataclass
+class KatibPlace:
+    """An experiment Katib ran; final training and compression as Jobs (or TrainJobs) of its
+    trial template, each followed for up to ``timeout`` s."""
+
+    client: Any  # pipeline.cluster.client.KatibClient
+    experiment: str
+    tracking_uri: str
+    timeout: float
+    image: str | None  # replaces the template's trial image
+    log: Callable[[str], None]
+    retry_seconds: float
+
+    @property
+    def namespace(self) -> str:
+        return self.client.namespace
+
+    def optimal(self) -> OptimalTrial:
+        from pipeline.promotion.optimal_trial import from_katib
+
+        return from_katib(self.client.get_experiment(self.experiment))
+
+    def finalize(self, schedule: Schedule, model: str) -> FinalResult:
+        return finalize_on_katib(self.client, self.experiment, self.tracking_uri, model,
+                                 schedule, self.timeout, self.image, self.log,
+                                 self.retry_seconds)
+
+    def compress(self, flags: list[str], source_run: Any) -> None:
+        run_on_cluster(self.client, self.experiment, flags, self.timeout, self.image, self.log)
