@@ -1,8 +1,9 @@
 """The model's life on Katib with the pipeline's own identity: ``nasflow submit --wait
---promote`` as the ServiceAccount ``nasflow-pipeline`` (its token, its Role from
-manifests/base: a verb missing there fails here), and ``nasflow pipeline`` run as the CronJob's
-Job (``kubectl create job --from=cronjob/nasflow-retrain``): search on Katib, final training and
-compression as Jobs, a champion in the host's MLflow registry."""
+--promote`` (the search, then final training as a Job) as the ServiceAccount
+``nasflow-pipeline`` (its token, its Role from manifests/base: a verb missing there fails here),
+and ``nasflow pipeline`` run as the CronJob's Job (``kubectl create job
+--from=cronjob/nasflow-retrain``): search on Katib, final training and compression as Jobs, a
+champion in the host's MLflow registry."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_submit_wait_promote_as_the_pipeline_service_account(cluster, tmp_path):
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "MLFLOW_TRACKING_URI": cluster.mlflow}
     done = subprocess.run([sys.executable, "-m", "pipeline", "submit", str(manifest), "-n",
                            cluster.namespace, "--wait", "--promote", "--model", model,
-                           "--timeout", "900"], cwd=ROOT, env=env, capture_output=True,
+                           "--top-k", "1", "--final-epochs", "2", "--timeout", "900"],
+                          cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=1000)
     try:
         assert done.returncode == 0, done.stdout + done.stderr
