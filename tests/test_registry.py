@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 import pytest
 
+from pipeline.katib.settings import Setting
 from pipeline.suggestion import create
 from pipeline.suggestion.base import Suggestion, TrialResult
 from pipeline.suggestion.registry import (
     Algorithm,
-    Setting,
     algorithms,
     markdown_table,
     register,

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.early_stopping import asha, medianstop
+from pipeline.early_stopping.asha import ASHA
 from pipeline.early_stopping.base import EarlyStopping
-from pipeline.suggestion.registry import Setting
+from pipeline.early_stopping.medianstop import MedianStop
 
-ALGORITHMS: dict[str, tuple[type[EarlyStopping], dict[str, Setting]]] = {
-    "medianstop": (medianstop.MedianStop, medianstop.SETTINGS),
-    "asha": (asha.ASHA, asha.SETTINGS),
-}
+ALGORITHMS: dict[str, type[EarlyStopping]] = {a.name: a for a in (MedianStop, ASHA)}
 KATIB_SHIPS = ("medianstop",)  # the others are served by nasflow's early-stopping service
 
 
@@ -24,5 +21,5 @@ def create(spec: Any) -> EarlyStopping | None:
         return None
     settings = {s.name: str(s.value) for s in es.algorithm_settings or []}
     objective = spec.objective
-    return ALGORITHMS[es.algorithm_name][0](settings, objective.objective_metric_name,
-                                            objective.type == "maximize")
+    return ALGORITHMS[es.algorithm_name](settings, objective.objective_metric_name,
+                                         objective.type == "maximize")

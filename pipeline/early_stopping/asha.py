@@ -21,15 +21,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline.early_stopping.base import Curve, EarlyStopping, Rule, best
-from pipeline.suggestion.registry import Setting
+from pipeline.katib.settings import Setting
 
-SETTINGS = {"min_resource": Setting("int", "1", low=1),
+_SETTINGS = {"min_resource": Setting("int", "1", low=1),
             "reduction_factor": Setting("int", "3", low=2),
             "max_resource": Setting("int", low=1)}
 
 
 class ASHA(EarlyStopping):
     name = "asha"
+    settings = _SETTINGS
 
     def __init__(self, settings: dict[str, str], objective: str, maximize: bool) -> None:
         super().__init__(settings, objective, maximize)

@@ -13,9 +13,11 @@ Katib's collector does, and an algorithm whose textbook form decides later than 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
+
+from pipeline.katib.settings import Setting
 
 COMPARISONS = ("less", "greater", "equal")
 
@@ -58,7 +60,8 @@ class Curve:
 
 
 class EarlyStopping(ABC):
-    name: ClassVar[str]
+    name: ClassVar[str]  # Katib's earlyStopping.algorithmName
+    settings: ClassVar[Mapping[str, Setting]]  # its algorithmSettings
 
     def __init__(self, settings: dict[str, str], objective: str, maximize: bool) -> None:
         self.objective, self.maximize = objective, maximize

@@ -12,15 +12,16 @@ from collections.abc import Sequence
 from statistics import fmean
 
 from pipeline.early_stopping.base import Curve, EarlyStopping, Rule
+from pipeline.katib.settings import Setting
 from pipeline.katib.status import TrialStatus
-from pipeline.suggestion.registry import Setting
 
-SETTINGS = {"min_trials_required": Setting("int", "3", low=1),
+_SETTINGS = {"min_trials_required": Setting("int", "3", low=1),
             "start_step": Setting("int", "4", low=1)}
 
 
 class MedianStop(EarlyStopping):
     name = "medianstop"
+    settings = _SETTINGS
 
     def __init__(self, settings: dict[str, str], objective: str, maximize: bool) -> None:
         super().__init__(settings, objective, maximize)

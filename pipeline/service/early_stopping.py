@@ -48,17 +48,7 @@ def problems_of(spec: Any) -> list[str]:
     if spec.algorithm_name not in served():
         return [f"earlyStopping.algorithmName: nasflow's early-stopping service serves "
                 f"{', '.join(served())}, not {spec.algorithm_name!r}"]
-    shaped = _EarlyStoppingSpec(spec)
-    return [str(p) for p in check_early_stopping(shaped)]
-
-
-class _EarlyStoppingSpec:
-    """A message's early-stopping spec in the shape the manifest checks read."""
-
-    def __init__(self, message: Any) -> None:
-        self.early_stopping = self
-        self.algorithm_name = message.algorithm_name
-        self.algorithm_settings = list(message.algorithm_settings)
+    return [str(p) for p in check_early_stopping(spec)]
 
 
 class EarlyStoppingService(api_pb2_grpc.EarlyStoppingServicer):
@@ -89,7 +79,7 @@ class EarlyStoppingService(api_pb2_grpc.EarlyStoppingServicer):
         experiment = experiment_of(request.experiment)
         objective = experiment.spec.objective.objective_metric_name
         settings = {s.name: s.value for s in spec.early_stopping.algorithm_settings}
-        algorithm = ALGORITHMS[spec.early_stopping.algorithm_name][0](
+        algorithm = ALGORITHMS[spec.early_stopping.algorithm_name](
             settings, objective, experiment.spec.objective.type == "maximize")
         with grpc.insecure_channel(request.db_manager_address) as channel:
             db = api_pb2_grpc.DBManagerStub(channel)

@@ -12,8 +12,9 @@ from typing import Any
 
 from pipeline.katib.manifest import Problem
 from pipeline.katib.search_space import darts_primitives
+from pipeline.katib.settings import Setting
 from pipeline.suggestion.base import Suggestion, TrialResult
-from pipeline.suggestion.registry import Algorithm, Setting
+from pipeline.suggestion.registry import Algorithm
 from trial_image.contract import DARTS_DEFAULTS, DARTS_PRIMITIVES
 
 

@@ -25,8 +25,9 @@ import numpy as np
 
 from pipeline.katib import search_space
 from pipeline.katib.manifest import Problem
+from pipeline.katib.settings import Setting
 from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
-from pipeline.suggestion.registry import Algorithm, Setting
+from pipeline.suggestion.registry import Algorithm
 
 _POSITIVE_OR_NONE = Setting("float", low=0, low_open=True, none_ok=True)
 # Katib's settings and defaults (docs/katib.md §1.4)

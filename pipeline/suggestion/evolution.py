@@ -25,9 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline.katib import search_space
+from pipeline.katib.settings import Setting
 from pipeline.suggestion import pareto
 from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
-from pipeline.suggestion.registry import Algorithm, Setting
+from pipeline.suggestion.registry import Algorithm
 
 
 class Evolution(Suggestion):

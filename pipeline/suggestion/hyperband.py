@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.katib.manifest import Problem
+from pipeline.katib.settings import Setting
 from pipeline.suggestion.base import WAIT, SearchContext, Suggestion, TrialResult
-from pipeline.suggestion.registry import Algorithm, Setting
+from pipeline.suggestion.registry import Algorithm
 
 
 class Hyperband(Suggestion):

@@ -29,9 +29,10 @@ from optuna.trial import TrialState
 
 from pipeline.katib.manifest import Problem
 from pipeline.katib.search_space import ENUMERATE_LIMIT, Space, key
+from pipeline.katib.settings import Setting
 from pipeline.suggestion import pareto
 from pipeline.suggestion.base import SearchContext, Suggestion, TrialResult
-from pipeline.suggestion.registry import Algorithm, Setting
+from pipeline.suggestion.registry import Algorithm
 
 HISTORY_FREE = ("random", "grid", "sobol")
 optuna.logging.set_verbosity(optuna.logging.WARNING)

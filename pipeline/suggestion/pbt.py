@@ -30,8 +30,9 @@ import numpy as np
 
 from pipeline.katib.manifest import Problem
 from pipeline.katib.search_space import Parameter
+from pipeline.katib.settings import Setting
 from pipeline.suggestion.base import WAIT, SearchContext, Seen, Suggestion, TrialResult
-from pipeline.suggestion.registry import Algorithm, Setting
+from pipeline.suggestion.registry import Algorithm
 
 
 class PBT(Suggestion):

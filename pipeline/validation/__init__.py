@@ -50,7 +50,7 @@ def validate(source: str, raw: dict[str, Any]) -> tuple[V1beta1Experiment | None
     problems += space
     problems += check_trial_template(spec, raw)
     problems += check_metrics_collector(spec, raw)
-    problems += check_early_stopping(spec)
+    problems += check_early_stopping(spec.early_stopping)
     if spec.resume_policy not in (None, "Never", "LongRunning", "FromVolume"):
         problems.append(Problem("spec.resumePolicy", "must be Never, LongRunning or FromVolume"))
     return experiment, problems

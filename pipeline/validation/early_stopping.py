@@ -8,15 +8,15 @@ from pipeline.early_stopping import ALGORITHMS
 from pipeline.katib.manifest import Problem
 
 
-def check_early_stopping(spec: Any) -> list[Problem]:
-    es = spec.early_stopping
+def check_early_stopping(es: Any) -> list[Problem]:
+    """``es``: an experiment's earlyStopping (None: none), or the services' request message."""
     if es is None:
         return []
     if es.algorithm_name not in ALGORITHMS:
         return [Problem("spec.earlyStopping.algorithmName",
                         f"must be one of {', '.join(ALGORITHMS)}, not {es.algorithm_name!r}")]
     out = []
-    checks = ALGORITHMS[es.algorithm_name][1]
+    checks = ALGORITHMS[es.algorithm_name].settings
     values = {}
     for i, setting in enumerate(es.algorithm_settings or []):
         where = f"spec.earlyStopping.algorithmSettings[{i}]"
