@@ -70,7 +70,7 @@ def make_sets(root: Path, counts: list[int], size: int) -> dict[int, Path]:
 
 
 def make_shards(folder: Path) -> Path:
-    from trial_image.data.shards import write_shards
+    from trial_image.data.shard_writer import write_shards
 
     out = folder.with_name(folder.name + "-shards")
     if not (out / "dataset.json").exists():

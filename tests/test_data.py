@@ -20,7 +20,7 @@ from tests.mlflow_server import free_port, stop_process_group
 from tests.shapes import CLASSES, write_folder
 from trial_image.data import load
 from trial_image.data.images import list_folder
-from trial_image.data.shards import write_shards
+from trial_image.data.shard_writer import write_shards
 from trial_image.data.splits import assign, position
 
 
@@ -303,7 +303,7 @@ def test_trials_starting_together_on_the_same_data_all_record_it(mlflow_server):
     from mlflow.entities import DatasetInput, InputTag
 
     from trial_image.data.lineage import mlflow_dataset
-    from trial_image.tracking import racing
+    from trial_image.mlflow_connection import racing
 
     client = MlflowClient(mlflow_server.uri)
     experiment = client.create_experiment(f"race-{uuid.uuid4().hex[:8]}")

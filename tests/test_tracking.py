@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException, RestException
 
 from tests.conftest import ROOT
 from trial_image.errors import TrackingError
-from trial_image.tracking import is_outage, retry
+from trial_image.mlflow_connection import is_outage, retry
 
 
 def _wrapped(cause: BaseException) -> MlflowException:

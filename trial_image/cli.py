@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["data"]:
-        from trial_image.data.shards import main as write_shards
+        from trial_image.data.shard_writer import main as write_shards
 
         return write_shards(argv[1:])
     if argv[:1] == ["compress"]:

@@ -23,9 +23,7 @@ from trial_image.distributed import NUM_NODES as NUM_NODES_ENV
 from trial_image.distributed import RANK as RANK_ENV
 from trial_image.errors import TrackingError, TrialError
 from trial_image.frontends.genotype import PRIMITIVES as DARTS_PRIMITIVES
-from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES
-from trial_image.tasks import TASKS, Task, task_of
-from trial_image.tracking import (
+from trial_image.mlflow_connection import (
     access_problem,
     default_tracking_uri,
     fail_fast_http,
@@ -36,6 +34,8 @@ from trial_image.tracking import (
     racing,
     retry,
 )
+from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES
+from trial_image.tasks import TASKS, Task, task_of
 from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
 
 __all__ = [

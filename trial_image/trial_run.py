@@ -105,7 +105,8 @@ class TrialRun:
         """``workers`` and ``strategy``: a trial of several processes
         (:mod:`trial_image.distributed`); only its chief reports and logs."""
         from trial_image.katib_metrics import MetricsReporter
-        from trial_image.tracking import Tracker, default_tracking_uri
+        from trial_image.mlflow_connection import default_tracking_uri
+        from trial_image.tracking import Tracker
 
         self.args = args
         self.data = data

@@ -176,7 +176,7 @@ class Source:
         from mlflow import MlflowClient
 
         from trial_image import data as datasets
-        from trial_image.tracking import default_tracking_uri, parse_model_uri, retry
+        from trial_image.mlflow_connection import default_tracking_uri, parse_model_uri, retry
 
         self.retry = lambda action, what: retry(action, what, retry_seconds)
         self.uri = uri
@@ -258,7 +258,7 @@ class Source:
         from trial_image.compress.pruning import compressed_size
         from trial_image.compress.pyfunc import log_model
         from trial_image.data.lineage import digest_tags, log_inputs
-        from trial_image.tracking import racing
+        from trial_image.mlflow_connection import racing
 
         model = litert.LiteRT(content)
         score = self._score(model.predict)
