@@ -119,11 +119,16 @@ class LocalPlace:
 
         return from_engine_state(self.workdir, self.experiment)
 
-    def finalize(self, schedule: Schedule, model: str) -> FinalResult:
+    def search(self) -> Any:
+        """The finished search's trials (:class:`pipeline.finalize.candidates.Search`)."""
         from pipeline.finalize.candidates import from_state
+
+        return from_state(self.workdir, self.experiment)
+
+    def finalize(self, schedule: Schedule, model: str) -> FinalResult:
         from pipeline.finalize.runners import LocalRunner
 
-        search = from_state(self.workdir, self.experiment)
+        search = self.search()
         runner = LocalRunner(self.template, search.namespace, self.workdir, self.tracking_uri,
                              parallel=search.experiment.spec.parallel_trial_count or 3,
                              pool=self.pool, log=self.log)

@@ -221,7 +221,7 @@ HP_BASES = [b for b in BASES if "nasConfig" not in BASES[b] and "darts" not in b
 def test_numeric_extremes_are_refused_or_run_in_bounded_memory_and_time(tmp_path, capsys,
                                                                         proposing_loop):
     """Huge, NaN and infinite bounds and steps, huge lists and counts: validate on every base
-    (NAS spaces too), run on the hyperparameter bases; each answer within 2 s, no traceback,
+    (NAS spaces too), run on the hyperparameter bases; each answer within 2 s of CPU, no traceback,
     and the process never grows by more than 200 MiB (a listed 1e26 range grew it to 23 GB)."""
     rng = random.Random(SEED + 21)
     results = {"validate": [0, 0], "run": [0, 0]}
@@ -235,9 +235,9 @@ def test_numeric_extremes_are_refused_or_run_in_bounded_memory_and_time(tmp_path
                 commands["run"] = ["run", str(path), "--no-mlflow", "--quiet", "--workdir",
                                    str(tmp_path / "w" / str(i))]
             for what, command in commands.items():
-                started = time.monotonic()
+                started = time.thread_time()  # CPU, not wall: what else runs is not nasflow's
                 code, _ = check(command, capsys)
-                assert time.monotonic() - started < 2.0, (command, base)
+                assert time.thread_time() - started < 2.0, (command, base)
                 results[what][code == 2] += 1
     assert rss.grown_mib < 200, rss.grown_mib
     assert min(results["validate"]) >= 10 and min(results["run"]) >= 5, results

@@ -1,12 +1,13 @@
 """The model's life told once (pipeline/lifecycle.py): ``nasflow run``, ``nasflow pipeline`` and
 ``nasflow submit --promote`` decide with the same fields, and on the same recorded Katib search
-the pipeline and submit end with the same final model, gates and registry decision."""
+they end with the same final model, gates and registry decision."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import yaml
@@ -14,6 +15,9 @@ import yaml
 from pipeline.cli import build_parser, main
 from pipeline.cli.finalize import schedule_of
 from pipeline.cli.promote import decisions_of
+from pipeline.cluster.client import KatibClient
+from pipeline.finalize.plan import Schedule
+from pipeline.lifecycle import Decisions, LocalPlace
 from pipeline.retraining import PipelineConfig
 from tests.recorded_katib import MANIFEST_PATH, NS
 from tests.test_promotion import trial_run
@@ -57,7 +61,7 @@ class FinishedSearch:
 def test_the_configs_metric_is_compared_with_final_training_on(mlflow_server):
     """The drift this module ended: ``nasflow pipeline`` ignored ``metric:`` whenever final
     training was on (its default), comparing on Test-Accuracy instead."""
-    from pipeline.lifecycle import Decisions, tell
+    from pipeline.lifecycle import tell
 
     name = f"drift-{uuid.uuid4().hex[:6]}"
     run = trial_run(mlflow_server.uri, name, "t1", 0.91, metrics={"Test-Macro-F1": 0.42},
@@ -69,12 +73,30 @@ def test_the_configs_metric_is_compared_with_final_training_on(mlflow_server):
     assert outcome.promoted.trial == "t1" and outcome.final.final_run == run
 
 
+@dataclass
+class RecordedSearchLocally(LocalPlace):
+    """The recorded Katib search, its final training run as ``nasflow run --finalize`` runs it:
+    local trial processes (the search itself is read from the stand-in API server, as the
+    embedded engine's state would give it)."""
+
+    client: Any = None
+
+    def search(self) -> Any:
+        from pipeline.finalize.candidates import from_katib
+
+        return from_katib(self.client, self.experiment)
+
+
 @pytest.mark.slow
-def test_pipeline_and_submit_promote_decide_the_same_on_the_same_search(cli, mlflow_server,
-                                                                        tmp_path, capsys):
-    """The same recorded search, told by ``nasflow pipeline`` and ``nasflow submit --promote``
-    (which used to promote the search's trial without final training): the same selection,
-    winner, test score and registry decision."""
+def test_the_three_commands_decide_the_same_on_the_same_search(cli, mlflow_server, tmp_path,
+                                                                capsys):
+    """The same recorded search, told by ``nasflow pipeline``, ``nasflow submit --promote``
+    (which used to promote the search's trial without final training) and the local path of
+    ``nasflow run --finalize --promote`` (local processes): the same selection, winner, test
+    score and registry decision."""
+    from pipeline.cli.common import load_experiment
+    from pipeline.lifecycle import tell
+    from tests.recorded_katib import experiment
     from tests.test_finalize import Kubelet, pipeline_config, searched
 
     results = {}
@@ -91,16 +113,25 @@ def test_pipeline_and_submit_promote_decide_the_same_on_the_same_search(cli, mlf
         captured = capsys.readouterr()
         assert code == 0, captured.err[-3000:]
         results[command] = json.loads(captured.out)
-    pipeline, submit = results["pipeline"], results["submit"]
 
-    def selected(result):
-        return [(row["trial"][-8:], row["Validation-Accuracy"])
-                for row in result["final"]["selection"]]
+    name = f"random-digits-local-{uuid.uuid4().hex[:6]}"
+    cli.add("experiments", experiment(name=name))
+    searched(cli, mlflow_server)(cli, name)  # Katib ran the recorded trials
+    template = load_experiment(MANIFEST_PATH, None).experiment.spec.trial_template
+    client = KatibClient(namespace=NS, api=cli.api())
+    place = RecordedSearchLocally(name, tmp_path / "local", template, mlflow_server.uri, print,
+                                  5.0, client=client)
+    decisions = Decisions(f"same-local-{uuid.uuid4().hex[:6]}", Schedule(2, 1, 2))
+    results["local"] = tell(place, decisions, mlflow_server.uri, print, 5.0).to_dict()
 
-    assert selected(pipeline) == selected(submit) and len(selected(submit)) == 2
-    assert pipeline["final"]["winner"][-8:] == submit["final"]["winner"][-8:]
-    assert pipeline["final"]["test_score"] == pytest.approx(submit["final"]["test_score"])
-    assert pipeline["promotion"]["score"] == pytest.approx(submit["promotion"]["score"])
-    for key in ("decision", "version", "reason", "created"):
-        assert pipeline["promotion"][key] == submit["promotion"][key], key
-    assert submit["promotion"]["decision"] == "champion"
+    def summary(result):
+        final, promotion = result["final"], result["promotion"]
+        return ([(row["trial"][-8:], round(row["Validation-Accuracy"], 6))
+                 for row in final["selection"]], final["winner"][-8:],
+                round(final["test_score"], 6), promotion["decision"], promotion["version"],
+                round(promotion["score"], 6), promotion["reason"])
+
+    assert summary(results["pipeline"]) == summary(results["submit"]) == summary(
+        results["local"])
+    assert len(results["local"]["final"]["selection"]) == 2
+    assert results["local"]["promotion"]["decision"] == "champion"
