@@ -105,6 +105,33 @@ def experiment(file: str, name: str | None = None, trials: int = 2, parallel: in
     return body
 
 
+def succeeded_with_runs(cluster: Cluster, found, highest: float = 1.0) -> tuple[list, list]:
+    """The checks of Katib's own e2e on a small experiment (``experiment(trials=2)``) that ended:
+    ``Succeeded`` at its budget, the optimal trial one of its 2 trials with an objective in (0,
+    ``highest``], and one ``FINISHED`` run per trial in the host's MLflow. (trials, runs)."""
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.cluster.client import condition
+    from pipeline.promotion.optimal_trial import from_katib
+
+    name = found.metadata.name
+    assert condition(found) == "Succeeded", found.status.conditions[-1].message
+    assert found.status.conditions[-1].reason == "ExperimentMaxTrialsReached"
+    assert found.status.trials_succeeded == 2
+    optimal = from_katib(found)
+    assert optimal.value is not None and 0 < optimal.value <= highest
+    trials = cluster.client().list_trials(name)
+    assert len(trials) == 2 and optimal.trial in {t.metadata.name for t in trials}
+    mlflow = MlflowClient(cluster.mlflow)
+    logged = mlflow.get_experiment_by_name(name)
+    assert logged is not None, f"no MLflow experiment {name} on the host's server"
+    runs = mlflow.search_runs([logged.experiment_id])
+    assert sorted(r.data.tags["katib.trial"] for r in runs) == \
+        sorted(t.metadata.name for t in trials)  # one run per trial, however many nodes
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    return trials, runs
+
+
 def wait_for(what: str, check, timeout: float, every: float = 2.0):
     """``check()``'s first truthy value, polled; fails naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.e2e.conftest import experiment
+from tests.e2e.conftest import experiment, succeeded_with_runs
 
 TRAINJOBS = {1: "trainjob/random-digits-trainjob.yaml", 2: "trainjob/random-digits-2-nodes.yaml"}
 
@@ -30,25 +30,8 @@ def trainjobs(cluster):
 
 @pytest.mark.parametrize("nodes", list(TRAINJOBS))
 def test_trainjob_experiment_succeeds_on_katib_and_trainer(cluster, trainjobs, nodes):
-    from mlflow.tracking import MlflowClient
-
-    from pipeline.cluster.client import condition
-    from pipeline.promotion.optimal_trial import from_katib
-
-    found = trainjobs[nodes]
-    name = found.metadata.name
-    assert condition(found) == "Succeeded", found.status.conditions[-1].message
-    assert found.status.conditions[-1].reason == "ExperimentMaxTrialsReached"
-    assert found.status.trials_succeeded == 2
-    optimal = from_katib(found)
-    trials = cluster.client().list_trials(name)
-    assert optimal.trial in {t.metadata.name for t in trials} and 0 < optimal.value <= 1
+    trials, runs = succeeded_with_runs(cluster, trainjobs[nodes])
     for trial in trials:  # Katib read each trial's end from its TrainJob's conditions (JobSet's)
         reason = trial.status.conditions[-1].reason
         assert reason == "TrialSucceeded. Job reason: AllJobsCompleted", reason
-    mlflow = MlflowClient(cluster.mlflow)
-    runs = mlflow.search_runs([mlflow.get_experiment_by_name(name).experiment_id])
-    assert sorted(r.data.tags["katib.trial"] for r in runs) == \
-        sorted(t.metadata.name for t in trials)  # one run per trial, however many nodes
-    assert {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["nasflow.workers"] for r in runs} == {str(nodes)}
