@@ -7,7 +7,6 @@ import argparse
 import contextlib
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +85,10 @@ def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict
 
     model = args.model or manifest.name
     args.model = model
-    decisions = replace(decisions_of(
+    decisions = decisions_of(
         args, model, schedule_of(args) if args.finalize else None,
-        CompressionPlan(args.variants, args.max_accuracy_drop) if args.compress else None),
-        distillation=distillation_flags(args))
+        CompressionPlan(args.variants, args.max_accuracy_drop) if args.compress else None,
+        distillation_flags(args))
     place = LocalPlace(manifest.name, args.workdir, manifest.experiment.spec.trial_template, uri,
                        log, args.mlflow_retry_seconds, pool)
     with contextlib.redirect_stdout(sys.stderr):  # MLflow prints its own progress

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,16 @@ def gates_of(args: argparse.Namespace) -> Any:
         raise UsageError(f"--gate: {exc}") from None
 
 
-def decisions_of(args: argparse.Namespace, model: str, schedule: Any,
-                 compress: Any = None) -> Any:
+def decisions_of(args: argparse.Namespace, model: str, schedule: Any, compress: Any = None,
+                 distillation: Sequence[str] = ()) -> Any:
     """The :class:`pipeline.lifecycle.Decisions` of the promotion flags (``decision_flags``),
     the same fields a ``nasflow pipeline`` config gives."""
     from pipeline.lifecycle import Decisions
 
     return Decisions(model, schedule, promote=getattr(args, "promote", True),
                      min_improvement=args.min_improvement, metric=args.metric,
-                     maximize=not args.minimize_metric, gates=gates_of(args), compress=compress)
+                     maximize=not args.minimize_metric, gates=gates_of(args), compress=compress,
+                     distillation=distillation)
 
 
 def promote_trial(args: argparse.Namespace, optimal: Any, registry: Any = None) -> int:
