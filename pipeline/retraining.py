@@ -129,6 +129,8 @@ class PipelineConfig:
                 schedule=_section(path, raw, "finalize", SCHEDULE_FIELDS, Schedule),
                 gates=_section(path, raw, "gates", GATE_FIELDS, Gates) or Gates(),
                 compress=_section(path, raw, "compress", COMPRESS_FIELDS, CompressionPlan))
+        except ConfigError:
+            raise  # names the file and the field already
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
         if config.retention < 1:

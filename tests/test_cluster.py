@@ -296,6 +296,12 @@ def test_pipeline_config_errors(tmp_path, capsys):
     config.write_text(yaml.safe_dump({"experiment": str(MANIFEST_PATH), "retension": 3}))
     assert main(["pipeline", "--config", str(config)]) == 2
     assert "unknown field(s) retension" in capsys.readouterr().err
+    for field, value, said in (("minimizeMetric", "yes", "minimizeMetric: 'yes' is not true or "
+                                "false"), ("gates", {"minAccuracy": "x"},
+                                           "gates.minAccuracy: 'x' is not float")):
+        config.write_text(yaml.safe_dump({"experiment": str(MANIFEST_PATH), field: value}))
+        assert main(["pipeline", "--config", str(config)]) == 2
+        assert capsys.readouterr().err.strip() == f"{config}: {said}"  # the file named once
 
 
 @pytest.mark.parametrize("recording", ["random-digits", "asha-digits"])
