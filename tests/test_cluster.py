@@ -231,6 +231,8 @@ def test_submit_renames_and_refuses_local_only_algorithms(cli, capsys, tmp_path)
     assert main(["submit", str(path)]) == 0
     assert ("experiments", NS, "evolution-digits") in cli.objects
     assert main(["submit", str(MANIFEST_PATH), "--name-suffix", "x" * 40]) == 2
+    assert main(["submit", str(MANIFEST_PATH), "--no-finalize"]) == 2  # before anything starts
+    assert "--no-finalize says what --promote promotes" in capsys.readouterr().err
     assert main(["submit", str(MANIFEST_PATH)]) == 1  # exists already: one line, exit 1
     assert "already exists in namespace 'nasflow'" in capsys.readouterr().err
 

@@ -85,6 +85,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from pipeline.cluster.render import RenderError, render
     from pipeline.katib.status import ExperimentCondition
 
+    if args.no_finalize and not args.promote:
+        raise UsageError("--no-finalize says what --promote promotes: add --promote")
     manifest = load_experiment(args.file, args.name)
     client = katib_client(args)
     for_cluster(manifest, client, args.allow_custom_algorithms)
