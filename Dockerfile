@@ -27,6 +27,10 @@ RUN version="$(pip show tensorflow-cpu | sed -n 's/^Version: //p')" \
 
 FROM source AS build-pipeline
 RUN pip install --no-cache-dir -c constraints.txt ".[cluster]"
+# The Kubeflow Pipelines executor a step of `nasflow kfp compile`'s pipeline starts (kfp would
+# download it at each step's start otherwise); without its dependencies, as kfp installs it, since
+# it pins protobuf<7 (the executor imports none of them: checked with protobuf 7)
+RUN pip install --no-cache-dir --no-deps "kfp==2.17.3"
 
 FROM source AS build-suggestion
 RUN pip install --no-cache-dir -c constraints.txt ".[suggestion]"

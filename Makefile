@@ -7,6 +7,9 @@ TRIAL_INSTALL := pip install --no-cache-dir -c constraints.txt ".[trial]"
 CHECKOV_VERSION := checkov==3.3.30
 # Katib's own generated gRPC code, for the suggestion service's wire check (it pins protobuf<5)
 KATIB_SDK_VERSION := kubeflow-katib==0.19.0
+# The Kubeflow Pipelines SDK (nasflow kfp compile, the kfp.local test): it pins protobuf<7 and
+# kubernetes<31, which TensorFlow and nasflow's cluster client cannot share
+KFP_SDK_VERSION := kfp==2.17.3
 
 .PHONY: install test lint run bench clean postgresql cluster-build cluster-up cluster-down
 
@@ -20,6 +23,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/checkov/bin/pip install -q $(CHECKOV_VERSION)
 	$(PYTHON) -m venv $(VENV)/katib
 	$(VENV)/katib/bin/pip install -q $(KATIB_SDK_VERSION)
+	$(PYTHON) -m venv $(VENV)/kfp
+	$(VENV)/kfp/bin/pip install -q $(KFP_SDK_VERSION)
 	touch $@
 
 install: $(VENV)/.installed

@@ -76,27 +76,71 @@ class Outcome:
                 "compression": None if self.variants is None
                 else [v.to_dict() for v in self.variants]}
 
+    @classmethod
+    def from_dict(cls, told: dict[str, Any]) -> Outcome:
+        """What the stages before decided (a Kubeflow Pipelines step is given it as JSON)."""
+        return cls(final=FinalResult(**told["final"]) if told.get("final") else None,
+                   decision=Decision(**told["promotion"]) if told.get("promotion") else None)
+
+
+@dataclass(frozen=True)
+class Story:
+    """What every stage is told with."""
+
+    place: Workplace
+    decisions: Decisions
+    registry: Registry
+    log: Callable[[str], None]
+    retry_seconds: float
+
+
+def _final_training(story: Story, outcome: Outcome) -> None:
+    if story.decisions.schedule is not None:
+        outcome.final = story.place.finalize(story.decisions.schedule, story.decisions.model)
+
+
+def _promotion(story: Story, outcome: Outcome) -> None:
+    decisions, place = story.decisions, story.place
+    if not decisions.promote:
+        return
+    outcome.promoted = (story.registry.final_trial(place.experiment, place.namespace,
+                                                   outcome.final.final_run)
+                        if outcome.final else place.optimal())
+    outcome.decision = story.registry.promote(
+        outcome.promoted, decisions.min_improvement, metric=decisions.metric,
+        maximize=decisions.maximize, gates=decisions.gates)
+
+
+def _compression(story: Story, outcome: Outcome) -> None:
+    decisions = story.decisions
+    if decisions.compress is not None and outcome.decision and outcome.decision.champion:
+        outcome.variants = compress_model(
+            story.registry, f"models:/{decisions.model}@champion", decisions.compress,
+            story.place.compress, story.log, story.retry_seconds, decisions.distillation)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[Story, Outcome], None]  # fills its part of the outcome
+
+
+# The order of the story, here and nowhere else (the Kubeflow pipeline's steps follow it).
+STAGES = (Stage("finalize", _final_training), Stage("promote", _promotion),
+          Stage("compress", _compression))
+
 
 def tell(place: Workplace, decisions: Decisions, tracking_uri: str,
-         log: Callable[[str], None], retry_seconds: float) -> Outcome:
-    """Final training, promotion and compression of ``place``'s search, as ``decisions`` say."""
-    outcome = Outcome()
-    registry = Registry(tracking_uri, decisions.model, retry_seconds)
-    if decisions.schedule is not None:
-        outcome.final = place.finalize(decisions.schedule, decisions.model)
-    if not decisions.promote:
-        return outcome
-    outcome.promoted = (registry.final_trial(place.experiment, place.namespace,
-                                             outcome.final.final_run)
-                        if outcome.final else place.optimal())
-    decision = registry.promote(outcome.promoted, decisions.min_improvement,
-                                metric=decisions.metric, maximize=decisions.maximize,
-                                gates=decisions.gates)
-    outcome.decision = decision
-    if decisions.compress is not None and decision.champion:
-        outcome.variants = compress_model(
-            registry, f"models:/{decisions.model}@champion", decisions.compress, place.compress,
-            log, retry_seconds, decisions.distillation)
+         log: Callable[[str], None], retry_seconds: float, outcome: Outcome | None = None,
+         only: str | None = None) -> Outcome:
+    """Final training, promotion and compression of ``place``'s search, as ``decisions`` say;
+    ``only``: that stage alone, after those before it decided ``outcome``."""
+    outcome = outcome or Outcome()
+    story = Story(place, decisions, Registry(tracking_uri, decisions.model, retry_seconds), log,
+                  retry_seconds)
+    for stage in STAGES:
+        if only in (None, stage.name):
+            stage.run(story, outcome)
     return outcome
 
 

@@ -1,10 +1,11 @@
-"""``nasflow pipeline --config FILE``: the scheduled retraining job (the CronJob runs it).
+"""``nasflow pipeline --config FILE``: the scheduled retraining job (the CronJob runs it; the
+Kubeflow pipeline of :mod:`pipeline.kubeflow_pipelines` runs it stage by stage).
 
-One run: render the experiment under a unique name -> submit it to Katib -> wait for it ->
-the story of :mod:`pipeline.lifecycle` on the cluster (final training of its best trials as
-Jobs, promotion through the gates against the champion on the same test split, compression of
-the champion as a Job) -> delete this pipeline's older finished experiments beyond
-``retention``. The config file (YAML)::
+One run: render the experiment under a unique name -> the search: submit it to Katib, wait for
+it, delete this pipeline's older finished experiments beyond ``retention`` (:class:`KatibSearch`;
+or the embedded engine, :class:`EmbeddedSearch`) -> the story of :mod:`pipeline.lifecycle`
+(final training of its best trials as Jobs, promotion through the gates against the champion on
+the same test split, compression of the champion as a Job). The config file (YAML)::
 
     experiment: random-digits.yaml   # the Experiment manifest; relative: to the config file
     name: random-digits        # prefix of the unique names and the pipeline label (optional)
@@ -51,7 +52,7 @@ from pipeline.compression import CompressionPlan
 from pipeline.finalize.plan import Schedule
 from pipeline.katib import safe_yaml
 from pipeline.katib.status import ExperimentCondition
-from pipeline.lifecycle import Decisions, KatibPlace, tell
+from pipeline.lifecycle import Decisions, KatibPlace, LocalPlace, Outcome, tell
 from pipeline.promotion.gates import Gates
 
 PIPELINE_LABEL = "nasflow.dev/pipeline"
@@ -103,14 +104,20 @@ class PipelineConfig:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
         except (safe_yaml.UnsafeYaml, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: {' '.join(str(exc).split())}") from None
-        raw = documents[0] if len(documents) == 1 else None
+        return cls.from_document(documents[0] if len(documents) == 1 else None, str(path),
+                                 path.parent)
+
+    @classmethod
+    def from_document(cls, raw: Any, path: str, base: Path) -> PipelineConfig:
+        """The config of a parsed document; ``path`` names it in errors, ``experiment`` is
+        relative to ``base``."""
         if not isinstance(raw, dict) or "experiment" not in raw:
             raise ConfigError(f"{path}: `experiment` (the Experiment manifest) is required")
         unknown = sorted(set(raw) - FIELDS)
         if unknown:
             raise ConfigError(f"{path}: unknown field(s) {', '.join(unknown)}; known: "
                               f"{', '.join(sorted(FIELDS))}")
-        experiment = path.parent / str(raw["experiment"])
+        experiment = base / str(raw["experiment"])
         prefix = raw.get("name")
         if not prefix:
             try:
@@ -138,14 +145,14 @@ class PipelineConfig:
         return config
 
 
-def _flag(path: Path, raw: dict[str, Any], key: str) -> bool:
+def _flag(path: str, raw: dict[str, Any], key: str) -> bool:
     value = raw.get(key, False)
     if not isinstance(value, bool):
         raise ConfigError(f"{path}: {key}: {value!r} is not true or false")
     return value
 
 
-def _section(path: Path, raw: dict[str, Any], key: str, fields: dict[str, str], kind: type
+def _section(path: str, raw: dict[str, Any], key: str, fields: dict[str, str], kind: type
              ) -> Any:
     """``finalize`` / ``gates``: a mapping of known fields (``false``: off), each value of its
     default's type; ConfigError names the field."""
@@ -181,56 +188,123 @@ def prepare(config: PipelineConfig, raw: dict[str, Any], now: datetime | None = 
                   labels={PIPELINE_LABEL: config.label})
 
 
-def prune(client: KatibClient, config: PipelineConfig, keep: str) -> list[str]:
-    """Delete this pipeline's finished experiments beyond ``retention``, oldest first; the one
-    just run (``keep``) and running ones are never deleted. Returns the deleted names."""
-    mine = client.list_experiments(f"{PIPELINE_LABEL}={config.label}")
-    done = sorted((e for e in mine if finished(e) and e.metadata.name != keep),
-                  key=lambda e: (e.metadata.creation_timestamp, e.metadata.name), reverse=True)
-    deleted = []
-    for experiment in done[config.retention - 1:]:
-        client.delete_experiment(experiment.metadata.name)
-        deleted.append(experiment.metadata.name)
-    return deleted
+class KatibSearch:
+    """The search runs on Katib: submitted under its unique name and waited for; final training
+    and compression run as Jobs (or TrainJobs) of its trial template."""
+
+    def __init__(self, client: KatibClient, on_update: Callable[[Any], None] | None = None
+                 ) -> None:
+        self.client = client
+        self.on_update = on_update
+
+    def search(self, config: PipelineConfig, body: dict[str, Any], tracking_uri: str,
+               log: Callable[[str], None], retry_seconds: float) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        self.client.create_experiment(body)
+        log(f"submitted experiment {name} to namespace {self.client.namespace}")
+        experiment = self.client.wait(name, config.timeout, self.on_update)
+        ended = end_orphaned_runs(name, self.client.namespace, self.client.list_trials(name),
+                                  tracking_uri, retry_seconds)
+        if ended:
+            log(f"ended {len(ended)} MLflow run(s) left running by trials Katib ended: "
+                + ", ".join(ended))
+        optimal = experiment.status.current_optimal_trial
+        return {"experiment": name, "namespace": self.client.namespace,
+                "phase": condition(experiment),
+                "conditions": [c.to_dict() for c in experiment.status.conditions or []],
+                "optimalTrial": optimal.best_trial_name if optimal else None}
+
+    def place(self, config: PipelineConfig, name: str, tracking_uri: str,
+              log: Callable[[str], None], retry_seconds: float) -> KatibPlace:
+        return KatibPlace(self.client, name, tracking_uri, config.timeout, config.trial_image,
+                          log, retry_seconds)
+
+    def prune(self, config: PipelineConfig, keep: str) -> list[str]:
+        """Delete this pipeline's finished experiments beyond ``retention``, oldest first; the
+        one just run (``keep``) and running ones are never deleted. Returns the deleted names."""
+        mine = self.client.list_experiments(f"{PIPELINE_LABEL}={config.label}")
+        done = sorted((e for e in mine if finished(e) and e.metadata.name != keep),
+                      key=lambda e: (e.metadata.creation_timestamp, e.metadata.name),
+                      reverse=True)
+        deleted = []
+        for experiment in done[config.retention - 1:]:
+            self.client.delete_experiment(experiment.metadata.name)
+            deleted.append(experiment.metadata.name)
+        return deleted
 
 
-def run_pipeline(config: PipelineConfig, raw: dict[str, Any], client: KatibClient,
-                 tracking_uri: str, log: Callable[[str], None],
-                 on_update: Callable[[Any], None] | None = None,
-                 retry_seconds: float = 20.0) -> dict[str, Any]:
-    """Submit, wait, finalize, promote, prune; the result for ``--output json``. The
-    experiment is validated by the caller."""
-    body = prepare(config, raw)
-    name = body["metadata"]["name"]
-    client.create_experiment(body)
-    log(f"submitted experiment {name} to namespace {client.namespace}")
-    experiment = client.wait(name, config.timeout, on_update)
-    ended = end_orphaned_runs(name, client.namespace, client.list_trials(name), tracking_uri,
-                              retry_seconds)
-    if ended:
-        log(f"ended {len(ended)} MLflow run(s) left running by trials Katib ended: "
-            + ", ".join(ended))
-    result: dict[str, Any] = {"experiment": name, "namespace": client.namespace,
-                              "phase": condition(experiment),
-                              "conditions": [c.to_dict() for c in
-                                             experiment.status.conditions or []]}
-    optimal = experiment.status.current_optimal_trial
-    result["final"] = result["promotion"] = result["compression"] = None
-    if result["phase"] != ExperimentCondition.SUCCEEDED:  # as after nasflow run and submit
-        log(f"experiment {name} ended {result['phase']}: no final training, nothing promoted")
-    elif optimal is None or not optimal.best_trial_name:
-        log(f"experiment {name} has no optimal trial; nothing to promote")
+class EmbeddedSearch:
+    """The search runs on the embedded engine (state in ``workdir/<name>``); final training and
+    compression as local processes. Its experiments are kept: ``retention`` is Katib's."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    def search(self, config: PipelineConfig, body: dict[str, Any], tracking_uri: str,
+               log: Callable[[str], None], retry_seconds: float) -> dict[str, Any]:
+        from pipeline.engine.experiment import EngineOptions, ExperimentEngine
+        from pipeline.katib.manifest import Manifest
+        from pipeline.validation import validate
+
+        name = body["metadata"]["name"]
+        experiment, problems = validate(name, body)
+        if problems:  # the caller validated the manifest; only a rendering could break it
+            raise ConfigError("; ".join(str(p) for p in problems))
+        log(f"running experiment {name} on the embedded engine in {self.workdir}")
+        status = ExperimentEngine(Manifest(name, body, experiment), EngineOptions(
+            workdir=self.workdir, tracking_uri=tracking_uri,
+            mlflow_retry_seconds=retry_seconds)).run()
+        optimal = status["currentOptimalTrial"]
+        return {"experiment": name, "namespace": experiment.metadata.namespace or "default",
+                "phase": status["conditions"][-1]["type"], "conditions": status["conditions"],
+                "optimalTrial": optimal["bestTrialName"] if optimal else None}
+
+    def place(self, config: PipelineConfig, name: str, tracking_uri: str,
+              log: Callable[[str], None], retry_seconds: float) -> LocalPlace:
+        from pipeline.finalize.candidates import from_state
+
+        template = from_state(self.workdir, name).experiment.spec.trial_template
+        return LocalPlace(name, self.workdir, template, tracking_uri, log, retry_seconds)
+
+    def prune(self, config: PipelineConfig, keep: str) -> list[str]:
+        return []
+
+
+SearchEngine = KatibSearch | EmbeddedSearch
+
+
+def run_pipeline(config: PipelineConfig, raw: dict[str, Any], engine: SearchEngine,
+                 tracking_uri: str, log: Callable[[str], None], retry_seconds: float = 20.0,
+                 only: str | None = None, told: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """Search, prune, then the story of :mod:`pipeline.lifecycle`; the result for ``--output
+    json``. ``only``: one stage (``search`` or one of the story's), given what the stages
+    before it ``told`` (a Kubeflow Pipelines step). The experiment is validated by the caller.
+    """
+    if only in (None, "search"):
+        result = engine.search(config, prepare(config, raw), tracking_uri, log, retry_seconds)
+        result["final"] = result["promotion"] = result["compression"] = None
+        result["deleted"] = engine.prune(config, keep=result["experiment"])
+        if result["deleted"]:
+            log(f"deleted {len(result['deleted'])} older experiment(s): "
+                + ", ".join(result["deleted"]))
+        name = result["experiment"]
+        if result["phase"] != ExperimentCondition.SUCCEEDED:  # as after nasflow run and submit
+            log(f"experiment {name} ended {result['phase']}: no final training, nothing promoted")
+        elif not result["optimalTrial"]:
+            log(f"experiment {name} has no optimal trial; nothing to promote")
     else:
-        place = KatibPlace(client, name, tracking_uri, config.timeout, config.trial_image, log,
-                           retry_seconds)
-        outcome = tell(place, config.decisions, tracking_uri, log, retry_seconds)
-        decision = outcome.decision
+        result = dict(told or {})
+    if only == "search" or result["phase"] != ExperimentCondition.SUCCEEDED or \
+            not result["optimalTrial"]:
+        return result
+    place = engine.place(config, result["experiment"], tracking_uri, log, retry_seconds)
+    outcome = tell(place, config.decisions, tracking_uri, log, retry_seconds,
+                   Outcome.from_dict(result), only)
+    decision = outcome.decision
+    if decision and only in (None, "promote"):
         log(f"model {decision.model} version {decision.version}: {decision.decision} "
             f"(champion is version {decision.champion})"
             + (f": {decision.reason}" if decision.reason else ""))
-        result.update(outcome.to_dict())
-    result["deleted"] = prune(client, config, keep=name)
-    if result["deleted"]:
-        log(f"deleted {len(result['deleted'])} older experiment(s): "
-            + ", ".join(result["deleted"]))
+    result.update(outcome.to_dict())
     return result

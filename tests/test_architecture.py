@@ -14,7 +14,8 @@ from tests.conftest import ROOT
 LAYERS = ("trial_image", "pipeline.katib", "pipeline.suggestion", "pipeline.early_stopping",
           "pipeline.validation", "pipeline.service", "pipeline.engine", "pipeline.cluster",
           "pipeline.promotion", "pipeline.finalize", "pipeline.compression",
-          "pipeline.lifecycle", "pipeline.retraining", "pipeline.cli", "pipeline.__main__",
+          "pipeline.lifecycle", "pipeline.retraining", "pipeline.kubeflow_pipelines",
+          "pipeline.cli", "pipeline.__main__",
           "devcluster")
 # The one module of the trial image the pipeline may import, and the one exception: the warm
 # worker runs the trial CLI in its own process.

@@ -90,7 +90,8 @@ def imports(target: str, modules: list[str], tmp: Path) -> dict[str, bool]:
 def test_install_lines_are_the_dockerfiles():
     assert install_lines("trial") == ['pip install --no-cache-dir -c constraints.txt ".[trial]"']
     assert install_lines("pipeline") == [
-        'pip install --no-cache-dir -c constraints.txt ".[cluster]"']
+        'pip install --no-cache-dir -c constraints.txt ".[cluster]"',
+        'pip install --no-cache-dir --no-deps "kfp==2.17.3"']
     assert install_lines("suggestion") == [
         'pip install --no-cache-dir -c constraints.txt ".[suggestion]"']
     assert install_lines("mlflow") == [
@@ -183,6 +184,14 @@ def test_pipeline_image_validates_and_promotes(mlflow_server, tmp_path):
                         tmp_path)
     assert available == {"tensorflow": False, "keras": False, "torch": False, "sklearn": False,
                          "kubernetes": True}
+    # a Kubeflow Pipelines step starts kfp's executor as kfp installs it (no dependencies),
+    # beside protobuf 7, then the step's nasflow code
+    executor = run_in_image("pipeline", ["-c", "import kfp.dsl.executor_main, google.protobuf, "
+                                         "pipeline.kubeflow_pipelines.step as s; "
+                                         "print(google.protobuf.__version__)"],
+                            tmp_path, _KFP_RUNTIME="true")
+    assert executor.returncode == 0, executor.stderr[-2000:]
+    assert executor.stdout.startswith("7.")
 
 
 def test_mlflow_image_serves_health_with_basic_auth(tmp_path):

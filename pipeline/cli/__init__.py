@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.cli import access, cluster, compress, finalize, local, promote, retraining
+from pipeline.cli import access, cluster, compress, finalize, kfp, local, promote, retraining
 from pipeline.cli.common import UsageError
 
 
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     finalize.add_parser(sub)
     compress.add_parser(sub)
     access.add_parser(sub)
+    kfp.add_parser(sub)
     return parser
 
 
