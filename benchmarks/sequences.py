@@ -51,10 +51,10 @@ def series_baselines(seed: int) -> dict[str, float]:
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import Ridge
 
-    from trial_image.data import TableOptions, load
+    from trial_image.data import Window, load
 
     with contextlib.redirect_stderr(io.StringIO()):  # the loader's line about the windows
-        data = load("sensor", table=TableOptions(lookback=LAGS)).merged()
+        data = load("sensor", window=Window(lookback=LAGS)).merged()
 
     def rmse(predicted: np.ndarray) -> float:
         return float(np.sqrt(np.mean((predicted - data.test.y) ** 2)))

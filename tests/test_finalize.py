@@ -110,7 +110,8 @@ def test_what_the_trial_asks_its_data_loader_for(monkeypatch, flags, asked):
     argv, per_block = cli.normalise_argv(["--dataset=digits", *flags])
     with pytest.raises(Loaded):
         cli.run(cli.build_parser().parse_args(argv), per_block)
-    assert calls == [{**asked, "cache": None, "table": data.TableOptions()}]
+    assert calls == [{**asked, "cache": None, "table": data.TableOptions(),
+                      "window": data.Window()}]
 
 
 def test_the_splits_each_role_trains_and_tests_on():

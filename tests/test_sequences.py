@@ -17,6 +17,7 @@ import yaml
 from tests.conftest import ROOT
 from trial_image import data as datasets
 from trial_image.data.generated import sensor, tickets
+from trial_image.data.series import Window
 from trial_image.data.tables import TableOptions
 from trial_image.errors import InputError
 from trial_image.spec import Frame, Node, Series, Table
@@ -37,7 +38,7 @@ def test_the_generated_sets_are_the_same_everywhere():
 
 def test_a_text_column_makes_the_text_family(tmp_path):
     data = datasets.load("tickets")
-    assert (data.family, data.columns, data.task) == ("text", (("text", "text"),),
+    assert (data.family.name, data.columns, data.task) == ("text", (("text", "text"),),
                                                       "classification")
     assert data.classes == ("billing", "cancellation", "login", "shipping")
     frame = pd.DataFrame({"body": tickets()[0][:300], "id": range(300),
@@ -47,13 +48,13 @@ def test_a_text_column_makes_the_text_family(tmp_path):
     with pytest.raises(InputError, match=r"a text must be the only feature column.*id=ignore"):
         datasets.load(f"csv:{path}", table=TableOptions("team", None, None))
     only = datasets.load(f"csv:{path}", table=TableOptions("team", None, {"id": "ignore"}))
-    assert only.columns == (("body", "text"),) and only.family == "text"
+    assert only.columns == (("body", "text"),) and only.family.name == "text"
 
 
 def test_series_splits_are_chronological_and_their_test_targets_fixed():
-    short, long = (datasets.load("sensor", table=TableOptions(lookback=n)) for n in (24, 168))
+    short, long = (datasets.load("sensor", window=Window(lookback=n)) for n in (24, 168))
     for data in (short, long):
-        assert data.family == "series" and data.task == "regression"
+        assert data.family.name == "series" and data.task == "regression"
         # the values: train targets precede validation's, which precede test's
         assert data.train.x.shape[1] == data.input_shape[0]
     np.testing.assert_array_equal(short.test.y, long.test.y)
@@ -69,17 +70,18 @@ def test_a_series_file_with_gaps_leaves_their_windows_out(tmp_path, capfd):
     values[100] = None
     path = tmp_path / "load.csv"
     pd.DataFrame({"hour": range(600), "kw": values}).to_csv(path, index=False)
-    data = datasets.load(f"series:{path}", table=TableOptions(target="kw", lookback=24,
-                                                              horizon=3))
+    data = datasets.load(f"series:{path}", table=TableOptions(target="kw"),
+                         window=Window(lookback=24, horizon=3))
     # 24 windows hold hour 100, and one has it as its target
     assert "(25 touching a missing value left out)" in capfd.readouterr().err
     assert sum(s.count for s in data.splits) == 600 - 24 - 3 + 1 - 25
-    for bad, message in [(TableOptions(target="kw", lookback=0), "at least 1"),
-                         (TableOptions(target="hour", lookback=595), "at least 10 are needed"),
-                         (TableOptions(lookback=24), "needs --target"),
-                         (TableOptions(target="kw", task="classification"), "a regression")]:
+    for table, window, message in [
+            (TableOptions(target="kw"), Window(lookback=0), "at least 1"),
+            (TableOptions(target="hour"), Window(lookback=595), "at least 10 are needed"),
+            (TableOptions(), Window(lookback=24), "needs --target"),
+            (TableOptions(target="kw", task="classification"), Window(), "a regression")]:
         with pytest.raises(InputError, match=message):
-            datasets.load(f"series:{path}", table=bad)
+            datasets.load(f"series:{path}", table=table, window=window)
 
 
 def test_sequence_models_take_raw_strings_and_raw_windows():
@@ -94,7 +96,7 @@ def test_sequence_models_take_raw_strings_and_raw_windows():
              Node("attention", (2,), {"heads": 2, "key_dim": 4}),
              Node("identity", (1, 3), {}, "concat")]
     spec = frame.candidate("hyperparameters", nodes)
-    assert spec.family == "text"
+    assert spec.family.name == "text"
     model = build_model(spec, text.train)
     out = model({"text": tf.constant([["never seen words xyzzy"], [""]])}).numpy()
     assert out.shape == (2, 4) and np.allclose(out.sum(axis=1), 1, atol=1e-5)

@@ -18,6 +18,7 @@ from pathlib import Path
 from trial_image import tags
 from trial_image.errors import InputError, TrialError
 from trial_image.optimization_job import with_environment
+from trial_image.tasks import TASKS
 
 PER_BLOCK = re.compile(r"^--(filters|kernel-size|pooling|units|block)-(\d+)(?:=(.*))?$", re.S)
 
@@ -47,36 +48,40 @@ def _image_size(value: str) -> tuple[int, int]:
 
 
 def _column_types(value: str) -> dict[str, str]:
+    from trial_image.data.tables import KINDS
+
     kinds = {}
     for item in filter(None, (part.strip() for part in value.split(","))):
         name, eq, kind = item.rpartition("=")
-        if not eq or not name or kind not in ("numeric", "categorical", "text", "ignore"):
+        if not eq or not name or kind not in KINDS:
             raise argparse.ArgumentTypeError(
-                f"expected NAME=numeric, categorical, text or ignore, got {item!r}")
+                f"expected NAME={', '.join(KINDS[:-1])} or {KINDS[-1]}, got {item!r}")
         kinds[name] = kind
     return kinds
 
 
 def _data_flags(p: argparse.ArgumentParser) -> None:
-    from trial_image.data import CACHES_HELP, DATASETS_HELP
+    from trial_image.data import CACHES_HELP, DATASETS_HELP, DataRequest
 
+    d = DataRequest()
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="digits", help=DATASETS_HELP)
-    g.add_argument("--validation-split", type=float, default=0.2)
-    g.add_argument("--image-size", type=_image_size, default=(32, 32),
+    g.add_argument("--dataset", default=d.dataset, help=DATASETS_HELP)
+    g.add_argument("--validation-split", type=float, default=d.validation_split)
+    g.add_argument("--image-size", type=_image_size, default=d.image_size,
                    help="HxW images are resized to, for dir: and tfrecord: (default 32x32)")
     g.add_argument("--data-cache", default=None, metavar="memory|FOLDER", help=CACHES_HELP)
     g = p.add_argument_group("tables, texts and series (csv:, parquet:, series:, the bundled "
                              "ones)")
     g.add_argument("--target", default=None, help="the column to predict (bundled: 'target')")
-    g.add_argument("--task", choices=("classification", "regression"), default=None,
+    g.add_argument("--task", choices=tuple(TASKS), default=None,
                    help="default: inferred from the target (text or few integers: "
                    "classification), and said")
     g.add_argument("--column-types", type=_column_types, default=None,
                    metavar="NAME=KIND,...", help="numeric, categorical, text or ignore, "
                    "overriding the inferred kind of these columns")
-    g.add_argument("--lookback", type=int, default=24, help="a series: values a window holds")
-    g.add_argument("--horizon", type=int, default=1,
+    g.add_argument("--lookback", type=int, default=d.window.lookback,
+                   help="a series: values a window holds")
+    g.add_argument("--horizon", type=int, default=d.window.horizon,
                    help="a series: how many steps after its window a forecast is for")
 
 
@@ -160,7 +165,8 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trial_image.frontends.hyperparams import POOLINGS, SEQUENCE_BLOCKS, TABLE_BLOCKS
+    from trial_image.families import BLOCKS
+    from trial_image.frontends.hyperparams import POOLINGS
 
     p = _parser("python -m trial_image",
                 "Train ONE Keras candidate from Katib trial parameters, report Katib metrics and "
@@ -185,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=0.0, help="before the output layer")
     g = p.add_argument_group("hyperparameter front end, tables, texts and series (with "
                              "--num-blocks, --batch-norm, --kernel-size)")
-    g.add_argument("--block", choices=TABLE_BLOCKS + SEQUENCE_BLOCKS, default=None,
+    g.add_argument("--block", choices=BLOCKS, default=None,
                    help="tables: dense (default), residual, glu or attention; texts and series: "
                    "conv1d (default), rnn or attention; --block-N per block")
     g.add_argument("--units", type=int, default=None,
@@ -275,8 +281,8 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
     chief = workers is None or workers.chief  # the only one that evaluates on the test split
     data = datasets.load(args.dataset, args.validation_split, args.image_size,
                          test=chief and not args.skip_test, cache=args.data_cache,
-                         table=datasets.TableOptions(args.target, args.task, args.column_types,
-                                                     args.lookback, args.horizon))
+                         table=datasets.TableOptions(args.target, args.task, args.column_types),
+                         window=datasets.Window(args.lookback, args.horizon))
     if args.train_on == "train+validation":
         data = data.merged()
     spec = make_spec(args, per_block, data)
@@ -289,7 +295,7 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
             trial.train_candidate(spec, model)
             return 0
         run_tags = {tags.FRONTEND: spec.source, tags.CANDIDATE_ID: spec.candidate_id,
-                    tags.ROLE: args.role, tags.TASK: spec.task, tags.FAMILY: spec.family}
+                    tags.ROLE: args.role, tags.TASK: spec.task, tags.FAMILY: spec.family.name}
         if args.search_space:
             run_tags[tags.SEARCH_SPACE] = args.search_space
         if args.source_trial:

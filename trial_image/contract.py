@@ -22,6 +22,7 @@ from trial_image.distributed import MAX_NODES
 from trial_image.distributed import NUM_NODES as NUM_NODES_ENV
 from trial_image.distributed import RANK as RANK_ENV
 from trial_image.errors import TrackingError, TrialError
+from trial_image.families import family_of
 from trial_image.frontends.genotype import PRIMITIVES as DARTS_PRIMITIVES
 from trial_image.mlflow_connection import (
     access_problem,
@@ -56,6 +57,7 @@ __all__ = [
     "access_problem",
     "default_tracking_uri",
     "fail_fast_http",
+    "family_of",
     "is_outage",
     "open_experiment",
     "or_none",

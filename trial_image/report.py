@@ -98,10 +98,7 @@ def confusion_figure(matrix: list[list[int]], title: str) -> Any:
 
 def _label(spec: CandidateSpec, index: int) -> str:
     if index == 0:
-        if spec.family == "image":
-            return f"image {'×'.join(map(str, spec.input_shape))}"
-        return {"table": f"table, {spec.input_shape[0]} columns", "text": "text, tokens embedded",
-                "series": f"window of {spec.input_shape[0]} values"}[spec.family]
+        return spec.family.describe(spec.input_shape)
     node = spec.nodes[index - 1]
     p = with_defaults(node.op, node.params)
     text = {"conv": "conv {kernel}×{kernel}, {filters}", "sep_conv": "sep conv {kernel}×{kernel}, "
@@ -133,7 +130,7 @@ def architecture_figure(spec: CandidateSpec, title: str) -> Any:
         axis.text(0, -index, _label(spec, index), ha="center", va="center", fontsize=9,
                   bbox={"boxstyle": "round", "facecolor": "#e8f0fe" if index else "#eeeeee"})
     head = f"{spec.num_classes} classes" if spec.task == "classification" else "one number"
-    axis.text(0, -count, head if spec.family == "table" else f"pool, {head}", ha="center",
+    axis.text(0, -count, f"pool, {head}" if spec.family.pooling else head, ha="center",
               va="center", fontsize=9, bbox={"boxstyle": "round", "facecolor": "#eeeeee"})
     edges = [(source, index) for index, node in enumerate(spec.nodes, start=1)
              for source in node.inputs] + [(count - 1, count)]

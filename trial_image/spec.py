@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trial_image.errors import InputError
+from trial_image.families import IMAGE, SERIES, TABLE, TEXT, Family
+from trial_image.tasks import TASKS
 
 # op name -> (required params, optional params with defaults). Convolutions are ReLU-Conv-BN
 # (pre-activation), as in Katib's ENAS op library and in DARTS; padding is always "same".
@@ -41,14 +43,7 @@ OPS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "conv1d": (("filters", "kernel"), {"dilation": 1, "dropout": 0.0}),
     "rnn": (("units",), {"cell": "gru", "bidirectional": False, "dropout": 0.0}),
 }
-IMAGE_OPS = frozenset({"conv", "sep_conv", "depthwise_conv", "pool", "factorized_reduce",
-                       "identity"})
-TABLE_OPS = frozenset({"dense", "residual", "glu", "attention", "identity"})
-SEQUENCE_OPS = frozenset({"conv1d", "rnn", "attention", "identity"})
-FAMILY_OPS = {"image": IMAGE_OPS, "table": TABLE_OPS, "text": SEQUENCE_OPS,
-              "series": SEQUENCE_OPS}
-TASKS = ("classification", "regression")
-COLUMN_KINDS = ("numeric", "categorical", "text")
+COLUMN_KINDS = ("numeric", "categorical", "text")  # what a model reads
 RNN_CELLS = ("gru", "lstm")
 MERGES = ("concat", "add")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -149,13 +144,13 @@ class CandidateSpec:
     series: Series | None = None
 
     @property
-    def family(self) -> str:
+    def family(self) -> Family:
         """image, table, text (a table of one text column) or series."""
         if self.series is not None:
-            return "series"
+            return SERIES
         if self.table is None:
-            return "image"
-        return "text" if any(kind == "text" for _, kind in self.table.columns) else "table"
+            return IMAGE
+        return TEXT if any(kind == "text" for _, kind in self.table.columns) else TABLE
 
     def __post_init__(self) -> None:
         validate(self)
@@ -212,7 +207,7 @@ def validate(spec: CandidateSpec) -> None:
     _validate_inputs(spec)
     if not spec.nodes:
         raise InputError("the candidate has no layers")
-    family_ops = FAMILY_OPS[spec.family]
+    family_ops = spec.family.operations
     for index, node in enumerate(spec.nodes, start=1):
         where = f"node {index} ({node.op})"
         if node.op not in family_ops:
@@ -294,6 +289,6 @@ def _validate_inputs(spec: CandidateSpec) -> None:
     if min(spec.table.embedding_size, spec.table.sequence_length,
            spec.table.vocabulary_size) < 1:
         raise InputError("embedding size, sequence length and vocabulary size must be at least 1")
-    if spec.family == "text" and len(columns) > 1:
+    if spec.family.one_column and len(columns) > 1:
         raise InputError("a text column must be the table's only feature column (the text "
                          f"family); this table has {len(columns)}")

@@ -125,7 +125,7 @@ class Tracker:
         elif model is not None:
             signature = ModelSignature(
                 inputs=Schema([TensorSpec(example.dtype, (-1, *example.shape[1:]),
-                                          "window" if data.family == "series" else "image")]),
+                                          data.family.tensor_input)]),
                 outputs=Schema([TensorSpec(example.dtype, (-1, model.output_shape[-1]))]),
             )
             model_id = retry(
@@ -135,7 +135,7 @@ class Tracker:
                     signature=signature,
                     input_example=example,
                     # Explicit requirements: inferring them reloads the model in a fresh Python
-                    # process, 6 s of a ~6.1 s log_model call on this machine.
+                    # process, nearly all of a log_model call (docs/benchmarks.md).
                     pip_requirements=mlflow.tensorflow.get_default_pip_requirements(),
                 ),
                 "storing the model in MLflow",

@@ -185,7 +185,7 @@ def train(
     # order the uninterrupted run saw.
     steps = max(1, math.ceil(data.train.count / training.batch_size))
     batches = data.train.batches(training.batch_size, shuffle_seed=seed,
-                                 augment=training.augment if data.family == "image" else "none"
+                                 augment=data.family.augment(training.augment)
                                  ).repeat()
     if own:
         batches = batches.skip(len(previous.history) * steps)

@@ -93,8 +93,8 @@ def cmd_space(args: argparse.Namespace) -> int:
               + (f", {epochs} epochs each" if epochs else ""))
         if not math.isinf(size):
             print(f"coverage: {min(trials / size, 1):.3g} of the space")
-        # Measured with benchmarks/engine_overhead.py on digits, 2 CPU cores: ~4 s once per warm
-        # worker (TensorFlow import), then ~1 s per trial (MLflow, model build) + ~0.15 s/epoch.
+        # A trial's overhead and a digits epoch, from benchmarks/engine_overhead.py
+        # (docs/benchmarks.md, "Figures behind the code").
         per_trial = 1 + 0.15 * (epochs or 10)
         settings = {a.name: str(a.value) for a in spec.algorithm.algorithm_settings or []}
         per_trial += algorithms()[spec.algorithm.algorithm_name].trial_overhead(settings)

@@ -24,6 +24,7 @@ from pipeline.promotion.registry import PromotionError, Registry
 from trial_image.contract import (
     COMPRESSION_VARIANTS,
     NUM_NODES_ENV,
+    family_of,
     parse_model_uri,
     retry,
     tags,
@@ -136,18 +137,18 @@ def compress_model(registry: Registry, model_uri: str, plan: CompressionPlan,
     """Make, measure and register ``plan``'s variants of ``model_uri``: ``execute(flags, source
     run)`` runs ``python -m trial_image compress`` where training runs."""
     version, run = source_of(registry, model_uri)
-    family = run.data.tags.get(tags.FAMILY, "image")
-    if family == "text":  # docs/sequences.md
-        log(f"{model_uri} reads raw text: LiteRT has no builtin operations for its tokenizer, "
-            "so no compressed variants are made")
+    family = family_of(run.data.tags.get(tags.FAMILY))
+    if family.compression:  # docs/sequences.md
+        log(f"{model_uri} reads a {family}: {family.compression}; no compressed variants are "
+            "made")
         return []
     source = f"models:/{registry.model}/{version.version}"
     made = variant_runs(registry, source, retry_seconds)
     missing = [v for v in plan.names if v not in made]
-    if "int8-full" in missing and family == "table":
-        missing.remove("int8-full")
-        log("int8-full takes one int8 tensor; a table's model reads columns: no int8-full "
-            "variant")
+    for variant, why in family.unmakeable.items():
+        if variant in missing:
+            missing.remove(variant)
+            log(why)
     if "distilled" in missing and task_of(run.data.tags.get(tags.TASK)).name != "classification":
         missing.remove("distilled")
         log("distillation softens a classifier's outputs: no distilled variant of a regression")

@@ -58,8 +58,8 @@ def _known_primitives(spec: Any, settings: Mapping[str, str]) -> list[Problem]:
 
 
 def _overhead(settings: Mapping[str, str]) -> float:
-    """A darts-digits.yaml trial takes 60-85 s: ~16 s to trace the super-net's steps, ~2.5 s per
-    search epoch with its MLflow artifacts (Katib's default: 50 epochs)."""
+    """A DARTS trial's seconds: tracing the super-net's steps, then each search epoch with its
+    MLflow artifacts (Katib's default: 50 epochs); the figures: docs/benchmarks.md."""
     return 16 + 2.5 * int(settings.get("num_epochs", DARTS_DEFAULTS["num_epochs"]))
 
 

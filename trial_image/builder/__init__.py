@@ -11,6 +11,7 @@ or last layers on ``train``, the training split, never on the others.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -27,34 +28,21 @@ __all__ = ["apply_node", "batch_norm", "build_model", "merge_inputs", "multiply_
 
 def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
     family = spec.family
-    if (family != "image" or spec.task == "regression") and train is None:
+    if (family.adapts or spec.task == "regression") and train is None:
         raise InputError(f"a {family} {spec.task} model is adapted on its training split")
-    if family == "image":
-        inputs = keras.Input(shape=spec.input_shape, name="image")
-        x = layers.Rescaling(spec.input_scale, name="rescale")(inputs)
-        apply = images.apply_node
-    elif family == "table":
-        inputs, x = tables.encode(spec.table, tables.Statistics.of(spec.table, train.columns))
-        apply = tables.apply_node
-    elif family == "text":
-        ((column, _),) = spec.table.columns
-        inputs, x = sequences.encode_text(spec.table, train.columns[column])
-        apply = sequences.apply_node
-    else:
-        inputs, x = sequences.encode_series(spec.series, train.x)
-        apply = sequences.apply_node
+    inputs, x, apply = ENCODERS[family.name](spec, train)
     outputs = [x]
     for index, node in enumerate(spec.nodes, start=1):
         merged = merge_inputs([outputs[i] for i in node.inputs], node.merge, f"n{index}")
         outputs.append(apply(node, merged, f"n{index}"))
     x = outputs[-1]
-    if family == "image":
+    if family.pooling == "2d":
         # Nodes end in a batch norm (pre-activation, ReLU-Conv-BN): the head rectifies before
-        # it pools, as pre-activation ResNets end in BN-ReLU (+1 point of test accuracy on
-        # digits).
+        # it pools, as pre-activation ResNets end in BN-ReLU (docs/benchmarks.md, "Figures
+        # behind the code").
         x = layers.ReLU(name="head_relu")(x)
         x = layers.GlobalAveragePooling2D(name="head_pool")(x)
-    elif family in ("text", "series"):
+    elif family.pooling == "1d":
         x = layers.GlobalAveragePooling1D(name="head_pool")(x)
     if spec.head.dense_units:
         x = layers.Dense(spec.head.dense_units, activation="relu", name="head_dense")(x)
@@ -71,6 +59,31 @@ def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
         # that no column ("classes", "n1_dense") can clash with another layer's name
         warnings.filterwarnings("ignore", "When providing `inputs` as a dict")
         return keras.Model(inputs, out, name=f"candidate_{spec.candidate_id}")
+
+
+def _image(spec: CandidateSpec, train: Any) -> tuple[Any, Any, Callable[..., Any]]:
+    inputs = keras.Input(shape=spec.input_shape, name="image")
+    return inputs, layers.Rescaling(spec.input_scale, name="rescale")(inputs), images.apply_node
+
+
+def _table(spec: CandidateSpec, train: Any) -> tuple[Any, Any, Callable[..., Any]]:
+    inputs, x = tables.encode(spec.table, tables.Statistics.of(spec.table, train.columns))
+    return inputs, x, tables.apply_node
+
+
+def _text(spec: CandidateSpec, train: Any) -> tuple[Any, Any, Callable[..., Any]]:
+    ((column, _),) = spec.table.columns
+    inputs, x = sequences.encode_text(spec.table, train.columns[column])
+    return inputs, x, sequences.apply_node
+
+
+def _series(spec: CandidateSpec, train: Any) -> tuple[Any, Any, Callable[..., Any]]:
+    inputs, x = sequences.encode_series(spec.series, train.x)
+    return inputs, x, sequences.apply_node
+
+
+# Each family's inputs, first layers and node operations (trial_image.families).
+ENCODERS = {"image": _image, "table": _table, "text": _text, "series": _series}
 
 
 def target_scale(train: Any) -> tuple[float, float]:

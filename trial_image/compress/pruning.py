@@ -22,7 +22,7 @@ def prunable(model: keras.Model) -> list[Any]:
     """The kernels pruning applies to: convolutions (a separable one's pointwise part) and
     hidden dense layers. Depthwise kernels (nine weights a channel) and the classifier (every
     weight reaches an output) are kept whole, as TF-MOT advises: pruning them half-way cost
-    digits' small networks 3 points where the rest lost none."""
+    digits' small networks points where the rest lost none (docs/benchmarks.md)."""
     kernels = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.DepthwiseConv2D) or layer is model.layers[-1]:

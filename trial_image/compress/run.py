@@ -27,7 +27,6 @@ Registering the variants is the pipeline's part (``nasflow compress``), as promo
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import re
 import sys
@@ -40,6 +39,7 @@ import numpy as np
 from trial_image import tags
 from trial_image.compress import litert
 from trial_image.errors import InputError, TrackingError
+from trial_image.families import family_of
 from trial_image.tasks import task_of
 
 DEFAULT_VARIANTS = ("float32", "float16", "int8-dynamic", "int8-full", "pruned-50", "pruned-80",
@@ -136,7 +136,7 @@ def make(variant: str, source: Source, args: argparse.Namespace) -> tuple[bytes,
             keras.optimizers.schedules.CosineDecay(1e-3, steps)),
             loss=source.task.compile_arguments()["loss"])
         model.fit(data.train.batches(64, shuffle_seed=args.seed,
-                                     augment="light" if data.family == "image" else "none"),
+                                     augment=data.family.augment("light")),
                   epochs=args.prune_epochs, shuffle=False,
                   callbacks=[MagnitudePruning(target, int(steps * 0.7))], verbose=0)
         return litert.convert(model, "float32"), {"Sparsity": sparsity(model)}
@@ -194,32 +194,18 @@ class Source:
                               "reading the model's run")
         if self.run.data.tags.get(tags.ROLE) == "variant":
             raise InputError(f"{uri} is itself a compressed variant; compress the float model")
-        family = self.run.data.tags.get(tags.FAMILY, "image")
-        if family == "text":
-            raise InputError(f"{uri} reads a text: LiteRT has no builtin operations for its "
-                             "tokenizer (StringLower, StringSplit)")
+        family = family_of(self.run.data.tags.get(tags.FAMILY))
+        if family.compression:
+            raise InputError(f"{uri} reads a {family}: {family.compression}")
         self.task = task_of(self.run.data.tags.get(tags.TASK))
         stored = f"models:/{self.name}/{self.version.version}"
         # a table's model is a pyfunc holding the Keras network (trial_image/serving.py)
         self.model = self.retry(lambda: mlflow.pyfunc.load_model(stored).unwrap_python_model()
-                                .model if family == "table"
+                                .model if family.tensor_input is None
                                 else mlflow.tensorflow.load_model(stored), f"loading {uri}")
         params = self.run.data.params
-        size = tuple(int(s) for s in params.get("image_size", "(32, 32)").strip("()").split(","))
-        # the flags of tables and series, as the trial logged them (a dict as its repr)
-        try:
-            columns = ast.literal_eval(params.get("column_types", "None"))
-        except (ValueError, SyntaxError):
-            raise InputError(f"{uri}: its run's column_types parameter is not a mapping: "
-                             f"{params['column_types'][:100]!r}") from None
-        options = datasets.TableOptions(target=params.get("target"), task=params.get("task"),
-                                        column_types=columns,
-                                        lookback=int(params.get("lookback", 24)),
-                                        horizon=int(params.get("horizon", 1)))
-        self.data = datasets.load(self.run.data.tags.get(tags.DATASET, "digits"),
-                                  float(params.get("validation_split", 0.2)), size,
-                                  cache=params.get("data_cache"),
-                                  table=None if family == "image" else options)
+        self.data = datasets.DataRequest.logged(self.run.data.tags.get(tags.DATASET), params,
+                                                uri).load()
         if params.get("train_on") == "train+validation":  # a final model: what it trained on
             self.data = self.data.merged()  # calibrates, fine-tunes and teaches on the same
         self.score = self._score(self.model.predict_on_batch)
@@ -276,7 +262,7 @@ class Source:
         run_tags = {tags.ROLE: "variant", tags.VARIANT: variant, tags.SOURCE_MODEL: source_model,
                     tags.EXPERIMENT: self.run.data.tags.get(tags.EXPERIMENT, self.name),
                     tags.DATASET: self.data.name, "mlflow.parentRunId": self.run.info.run_id,
-                    tags.TASK: task.name, tags.FAMILY: self.data.family,
+                    tags.TASK: task.name, tags.FAMILY: self.data.family.name,
                     **digest_tags(self.data)}
         created = self.retry(lambda: self.client.create_run(
             self.run.info.experiment_id, run_name=f"{self.name}-v{self.version.version}-"

@@ -63,7 +63,7 @@ class BilevelSearch:
         self.alpha_optimizer.build(self.alphas)
         self.loss = keras.losses.SparseCategoricalCrossentropy()
         # Not XLA: it cannot compile max-pool gradients under op determinism, and without
-        # determinism an epoch took 12.5 s instead of 1.4 s on digits (benchmarks/).
+        # determinism it was slower (docs/benchmarks.md, "Figures behind the code").
         self.alpha_step = tf.function(self._unrolled_alpha_step if settings.unrolled
                                       else self._alpha_step)
         self.weight_step = tf.function(self._weight_step)

@@ -5,8 +5,12 @@ for users' data. The test split is evaluated once, after training, and never dri
 
 from __future__ import annotations
 
+import ast
+from dataclasses import dataclass, field
+
 from trial_image.data.arrays import KERAS_DATASETS
 from trial_image.data.dataset import Dataset, Split
+from trial_image.data.series import Window
 from trial_image.data.tables import BUNDLED as TABLES
 from trial_image.data.tables import TableOptions
 from trial_image.errors import InputError
@@ -19,14 +23,51 @@ DATASETS_HELP = ("images: digits (default, offline), " + ", ".join(KERAS_DATASET
 CACHES_HELP = ("keep decoded images of streamed data: 'memory', or a folder for tf.data's "
                "cache files (default: none, every pass reads and decodes)")
 
-__all__ = ["DATASETS_HELP", "TABLES", "Dataset", "Split", "TableOptions", "is_table", "load"]
+__all__ = ["DATASETS_HELP", "TABLES", "DataRequest", "Dataset", "Split", "TableOptions",
+           "Window", "is_table", "load"]
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """A trial's data flags, the one place of their defaults: what the trial CLI takes (and
+    logs as its run's parameters) and what ``python -m trial_image compress`` reads back to load
+    a model's data again."""
+
+    dataset: str = "digits"
+    validation_split: float = 0.2
+    image_size: tuple[int, int] = (32, 32)
+    cache: str | None = None
+    table: TableOptions = field(default_factory=TableOptions)
+    window: Window = field(default_factory=Window)
+
+    def load(self, test: bool = True) -> Dataset:
+        return load(self.dataset, self.validation_split, self.image_size, test, self.cache,
+                    self.table, self.window)
+
+    @classmethod
+    def logged(cls, dataset: str | None, params: dict[str, str], source: str) -> DataRequest:
+        """The request of a run that logged ``params`` (the trial CLI's flags as strings; a
+        dict as its repr) on data ``dataset`` (its tag); InputError names ``source``."""
+        d = cls()
+        try:
+            columns = ast.literal_eval(params.get("column_types", "None"))
+            size = ast.literal_eval(params.get("image_size", repr(d.image_size)))
+            return cls(dataset or d.dataset,
+                       float(params.get("validation_split", d.validation_split)),
+                       (int(size[0]), int(size[1])), params.get("data_cache"),
+                       TableOptions(params.get("target"), params.get("task"), columns),
+                       Window(int(params.get("lookback", d.window.lookback)),
+                              int(params.get("horizon", d.window.horizon))))
+        except (ValueError, SyntaxError, TypeError, IndexError) as exc:
+            raise InputError(f"{source}: its run's data parameters cannot be read back: "
+                             f"{exc}"[:300]) from None
 
 
 def load(name: str, validation_split: float = 0.2, image_size: tuple[int, int] = (32, 32),
-         test: bool = True, cache: str | None = None,
-         table: TableOptions | None = None) -> Dataset:
+         test: bool = True, cache: str | None = None, table: TableOptions | None = None,
+         window: Window | None = None) -> Dataset:
     """The fixed splits of ``name``; ``test=False`` leaves the test split out (the selection
-    runs of final training never see it)."""
+    runs of final training never see it). ``window``: a series' (other data have none)."""
     if not 0 < validation_split < 1:
         raise InputError(f"--validation-split must be in (0, 1), got {validation_split}")
     table = table or TableOptions()
@@ -36,8 +77,7 @@ def load(name: str, validation_split: float = 0.2, image_size: tuple[int, int] =
         if table.task not in (None, "regression") or table.column_types:
             raise InputError("a series is forecast (a regression) from its own values: "
                              "--task and --column-types do not apply")
-        return load_series(name, table.target, table.lookback, table.horizon,
-                           validation_split, test)
+        return load_series(name, table.target, window or Window(), validation_split, test)
     if not is_table(name) and table != TableOptions():
         raise InputError(f"--target, --task and --column-types are for tables, not {name!r}")
     if is_table(name):

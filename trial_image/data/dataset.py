@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from trial_image.families import IMAGE, Family
+
 SHUFFLE_BUFFER = 10_000  # examples (shards: records) a streamed pass shuffles among
 EVALUATION_BATCH = 256
 
@@ -149,7 +151,7 @@ class Dataset:
     task: str = "classification"
     columns: tuple[tuple[str, str], ...] = ()  # a table's (name, kind), in order
     classes: tuple[str, ...] = ()  # a table's class names, by index
-    family: str = "image"  # image | table | text | series: what a model of it reads
+    family: Family = IMAGE  # what a model of it reads
 
     @property
     def has_validation(self) -> bool:

@@ -53,12 +53,11 @@ def mlflow_dataset(data: Dataset, split: Split) -> Any:
                          for name, kind in data.columns]
                         + [ColSpec("integer" if data.task == "classification" else "float",
                                    "target")])
-    elif data.family == "series":
-        schema = Schema([TensorSpec(np.dtype("float32"), (-1, *data.input_shape), "window"),
-                         TensorSpec(np.dtype("float32"), (-1,), "target")])
-    else:
-        schema = Schema([TensorSpec(np.dtype("float32"), (-1, *data.input_shape), "image"),
-                         TensorSpec(np.dtype("int32"), (-1,), "label")])
+    else:  # a series' window and its next value, or an image and its label
+        target = (TensorSpec(np.dtype("float32"), (-1,), "target") if data.family.windowed
+                  else TensorSpec(np.dtype("int32"), (-1,), "label"))
+        schema = Schema([TensorSpec(np.dtype("float32"), (-1, *data.input_shape),
+                                    data.family.tensor_input), target])
     short = data.name.rstrip("/").rsplit("/", 1)[-1].split(":")[-1] or data.name
     return SplitDataset(_source(data.name), name=f"{short}-{split.name}", digest=split.digest,
                         schema=schema)

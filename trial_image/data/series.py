@@ -19,16 +19,27 @@ says when the test data differ, by digest).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
 from trial_image.data.dataset import ArraySplit, Dataset
 from trial_image.data.splits import TEST_FRACTION
 from trial_image.errors import InputError
+from trial_image.families import SERIES
 
 
-def load_series(name: str, target: str | None, lookback: int, horizon: int,
-                validation_split: float, test: bool) -> Dataset:
+@dataclass(frozen=True)
+class Window:
+    """A series' window: ``--lookback`` values forecasting the one ``--horizon`` steps after."""
+
+    lookback: int = 24
+    horizon: int = 1
+
+
+def load_series(name: str, target: str | None, window: Window, validation_split: float,
+                test: bool) -> Dataset:
+    lookback, horizon = window.lookback, window.horizon
     if lookback < 1 or horizon < 1:
         raise InputError(f"--lookback and --horizon must be at least 1, got {lookback} and "
                          f"{horizon}")
@@ -56,7 +67,7 @@ def load_series(name: str, target: str | None, lookback: int, horizon: int,
     train, validation, tested = parts
     return Dataset(name=name, train=train, validation=validation, test=tested if test else None,
                    num_classes=0, input_shape=(lookback,), scale=1.0, task="regression",
-                   family="series")
+                   family=SERIES)
 
 
 def _read(name: str, target: str | None) -> np.ndarray:

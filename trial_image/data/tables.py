@@ -33,23 +33,23 @@ import numpy as np
 from trial_image.data.dataset import EVALUATION_BATCH, Dataset, Split, finish
 from trial_image.data.splits import TEST_FRACTION, place
 from trial_image.errors import InputError
+from trial_image.families import TABLE, TEXT
+from trial_image.spec import COLUMN_KINDS
+from trial_image.tasks import TASKS
 
 BUNDLED = ("breast_cancer", "wine", "diabetes", "tickets")
 MAX_CLASSES = 50  # integer targets with at most this many values are classes
 TEXT_WORDS = 5  # a column of strings with at least this many words on average is text
-KINDS = ("numeric", "categorical", "text", "ignore")
+KINDS = (*COLUMN_KINDS, "ignore")  # --column-types: what a model reads, or nothing
 
 
 @dataclass(frozen=True)
 class TableOptions:
-    """The flags of tables and series (``--target``, ``--task``, ``--column-types``,
-    ``--lookback``, ``--horizon``)."""
+    """The flags of tables, texts and series (``--target``, ``--task``, ``--column-types``)."""
 
     target: str | None = None
     task: str | None = None
     column_types: dict[str, str] | None = None
-    lookback: int = 24
-    horizon: int = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,8 +124,8 @@ def load_table(name: str, options: TableOptions, validation_split: float, test: 
     if y_raw.isna().any():
         raise InputError(f"--target {target!r}: {int(y_raw.isna().sum())} row(s) have no value")
     task = options.task or _infer_task(y_raw)
-    if task not in ("classification", "regression"):
-        raise InputError(f"--task must be classification or regression, got {task!r}")
+    if task not in TASKS:
+        raise InputError(f"--task must be {' or '.join(TASKS)}, got {task!r}")
     columns = {name: _column(frame[name], kind) for name, kind in kinds.items()}
     if task == "classification":
         labels = y_raw.astype(str).to_numpy(dtype=object)
@@ -157,7 +157,7 @@ def load_table(name: str, options: TableOptions, validation_split: float, test: 
                    test=split("test") if test else None, num_classes=len(classes),
                    input_shape=(len(kinds),), scale=1.0, task=task,
                    columns=tuple(kinds.items()), classes=tuple(classes),
-                   family="text" if "text" in kinds.values() else "table")
+                   family=TEXT if "text" in kinds.values() else TABLE)
 
 
 def _read(name: str, target: str | None) -> tuple[Any, str, str]:

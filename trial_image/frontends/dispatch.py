@@ -35,7 +35,7 @@ def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], da
                   input_scale=data.scale, training=Training.of(args),
                   head=Head(dense_units=args.dense_units, dropout=args.dropout),
                   task=data.task, table=table,
-                  series=Series(data.input_shape[0]) if data.family == "series" else None)
+                  series=Series(data.input_shape[0]) if data.family.windowed else None)
     image_flags = [f for f in ("filters", "pooling") if getattr(args, f) is not None] + [
         f for f in ("filters", "pooling") if per_block[f]]
     block_flags = [f for f in ("block", "units") if getattr(args, f) is not None] + [
@@ -47,9 +47,9 @@ def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], da
     blocks = 2 if args.num_blocks is None else args.num_blocks
     if blocks < 1:
         raise InputError(f"--num-blocks must be at least 1, got {blocks}")
-    if data.family != "image":
+    if data.family.blocks:
         return _block_spec(args, per_block, frame, data, blocks, image_flags + (
-            kernel_flags if data.family == "table" else []))
+            [] if data.family.takes_kernel else kernel_flags))
     if block_flags:
         raise InputError(f"--block and --units are for tables, texts and series, not "
                          f"{data.name}")
@@ -92,10 +92,8 @@ def _block_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], 
         if args.architecture is None or args.nn_config is None:
             raise InputError("--architecture and --nn_config must be given together")
         return enas.to_spec(args.architecture, args.nn_config, frame=frame)
-    sequence = data.family in ("text", "series")
-    default = "conv1d" if sequence else "dense"
-    kinds = _each(args.block or default, per_block["block"], blocks, str, "block")
-    allowed = hyperparams.SEQUENCE_BLOCKS if sequence else hyperparams.TABLE_BLOCKS
+    allowed = data.family.blocks
+    kinds = _each(args.block or allowed[0], per_block["block"], blocks, str, "block")
     wrong = [kind for kind in kinds if kind not in allowed]
     if wrong:
         raise InputError(f"--block {wrong[0]}: a {data.family}'s blocks are "

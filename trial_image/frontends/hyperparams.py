@@ -41,10 +41,6 @@ def to_spec(
     return frame.candidate("hyperparameters", tuple(nodes))
 
 
-TABLE_BLOCKS = ("dense", "residual", "glu", "attention")
-SEQUENCE_BLOCKS = ("conv1d", "rnn", "attention")
-
-
 def to_block_spec(*, blocks: list[str], units: list[int], kernel_sizes: list[int],
                   dropout: float, batch_norm: bool, heads: int, key_dim: int, cell: str,
                   bidirectional: bool, frame: Frame) -> CandidateSpec:
