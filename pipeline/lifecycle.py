@@ -130,6 +130,14 @@ STAGES = (Stage("finalize", _final_training), Stage("promote", _promotion),
           Stage("compress", _compression))
 
 
+def preflight(decisions: Decisions, tracking_uri: str, retry_seconds: float) -> None:
+    """Before the search: refused in one line where promotion or compression could not
+    register what the story makes (TrackingError)."""
+    if decisions.promote:
+        Registry(tracking_uri, decisions.model, retry_seconds).preflight(
+            variants=decisions.compress is not None)
+
+
 def tell(place: Workplace, decisions: Decisions, tracking_uri: str,
          log: Callable[[str], None], retry_seconds: float, outcome: Outcome | None = None,
          only: str | None = None) -> Outcome:

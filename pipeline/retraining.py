@@ -52,7 +52,7 @@ from pipeline.compression import CompressionPlan
 from pipeline.finalize.plan import Schedule
 from pipeline.katib import safe_yaml
 from pipeline.katib.status import ExperimentCondition
-from pipeline.lifecycle import Decisions, KatibPlace, LocalPlace, Outcome, tell
+from pipeline.lifecycle import Decisions, KatibPlace, LocalPlace, Outcome, preflight, tell
 from pipeline.promotion.gates import Gates
 
 PIPELINE_LABEL = "nasflow.dev/pipeline"
@@ -282,6 +282,7 @@ def run_pipeline(config: PipelineConfig, raw: dict[str, Any], engine: SearchEngi
     before it ``told`` (a Kubeflow Pipelines step). The experiment is validated by the caller.
     """
     if only in (None, "search"):
+        preflight(config.decisions, tracking_uri, retry_seconds)
         result = engine.search(config, prepare(config, raw), tracking_uri, log, retry_seconds)
         result["final"] = result["promotion"] = result["compression"] = None
         result["deleted"] = engine.prune(config, keep=result["experiment"])

@@ -112,6 +112,8 @@ def test_asha_stops_the_trials_optunas_successive_halving_prunes(seed):
      "reduction_factor must be >= 2"),
     ([{"name": "min_resource", "value": "x"}], "algorithmSettings[0].value",
      "min_resource must be an integer"),
+    ([{"name": "min_resource", "value": "٣"}], "algorithmSettings[0].value",  # Arabic-Indic 3
+     "min_resource must be an integer (ASCII digits)"),
     ([{"name": "grace", "value": "1"}], "algorithmSettings[0].name", "unknown setting 'grace'"),
     ([{"name": "min_resource", "value": "4"}, {"name": "max_resource", "value": "4"}],
      "algorithmSettings", "max_resource 4 leaves no rung"),

@@ -103,6 +103,25 @@ def test_failed_trials_fail_the_experiment(tmp_path):
     assert engine.trials[0].message == "exit code 3: something broke"
 
 
+def test_a_search_whose_every_trial_failed_exits_1(tmp_path, capsys):
+    """Without maxFailedTrialCount Katib ends it Succeeded (MaxTrialsReached), with no optimal
+    trial: nasflow run says so and exits 1, not 0."""
+    import yaml
+
+    from pipeline.cli import main
+
+    params = [{"name": "fail", "parameterType": "categorical", "feasibleSpace": {"list": ["yes"]}},
+              {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}]
+    path = tmp_path / "failing.yaml"
+    path.write_text(yaml.safe_dump(experiment(params=params, max_trials=3, max_failed=None,
+                                              parallel=1)))
+    assert main(["run", str(path), "--no-mlflow", "--workdir", str(tmp_path / ".nasflow"),
+                 "--cold-trials"]) == 1
+    out = capsys.readouterr().out
+    assert "Succeeded (ExperimentMaxTrialsReached" in out and "3 failed" in out
+    assert "no trial reported the objective" in out
+
+
 def test_metrics_unavailable(tmp_path):
     status, engine = run(experiment(max_trials=2, extra_args=["--no-metric"]), tmp_path)
     assert status["trialMetricsUnavailable"] == 2

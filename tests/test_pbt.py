@@ -108,8 +108,11 @@ def test_the_volume_replaces_the_path_as_a_whole_path(tmp_path):
     from pipeline.engine.trial_volume import TrialVolume
 
     volume = TrialVolume("/ckpt", tmp_path)
-    command = volume.mount(TrialCommand(["--checkpoint-dir=/ckpt/", "--other=/ckpts", "/ckpt"],
-                                        {"DIR": "/ckpt/sub"}, None), "t1")
+    command = volume.mount(TrialCommand(
+        ["--checkpoint-dir=/ckpt/", "--other=/ckpts", "/ckpt", "--log=/some/where/ckpt",
+         "--logs=/var/ckpt/x"], {"DIR": "/ckpt/sub", "SEARCH": "/opt:/ckpt:/usr"}, None), "t1")
     mount = str((tmp_path / "t1").resolve())
-    assert command.argv == [f"--checkpoint-dir={mount}/", "--other=/ckpts", mount]
-    assert command.env == {"DIR": f"{mount}/sub"}
+    # whole components only: a path that merely ends in (or holds) /ckpt is left alone
+    assert command.argv == [f"--checkpoint-dir={mount}/", "--other=/ckpts", mount,
+                            "--log=/some/where/ckpt", "--logs=/var/ckpt/x"]
+    assert command.env == {"DIR": f"{mount}/sub", "SEARCH": f"/opt:{mount}:/usr"}

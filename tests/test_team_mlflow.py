@@ -9,6 +9,8 @@ them (Debian's ``postgresql``), so CI never skips.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -149,6 +151,9 @@ def auth_story(auth_mlflow, tmp_path_factory):
     grant(auth_mlflow, tmp_path, "--model", "team-digits")
     run = story(auth_mlflow, tmp_path, "auth-story", "team-digits", user=TRAINER)
     assert run.returncode == 0, run.stderr[-3000:]
+    # the serve line says what the server will ask for, and never the secret itself
+    assert "export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in run.stdout
+    assert TRAINER[1] not in run.stdout + run.stderr
     return tmp_path
 
 
@@ -208,3 +213,142 @@ def test_refused_credentials_take_no_retries(auth_mlflow, tmp_path, monkeypatch,
     assert time.monotonic() - started < 2.0
     assert "not authenticated (user 'nasflow' and its password were refused)" in \
         capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def shipped_auth_mlflow(postgres, tmp_path_factory):
+    """Basic-auth as MLflow ships it: every user may read everything (``READ``)."""
+    root = tmp_path_factory.mktemp("shipped-auth-mlflow")
+    ini = root / "basic_auth.ini"
+    settings = (ROOT / "manifests" / "mlflow" / "basic_auth.ini").read_text().replace(
+        "default_permission = NO_PERMISSIONS", "default_permission = READ")
+    ini.write_text(settings + f"database_uri = {postgres.create_database('auth_read')}\n"
+                   + f"admin_password = {ADMIN[1]}\n")
+    server = MlflowServer(root, backend=postgres.create_database("tracking_read"), auth=ini,
+                          env={"MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex}).start()
+    yield server
+    server.stop()
+
+
+NEWCOMER = ("newcomer", "newcomer-test-only-5b1e")
+
+
+def new_user(server, user: tuple[str, str]) -> None:
+    """A user the admin created and granted nothing."""
+    from mlflow.server.auth.client import AuthServiceClient
+
+    as_user(ADMIN, lambda: AuthServiceClient(server.uri).create_user(*user))
+
+
+def test_a_first_champion_needs_no_grant(shipped_auth_mlflow, tmp_path):
+    """A user with MLflow's default READ and no grant: nasflow creates the experiment and the
+    model (their creator gets MANAGE) and the story ends with a champion, though MLflow refuses
+    (403) to read an alias of a model that does not exist yet."""
+    new_user(shipped_auth_mlflow, NEWCOMER)
+    run = story(shipped_auth_mlflow, tmp_path, "newcomer-story", "newcomer-digits",
+                user=NEWCOMER)
+    assert run.returncode == 0, run.stderr[-3000:]
+    client = as_user(NEWCOMER, lambda: client_of(shipped_auth_mlflow))
+    assert as_user(NEWCOMER, lambda: aliases(client, "newcomer-digits")) == {"champion": "1"}
+    assert as_user(NEWCOMER, lambda: aliases(client, "newcomer-digits-variants")) == {
+        "int8-full": "1"}
+
+
+@pytest.mark.parametrize("manifest", ["enas-digits.yaml", "darts-digits.yaml",
+                                      "random-digits.yaml", "pbt-digits.yaml"])
+def test_refused_credentials_come_before_the_search_is_built(auth_mlflow, tmp_path, manifest):
+    """MLflow is asked first: the refusal imports no TensorFlow (ENAS' controller and DARTS'
+    settings would) and starts no warm worker."""
+    path = small(manifest, "auth-first", trials=1, epochs=1, tmp_path=tmp_path)
+    probe = subprocess.run([sys.executable, "-c", """
+import json, sys
+from pipeline.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "tensorflow": "tensorflow" in sys.modules}))
+""", "run", path, "--tracking-uri", auth_mlflow.uri, "--workdir", str(tmp_path / ".nasflow")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+             "MLFLOW_TRACKING_USERNAME": "nasflow", "MLFLOW_TRACKING_PASSWORD": "wrong"})
+    assert json.loads(probe.stdout.splitlines()[-1]) == {"code": 4, "tensorflow": False}, \
+        probe.stderr[-2000:]
+    assert "not authenticated" in probe.stderr
+
+
+def test_a_model_the_user_may_only_read_is_refused_before_the_search(shipped_auth_mlflow,
+                                                                     tmp_path):
+    """The team's model exists and the user has MLflow's default READ on it: one line naming
+    the model, before the search is built or any trial runs."""
+    with contextlib.suppress(Exception):  # the other test may have made the user already
+        new_user(shipped_auth_mlflow, NEWCOMER)
+    as_user(ADMIN, lambda: client_of(shipped_auth_mlflow).create_registered_model("read-only"))
+    path = small("enas-digits.yaml", "read-only-story", trials=1, epochs=1, tmp_path=tmp_path)
+    probe = subprocess.run([sys.executable, "-c", """
+import json, sys, time
+started = time.monotonic()
+from pipeline.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "tensorflow": "tensorflow" in sys.modules,
+                  "seconds": time.monotonic() - started}))
+""", "run", path, "--promote", "--model", "read-only", "--tracking-uri",
+        shipped_auth_mlflow.uri, "--workdir", str(tmp_path / ".nasflow")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+             "MLFLOW_TRACKING_USERNAME": NEWCOMER[0], "MLFLOW_TRACKING_PASSWORD": NEWCOMER[1]})
+    answer = json.loads(probe.stdout.splitlines()[-1])
+    lines = [line for line in probe.stderr.splitlines() if line.strip()]
+    assert (answer["code"], answer["tensorflow"], len(lines)) == (4, False, 1), probe.stderr
+    assert lines[0].startswith("nasflow run: MLflow: checking that registered model read-only "
+                               "can be changed failed: MLflow says: user 'newcomer' is not allowed")
+    assert not (tmp_path / ".nasflow" / "read-only-story").exists()  # no search began
+    assert answer["seconds"] < 3.0, answer  # imports included
+
+
+REVIEWER = ("reviewer", "reviewer-test-only-77a0")
+
+
+def test_promote_names_the_permission_to_read_the_trials(auth_mlflow, auth_story):
+    """Runs hidden from the user are not 'missing': the line names the experiment and READ."""
+    new_user(auth_mlflow, ("outsider", "outsider-test-only-3f9c"))
+    refused = nasflow("promote", "auth-story", "--model", "outsider-digits", "--tracking-uri",
+                      auth_mlflow.uri, "--workdir", str(auth_story / ".nasflow"),
+                      cwd=auth_story, user=("outsider", "outsider-test-only-3f9c"))
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 4 and len(lines) == 1, refused.stderr
+    assert "user 'outsider' may not read MLflow experiment 'auth-story'" in lines[0]
+    assert "grant it READ or more" in lines[0] and "no finished MLflow run" not in lines[0]
+
+
+def test_a_reviewer_reads_runs_and_models_and_changes_nothing(auth_mlflow, auth_story):
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "mlflow", "grant", REVIEWER[0], "--reviewer",
+         "--experiment", "auth-story", "--model", "team-digits", "--tracking-uri",
+         auth_mlflow.uri], cwd=auth_story, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(auth_story),
+             "MLFLOW_TRACKING_USERNAME": ADMIN[0], "MLFLOW_TRACKING_PASSWORD": ADMIN[1],
+             "NASFLOW_MLFLOW_NEW_PASSWORD": REVIEWER[1]})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1:] == [
+        f"experiment 'auth-story' (id {line.split('(id ')[1].split(')')[0]}): READ"
+        for line in done.stdout.splitlines()[1:2]] + [
+        "registered model 'team-digits': READ", "registered model 'team-digits-variants': READ"]
+    client = as_user(REVIEWER, lambda: client_of(auth_mlflow))
+    experiment = as_user(REVIEWER, lambda: client.get_experiment_by_name("auth-story"))
+    runs = as_user(REVIEWER, lambda: client.search_runs([experiment.experiment_id]))
+    assert len(runs) >= 3  # the trials, the selection and final runs
+    assert as_user(REVIEWER, lambda: aliases(client, "team-digits")) == {"champion": "1"}
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="Permission denied"):
+        as_user(REVIEWER, lambda: client.set_registered_model_alias("team-digits", "mine", "1"))
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["somebody", "--tracking-uri", "http://[::1"], "not a URL"),
+    (["", "--tracking-uri", "http://127.0.0.1:9"], "a user name is not empty"),
+])
+def test_grant_refuses_bad_input_before_asking_the_server(tmp_path, argv, message):
+    done = subprocess.run([sys.executable, "-m", "pipeline", "mlflow", "grant", *argv],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                               "HOME": str(tmp_path)})
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr

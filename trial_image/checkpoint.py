@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,15 @@ class Checkpoint:
     run_id: str = ""  # the trial's MLflow run, which a resumed trial goes on logging to
 
 
+MAX_LATEST = 16 << 20  # bytes of latest.json: its history is a few numbers an epoch
+JSON_TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict}
+
+
+def _typed(value: Any, kind: type) -> bool:
+    """``value`` is a ``kind`` as JSON holds it (an int is not a bool, nor a bool an int)."""
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
 def fingerprint(spec: Any, seed: int, data: Any) -> str:
     """What must be equal for a trial to resume a checkpoint as its own."""
     return json.dumps({"candidate": spec.candidate_id, "training": asdict(spec.training),
@@ -65,9 +74,17 @@ def read(directory: Path) -> Checkpoint | None:
     if not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_text())
+        with path.open("rb") as file:
+            text = file.read(MAX_LATEST + 1)
+        if len(text) > MAX_LATEST:
+            raise ValueError(f"over {MAX_LATEST} bytes")
+        doc = json.loads(text)
         checkpoint = Checkpoint(**doc)
-    except (ValueError, TypeError) as exc:
+        wrong = [f.name for f in fields(Checkpoint) if not _typed(
+            getattr(checkpoint, f.name), JSON_TYPES[str(f.type).split("[")[0]])]
+        if wrong:
+            raise ValueError(f"wrong type of {', '.join(wrong)}")
+    except (ValueError, TypeError, OSError) as exc:
         raise InputError(f"--checkpoint-dir: {path} is not a nasflow checkpoint ({exc}); "
                          "remove it to start over") from None
     if not (directory / checkpoint.folder / WEIGHTS).is_file():

@@ -17,10 +17,19 @@ from pathlib import Path
 
 from trial_image import tags
 from trial_image.errors import InputError, TrialError
+from trial_image.numbers import number
 from trial_image.optimization_job import with_environment
+from trial_image.paths import writable_file
 from trial_image.tasks import TASKS
 
 PER_BLOCK = re.compile(r"^--(filters|kernel-size|pooling|units|block)-(\d+)(?:=(.*))?$", re.S)
+
+
+# Upper bounds of the flags: far above any sensible candidate, far below what exhausts memory.
+MAX_EPOCHS = 100_000
+MAX_WIDTH = 65_536  # filters, units
+MAX_LENGTH = 100_000  # a text's tokens, a series' window
+MAX_IMAGE_SIDE = 4096
 
 
 def _bool(value: str) -> bool:
@@ -37,13 +46,15 @@ def seed(value: str) -> int:
     Katib DARTS experiment get identical parameters, and a seed from the trial name makes each
     search start elsewhere while staying reproducible."""
     text = value.strip()
-    return int(text) if re.fullmatch(r"\d+", text) else zlib.crc32(text.encode()) & 0x7FFFFFFF
+    return int(text) % 2**31 if re.fullmatch(r"[0-9]{1,40}", text) else \
+        zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
 def _image_size(value: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)[x,](\d+)", value.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected HxW like 32x32, got {value!r}")
+    match = re.fullmatch(r"([0-9]{1,5})[x,]([0-9]{1,5})", value.strip())
+    if not match or not all(1 <= int(side) <= MAX_IMAGE_SIDE for side in match.groups()):
+        raise argparse.ArgumentTypeError(f"expected HxW like 32x32, each side 1 to "
+                                         f"{MAX_IMAGE_SIDE}, got {value[:40]!r}")
     return int(match[1]), int(match[2])
 
 
@@ -66,10 +77,15 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     d = DataRequest()
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default=d.dataset, help=DATASETS_HELP)
-    g.add_argument("--validation-split", type=float, default=d.validation_split)
+    g.add_argument("--validation-split", type=number(0, 1, low_open=True, high_open=True),
+                   default=d.validation_split)
     g.add_argument("--image-size", type=_image_size, default=d.image_size,
                    help="HxW images are resized to, for dir: and tfrecord: (default 32x32)")
     g.add_argument("--data-cache", default=None, metavar="memory|FOLDER", help=CACHES_HELP)
+    g.add_argument("--max-unreadable", type=number(0, 1), default=0.01, metavar="SHARE",
+                   help="streamed images (dir:, tfrecord:) that cannot be read are skipped, "
+                   "counted and named; above this share of a split the data is refused, exit "
+                   "2 (default 0.01)")
     g = p.add_argument_group("tables, texts and series (csv:, parquet:, series:, the bundled "
                              "ones)")
     g.add_argument("--target", default=None, help="the column to predict (bundled: 'target')")
@@ -79,9 +95,11 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--column-types", type=_column_types, default=None,
                    metavar="NAME=KIND,...", help="numeric, categorical, text or ignore, "
                    "overriding the inferred kind of these columns")
-    g.add_argument("--lookback", type=int, default=d.window.lookback,
+    g.add_argument("--lookback", type=number(1, MAX_LENGTH, integer=True),
+                   default=d.window.lookback,
                    help="a series: values a window holds")
-    g.add_argument("--horizon", type=int, default=d.window.horizon,
+    g.add_argument("--horizon", type=number(1, MAX_LENGTH, integer=True),
+                   default=d.window.horizon,
                    help="a series: how many steps after its window a forecast is for")
 
 
@@ -90,15 +108,17 @@ def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
 
     g = p.add_argument_group(title)
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    g.add_argument("--learning-rate", "--lr", type=float, default=1e-3)
-    g.add_argument("--momentum", type=float, default=0.9, help="for sgd and rmsprop")
-    g.add_argument("--weight-decay", type=float, default=0.0,
+    g.add_argument("--learning-rate", "--lr", type=number(0, 10, low_open=True), default=1e-3)
+    g.add_argument("--momentum", type=number(0, 1), default=0.9, help="for sgd and rmsprop")
+    g.add_argument("--weight-decay", type=number(0, 1), default=0.0,
                    help="decoupled weight decay (Adam with one is AdamW; default 0)")
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--epochs", "--num-epochs", type=int, default=10)
-    g.add_argument("--patience", type=int, default=5,
+    g.add_argument("--batch-size", type=number(1, 65536, integer=True), default=64)
+    g.add_argument("--epochs", "--num-epochs", type=number(1, MAX_EPOCHS, integer=True),
+                   default=10)
+    g.add_argument("--patience", type=number(0, MAX_EPOCHS, integer=True), default=5,
                    help="early stopping on validation accuracy (best weights restored)")
-    g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+    g.add_argument("--time-budget", type=number(0, 30 * 86400, low_open=True), default=None,
+                   metavar="SECONDS",
                    help="stop training after this many seconds")
     g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="cosine: from the learning rate down to 0 over all epochs")
@@ -113,7 +133,8 @@ def _reporting_flags(p: argparse.ArgumentParser, search_space_tag: bool) -> None
     from trial_image.katib_metrics import FORMATS
 
     g = p.add_argument_group("Katib metrics")
-    g.add_argument("--metrics-file", type=Path, help="also write metrics here (File collector)")
+    g.add_argument("--metrics-file", type=writable_file,
+                   help="also write metrics here (File collector)")
     g.add_argument("--metrics-format", choices=FORMATS, default="text")
     g = p.add_argument_group("MLflow (MLFLOW_TRACKING_URI, MLFLOW_PARENT_RUN_ID from the env)")
     g.add_argument("--experiment-name", default=None,
@@ -123,7 +144,7 @@ def _reporting_flags(p: argparse.ArgumentParser, search_space_tag: bool) -> None
     if search_space_tag:
         g.add_argument("--search-space", default=None, help="tag nasflow.search_space")
     g.add_argument("--algorithm", default=None, help="tag nasflow.algorithm")
-    g.add_argument("--mlflow-retry-seconds", type=float, default=120.0,
+    g.add_argument("--mlflow-retry-seconds", type=number(0, 86400), default=120.0,
                    help="how long to retry an unreachable MLflow server (default 120)")
 
 
@@ -131,14 +152,15 @@ def _reward_flags(p: argparse.ArgumentParser) -> None:
     from trial_image.reward import COSTS
 
     g = p.add_argument_group("MnasNet reward (Reward = accuracy x (cost/target)^w, every epoch)")
-    g.add_argument("--reward-target", type=float, default=None, metavar="T",
+    g.add_argument("--reward-target", type=number(0, 1e15, low_open=True), default=None,
+                   metavar="T",
                    help="report Reward against this target cost (default: no Reward)")
     g.add_argument("--reward-cost", choices=COSTS, default="madds",
                    help="the cost: madds (multiply-adds, deterministic; default), parameters, "
                    "size (bytes of weights) or latency (batch-1 CPU ms, noisy on small models)")
-    g.add_argument("--reward-alpha", type=float, default=-0.07,
+    g.add_argument("--reward-alpha", type=number(-10, 10), default=-0.07,
                    help="w when cost <= target (MnasNet soft: -0.07, hard: 0)")
-    g.add_argument("--reward-beta", type=float, default=-0.07,
+    g.add_argument("--reward-beta", type=number(-10, 10), default=-0.07,
                    help="w when cost > target (MnasNet soft: -0.07, hard: -1)")
 
 
@@ -180,40 +202,49 @@ def build_parser() -> argparse.ArgumentParser:
         "its last finished epoch, a folder PBT copied from another trial is trained on (a PVC "
         "path on a cluster)")
     g = p.add_argument_group("hyperparameter front end (default)")
-    g.add_argument("--num-blocks", type=int, default=None, help="default 2")
-    g.add_argument("--filters", type=int, default=None, help="default 32; --filters-N per block")
-    g.add_argument("--kernel-size", type=int, default=None,
+    g.add_argument("--num-blocks", type=number(1, 64, integer=True), default=None,
+                   help="default 2")
+    g.add_argument("--filters", type=number(1, MAX_WIDTH, integer=True), default=None,
+                   help="default 32; --filters-N per block")
+    g.add_argument("--kernel-size", type=number(1, 31, integer=True), default=None,
                    help="3, 5 or 7 (default 3); --kernel-size-N per block")
     g.add_argument("--pooling", choices=POOLINGS, default=None,
                    help="after each block (default max); --pooling-N per block")
     g.add_argument("--batch-norm", type=_bool, default=None, help="default true")
-    g.add_argument("--dense-units", type=int, default=0, help="hidden dense layer in the head")
-    g.add_argument("--dropout", type=float, default=0.0, help="before the output layer")
+    g.add_argument("--dense-units", type=number(0, MAX_WIDTH, integer=True), default=0,
+                   help="hidden dense layer in the head")
+    g.add_argument("--dropout", type=number(0, 1, high_open=True), default=0.0,
+                   help="before the output layer")
     g = p.add_argument_group("hyperparameter front end, tables, texts and series (with "
                              "--num-blocks, --batch-norm, --kernel-size)")
     g.add_argument("--block", choices=BLOCKS, default=None,
                    help="tables: dense (default), residual, glu or attention; texts and series: "
                    "conv1d (default), rnn or attention; --block-N per block")
-    g.add_argument("--units", type=int, default=None,
+    g.add_argument("--units", type=number(1, MAX_WIDTH, integer=True), default=None,
                    help="width of dense, residual, glu, conv1d and rnn blocks (default 64); "
                    "--units-N")
     g.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="rnn blocks' cell")
     g.add_argument("--bidirectional", type=_bool, default=False, help="rnn blocks both ways")
-    g.add_argument("--sequence-length", type=int, default=64, help="a text's tokens read")
-    g.add_argument("--vocabulary-size", type=int, default=10_000,
+    g.add_argument("--sequence-length", type=number(1, MAX_LENGTH, integer=True), default=64,
+                   help="a text's tokens read")
+    g.add_argument("--vocabulary-size", type=number(1, 2_000_000, integer=True), default=10_000,
                    help="a text's most frequent words kept")
-    g.add_argument("--block-dropout", type=float, default=0.0, help="inside each block")
-    g.add_argument("--heads", type=int, default=2, help="attention blocks' heads")
-    g.add_argument("--key-dim", type=int, default=8, help="attention blocks' width per head")
-    g.add_argument("--embedding-size", type=int, default=8,
+    g.add_argument("--block-dropout", type=number(0, 1, high_open=True), default=0.0,
+                   help="inside each block")
+    g.add_argument("--heads", type=number(1, 64, integer=True), default=2,
+                   help="attention blocks' heads")
+    g.add_argument("--key-dim", type=number(1, 1024, integer=True), default=8,
+                   help="attention blocks' width per head")
+    g.add_argument("--embedding-size", type=number(1, 1024, integer=True), default=8,
                    help="dimensions of each categorical column's embedding")
     g = p.add_argument_group("Katib ENAS front end")
     g.add_argument("--architecture", help="Katib's ENAS 'architecture' string")
     g.add_argument("--nn-config", help="Katib's ENAS 'nn_config' string")
     g = p.add_argument_group("DARTS genotype front end")
     g.add_argument("--genotype", help="Genotype(normal=..., normal_concat=..., reduce=..., ...)")
-    g.add_argument("--num-layers", type=int, default=3, help="cells (default 3)")
-    g.add_argument("--init-channels", type=int, default=16)
+    g.add_argument("--num-layers", type=number(1, 64, integer=True), default=3,
+                   help="cells (default 3)")
+    g.add_argument("--init-channels", type=number(1, 1024, integer=True), default=16)
     g.add_argument("--stem-multiplier", type=int, default=3)
     _reporting_flags(p, search_space_tag=True)
     _reward_flags(p)

@@ -34,7 +34,10 @@ from trial_image.mlflow_connection import (
     parse_model_uri,
     racing,
     retry,
+    version_or_none,
 )
+from trial_image.numbers import number
+from trial_image.paths import writable_folder
 from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES
 from trial_image.tasks import TASKS, Task, task_of
 from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
@@ -59,6 +62,7 @@ __all__ = [
     "fail_fast_http",
     "family_of",
     "is_outage",
+    "number",
     "open_experiment",
     "or_none",
     "parse_model_uri",
@@ -67,4 +71,6 @@ __all__ = [
     "tags",
     "task_of",
     "variant_names",
+    "version_or_none",
+    "writable_folder",
 ]

@@ -205,6 +205,23 @@ def or_none(action: Callable[[], T]) -> T | None:
         raise
 
 
+def version_or_none(client: Any, name: str, alias: str | None = None,
+                    number: str | None = None) -> Any | None:
+    """Version ``number`` of model ``name``, or the one holding ``alias``; None where there is
+    none yet. MLflow's basic-auth cannot resolve a permission for a model that does not exist
+    and refuses (403) to read its alias; the model read then says whether it exists."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return or_none(lambda: client.get_model_version_by_alias(name, alias) if alias
+                       else client.get_model_version(name, number))
+    except MlflowException as exc:
+        if exc.error_code == "PERMISSION_DENIED" and \
+                or_none(lambda: client.get_registered_model(name)) is None:
+            return None
+        raise
+
+
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None] | None:
     """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` → (name, alias, version); None if it
     is neither."""

@@ -34,7 +34,8 @@ def with_environment(argv: list[str], parser: argparse.ArgumentParser,
         name = key[len(PREFIX):].lower().replace("_", "-")
         flag = f"--{name}"
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name) or not (
-                flag in actions or per_block.match(flag)):
+                flag in actions or per_block.match(flag)) or \
+                isinstance(actions.get(flag), argparse._HelpAction):  # a parameter, not --help
             raise InputError(f"${key}: the trial has no flag {flag} (KUBEFLOW_TRAINER_OPT_<NAME> "
                              "sets --<name>, '_' read as '-')")
         action = actions.get(flag)

@@ -149,9 +149,9 @@ def architecture_figure(spec: CandidateSpec, title: str) -> Any:
 
 def size_figure(rows: list[dict[str, Any]], title: str, metric: str = "Test-Accuracy") -> Any:
     """Test accuracy (or RMSE) against file size, one point per variant (log size: int8 is ~4×
-    smaller).
-    Variants on the same point (float32 and float16 often tie in accuracy and size after gzip)
-    share one label, so no label is drawn over another; margins keep labels inside the axes."""
+    smaller). Variants tie often (float32 and float16 in accuracy and size after gzip; several
+    in accuracy alone), so the names go to a legend, one entry a point (variants on the same
+    point share one), never as labels beside points that could print over each other."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 4.5), dpi=DPI, layout="constrained")
@@ -161,13 +161,11 @@ def size_figure(rows: list[dict[str, Any]], title: str, metric: str = "Test-Accu
         size = row.get("Compressed-Size-Bytes") or row["File-Size-Bytes"]  # the source: raw
         points.setdefault((float(size), round(float(row[metric]), 4)), []).append(
             row["variant"])
-    ordered = sorted(points.items())
-    for k, ((size, accuracy), names) in enumerate(ordered):
-        right = k >= len(ordered) / 2  # the larger files: label to the left of the point
-        axis.scatter([size], [accuracy])
-        axis.annotate(", ".join(names), (size, accuracy), fontsize=8,
-                      ha="right" if right else "left", textcoords="offset points",
-                      xytext=(-6 if right else 6, 8 if k % 2 else -12))
+    markers = "osD^v<>ph*"
+    for k, ((size, accuracy), names) in enumerate(sorted(points.items())):
+        axis.scatter([size], [accuracy], marker=markers[k % len(markers)], s=40,
+                     label=", ".join(names))
+    axis.legend(fontsize=8, loc="best", title="variant", title_fontsize=8)
     axis.set_xscale("log")
     axis.margins(x=0.3, y=0.15)
     axis.set_xlabel("bytes, gzip-compressed (what pruning saves)")

@@ -19,7 +19,13 @@ from typing import Any
 
 from trial_image import tags
 from trial_image.errors import TrackingError
-from trial_image.mlflow_connection import open_experiment, or_none, parse_model_uri, racing, retry
+from trial_image.mlflow_connection import (
+    open_experiment,
+    parse_model_uri,
+    racing,
+    retry,
+    version_or_none,
+)
 
 MAX_PARAM_LENGTH = 500  # longer values go to the JSON artifact only
 
@@ -158,9 +164,8 @@ class Tracker:
                                 f"models:/NAME/VERSION, got {uri!r}")
         name, alias, number = parsed
 
-        version = retry(lambda: or_none(
-            lambda: self.client.get_model_version_by_alias(name, alias) if alias else
-            self.client.get_model_version(name, number)), f"finding {uri}", self.retry_seconds)
+        version = retry(lambda: version_or_none(self.client, name, alias, number),
+                        f"finding {uri}", self.retry_seconds)
         if version is None:
             return None, f"{uri}: none yet"
         model = retry(lambda: self.mlflow.pyfunc.load_model(

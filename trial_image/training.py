@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 
 from trial_image import checkpoint
 from trial_image.data import Dataset, Split
+from trial_image.data.unreadable import check
 from trial_image.errors import TrainingFailed
 from trial_image.spec import Training
 from trial_image.tasks import CLASSIFICATION, Task
@@ -133,6 +135,25 @@ class _TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class _Unreadable(keras.callbacks.Callback):
+    """After each epoch: refuse the data (InputError, exit 2) once a split read in full holds
+    more than ``most`` unreadable examples (:mod:`trial_image.data.unreadable`)."""
+
+    def __init__(self, data: Dataset, most: float) -> None:
+        super().__init__()
+        self.data, self.most = data, most
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        unreadable(self.data, self.most)
+
+
+def unreadable(data: Dataset, most: float) -> tuple[list[str], int]:
+    """One line per split with unreadable examples, and how many in all; InputError above
+    ``most``."""
+    states = [state for state in (s.unreadable() for s in data.splits) if state is not None]
+    return check(states, most), sum(state.examples for state in states)
+
+
 def train(
     model: keras.Model,
     data: Dataset,
@@ -146,6 +167,7 @@ def train(
     plan: checkpoint.Plan | None = None,
     run_id: str = "",
     strategy: Any = None,
+    max_unreadable: float = 0.01,
 ) -> TrainResult:
     """Without a validation split (final training on training + validation) every epoch runs:
     there is nothing to stop early on. Augmentation (shifts) is for images; other families
@@ -162,7 +184,7 @@ def train(
         report.history = list(previous.history)
         for epoch, metrics in enumerate(previous.history, previous.epoch - len(previous.history)):
             on_epoch(epoch + 1, metrics, True)
-    callbacks: list[keras.callbacks.Callback] = [report]
+    callbacks: list[keras.callbacks.Callback] = [report, _Unreadable(data, max_unreadable)]
     stopping = None
     if data.has_validation:
         stopping = _EarlyStopping(
@@ -197,16 +219,21 @@ def train(
         batches = shard_by_data(batches)
         validation = None if validation is None else shard_by_data(validation)
     start = time.perf_counter()
-    model.fit(
-        batches,
-        steps_per_epoch=steps,
-        validation_data=validation,
-        initial_epoch=first,
-        epochs=last,
-        shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn
-        callbacks=callbacks,
-        verbose=0,
-    )
+    with warnings.catch_warnings():
+        # A streamed split's size is known once read (unreadable examples are dropped), so
+        # Keras learns the validation split's end by reaching it, and warns; the training
+        # stream repeats and cannot run out.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(
+            batches,
+            steps_per_epoch=steps,
+            validation_data=validation,
+            initial_epoch=first,
+            epochs=last,
+            shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn
+            callbacks=callbacks,
+            verbose=0,
+        )
     fit_seconds = time.perf_counter() - start
     if report.nan_epoch is not None:
         raise TrainingFailed(

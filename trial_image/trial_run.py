@@ -42,6 +42,7 @@ class RunOptions:
     evaluate_model: str | None = None  # a registered model to measure on the same test split
     reward: Reward | None = None  # MnasNet's reward, reported every epoch
     checkpoint_dir: Path | None = None  # saved every epoch; resumed or inherited from
+    max_unreadable: float = 0.01  # streamed examples that may fail to read (a split's share)
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> RunOptions:
@@ -175,7 +176,7 @@ class TrialRun:
         ``plan`` if any); log final metrics and the model, end the run FINISHED."""
         from trial_image.builder import build_model, multiply_adds
         from trial_image.tasks import TASKS
-        from trial_image.training import compile_model, inference_latency_ms, train
+        from trial_image.training import compile_model, inference_latency_ms, train, unreadable
 
         args, data, task = self.args, self.data, TASKS[spec.task]
         model = model or build_model(spec, data.train)
@@ -184,7 +185,7 @@ class TrialRun:
         if not self.chief:
             train(fitted, data, spec.training, seed=args.seed, patience=args.patience,
                   time_budget=None, on_epoch=lambda *_: None, task=task,
-                  strategy=self.strategy)
+                  strategy=self.strategy, max_unreadable=args.max_unreadable)
             return
         # the costs first: fixed by the architecture, and the reward needs them every epoch
         costs = {"Parameter-Count": float(model.count_params()),
@@ -202,7 +203,8 @@ class TrialRun:
         compile_model(model, spec.training, steps, task)
         result = train(fitted, data, spec.training, seed=args.seed, patience=args.patience,
                        time_budget=args.time_budget, on_epoch=report, task=task, plan=plan,
-                       run_id=self.tracker.run_id, strategy=self.strategy)
+                       run_id=self.tracker.run_id, strategy=self.strategy,
+                       max_unreadable=args.max_unreadable)
         if fitted is not model:  # the chief evaluates and stores a plain copy, once
             model.optimizer.build(model.trainable_variables)
             model.set_weights(fitted.get_weights())
@@ -216,6 +218,11 @@ class TrialRun:
             evaluation = self._evaluate(spec, model)
             final[task.test_metric] = evaluation.pop(task.test_metric)
             summary.update(evaluation)
+        lines, skipped = unreadable(data, args.max_unreadable)
+        for line in lines:
+            print(f"trial {self.trial}: {line}", file=sys.stderr)
+        if skipped:
+            summary["Unreadable-Examples"] = float(skipped)
         self.reporter.report(final)
         # a selection run of final training only ranks its candidate: it stores no model
         self.tracker.finish({**final, **(extra_metrics or {}), **summary,

@@ -10,6 +10,9 @@ identity (trials and the pipeline) does, and the permission it takes (docs/mlflo
   in MLflow's permission model) and deletes the duplicate version two racing promoters can
   create; a model nasflow creates is its own.
 
+A reviewer (``--reviewer``) reads runs and models and changes nothing: READ on the experiments
+and on the models and their variants' models.
+
 A user that does not exist is created with the password in ``NASFLOW_MLFLOW_NEW_PASSWORD`` (an
 environment variable: a flag would show in ``ps`` and the shell's history).
 """
@@ -26,13 +29,26 @@ from pipeline.cli.common import UsageError, mlflow_retry_flag, tracking_uri
 PASSWORD_VARIABLE = "NASFLOW_MLFLOW_NEW_PASSWORD"
 EXPERIMENT_PERMISSION = "EDIT"
 MODEL_PERMISSION = "MANAGE"
+REVIEWER_PERMISSION = "READ"
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
     uri = tracking_uri(args)
     if not uri.startswith(("http://", "https://")):
         raise UsageError(f"--tracking-uri {uri!r}: permissions live on an MLflow server "
                          "(http:// or https://) started with --app-name basic-auth")
+    try:
+        if not urlsplit(uri).hostname:
+            raise ValueError("no host")
+    except ValueError as exc:
+        raise UsageError(f"--tracking-uri {uri!r}: not a URL ({exc})") from None
+    if not args.user.strip() or args.user != args.user.strip():
+        raise UsageError(f"user {args.user!r}: a user name is not empty and has no spaces "
+                         "around it")
+    experiment_permission, model_permission = (
+        (REVIEWER_PERMISSION,) * 2 if args.reviewer else (EXPERIMENT_PERMISSION, MODEL_PERMISSION))
     from mlflow import MlflowClient
 
     with warnings.catch_warnings():  # its package imports MLflow's server app, which warns
@@ -65,16 +81,16 @@ def cmd_grant(args: argparse.Namespace) -> int:
         exp_id = found.experiment_id if found else call(
             lambda n=name: client.create_experiment(n), f"creating experiment {name}")
         call(lambda e=exp_id: admin.grant_user_permission(args.user, "experiment", e,
-                                                          EXPERIMENT_PERMISSION),
-             f"granting {EXPERIMENT_PERMISSION} on experiment {name}")
-        lines.append(f"experiment {name!r} (id {exp_id}): {EXPERIMENT_PERMISSION}")
+                                                          experiment_permission),
+             f"granting {experiment_permission} on experiment {name}")
+        lines.append(f"experiment {name!r} (id {exp_id}): {experiment_permission}")
     for name in [m for model in args.model for m in (model, variants_of(model))]:
         if find(lambda n=name: client.get_registered_model(n), f"reading model {name}") is None:
             call(lambda n=name: client.create_registered_model(n), f"creating model {name}")
         call(lambda n=name: admin.grant_user_permission(args.user, "registered_model", n,
-                                                        MODEL_PERMISSION),
-             f"granting {MODEL_PERMISSION} on registered model {name}")
-        lines.append(f"registered model {name!r}: {MODEL_PERMISSION}")
+                                                        model_permission),
+             f"granting {model_permission} on registered model {name}")
+        lines.append(f"registered model {name!r}: {model_permission}")
     print("\n".join(lines))
     return 0
 
@@ -91,6 +107,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", action="append", default=[], metavar="NAME",
                    help="a team-created registered model nasflow promotes in, and its "
                    "<model>-variants (MANAGE); repeatable")
+    p.add_argument("--reviewer", action="store_true",
+                   help="a reviewer: READ on the experiments and models (and their variants' "
+                   "models), nothing to change")
     p.add_argument("--tracking-uri", help="the MLflow server (default $MLFLOW_TRACKING_URI)")
     mlflow_retry_flag(p)
     p.set_defaults(func=cmd_grant)

@@ -96,6 +96,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except RenderError as exc:
         raise UsageError(str(exc)) from None
     name = body["metadata"]["name"]
+    decisions = _decisions(args, name) if args.promote else None
     client.create_experiment(body)
     print(f"experiment {name} created in namespace {client.namespace}", file=sys.stderr)
     if not (args.wait or args.promote):
@@ -106,22 +107,32 @@ def cmd_submit(args: argparse.Namespace) -> int:
         _describe(experiment)
     if condition(experiment) != ExperimentCondition.SUCCEEDED:
         return 1
-    if args.promote:
-        _promote(args, client, name)
+    if decisions is not None:
+        _promote(args, client, name, decisions)
     return 0
 
 
-def _promote(args: argparse.Namespace, client: Any, name: str) -> None:
+def _decisions(args: argparse.Namespace, name: str) -> Any:
+    """What ``--promote`` decides with, checked against the registry before the submission."""
+    from pipeline.cli.finalize import schedule_of
+    from pipeline.cli.promote import decisions_of
+    from pipeline.lifecycle import preflight
+
+    decisions = decisions_of(args, args.model or name,
+                             None if args.no_finalize else schedule_of(args))
+    preflight(decisions, tracking_uri(args), args.mlflow_retry_seconds)
+    return decisions
+
+
+def _promote(args: argparse.Namespace, client: Any, name: str, decisions: Any) -> None:
     """The story of :mod:`pipeline.lifecycle` on the cluster, as ``nasflow pipeline`` tells it:
     final training as Jobs (unless --no-finalize), then promotion."""
-    from pipeline.cli.finalize import log, print_result, schedule_of
-    from pipeline.cli.promote import decision_line, decisions_of
+    from pipeline.cli.finalize import log, print_result
+    from pipeline.cli.promote import decision_line
     from pipeline.finalize.errors import FinalizeError
     from pipeline.lifecycle import KatibPlace, tell
 
     uri = tracking_uri(args)
-    decisions = decisions_of(args, args.model or name,
-                             None if args.no_finalize else schedule_of(args))
     place = KatibPlace(client, name, uri, args.timeout, args.image, log,
                        args.mlflow_retry_seconds)
     try:

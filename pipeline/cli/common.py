@@ -13,7 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from trial_image.contract import number, writable_folder
+
 ROOT = Path(__file__).resolve().parents[2]
+workdir = writable_folder  # an argparse type: a folder nasflow can write its state under
 
 
 DEFAULT_MANIFEST = ROOT / "manifests" / "experiments" / "enas-digits.yaml"
@@ -24,33 +27,6 @@ T = TypeVar("T")
 
 class UsageError(Exception):
     """Bad input: printed, exit code 2."""
-
-
-def number(low: float, high: float, integer: bool = False,
-           low_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number in [low, high] ((low, high] with ``low_open``), so a
-    flag such as ``--max-accuracy-drop nan`` is refused (exit 2, naming the flag) before
-    anything starts."""
-
-    def parse(text: str) -> float:
-        try:
-            value = int(text) if integer else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text[:40]!r} is not {'an integer' if integer else 'a number'}") from None
-        if not (low < value if low_open else low <= value) or not value <= high:
-            bracket = "(" if low_open else "["
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not in {bracket}{_exact(low)}, "
-                                             f"{_exact(high)}]")
-        return value
-
-    parse.__name__ = "integer" if integer else "number"  # argparse names the type in errors
-    return parse
-
-
-def _exact(bound: float) -> str:
-    """A bound as written, not rounded (2**32 - 1, not 4.29497e+09)."""
-    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e16 else f"{bound:g}"
 
 
 SECONDS = number(0, 30 * 86400, low_open=True)  # a timeout: positive, at most 30 days
@@ -66,21 +42,6 @@ def experiment_name(text: str) -> str:
         return check_name(text)
     except RenderError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def workdir(text: str) -> Path:
-    """An argparse type: a directory nasflow can write its state under (one that exists, or
-    can be made, and is not under /proc or /sys)."""
-    path = Path(text).expanduser()
-    resolved = path.resolve()
-    if resolved.parts[1:2] in (("proc",), ("sys",), ("dev",)):
-        raise argparse.ArgumentTypeError(f"{text!r} is under /{resolved.parts[1]}")
-    existing = next((p for p in (resolved, *resolved.parents) if p.exists()), Path("/"))
-    if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"{existing} is not a directory")
-    if not os.access(existing, os.W_OK):
-        raise argparse.ArgumentTypeError(f"{existing} is not writable")
-    return path
 
 
 def load_experiment(path: Path, name: str | None = None):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,20 +76,25 @@ def print_result(result: Any, output: str) -> None:
     print(f"  MLflow run {result.final_run} ({result.seconds} s)")
 
 
+def story_of(args: argparse.Namespace, manifest: Any) -> Any:
+    """The :class:`pipeline.lifecycle.Decisions` of ``nasflow run``'s flags."""
+    from pipeline.compression import CompressionPlan
+
+    args.model = args.model or manifest.name
+    return decisions_of(
+        args, args.model, schedule_of(args) if args.finalize else None,
+        CompressionPlan(args.variants, args.max_accuracy_drop) if args.compress else None,
+        distillation_flags(args))
+
+
 def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict[str, Any],
-                 pool: Any) -> int:
+                 pool: Any, decisions: Any) -> int:
     """``nasflow run --finalize --promote --compress``: the story of :mod:`pipeline.lifecycle`
     on the laptop, ending with the champion's URI and the commands to review and serve it."""
-    from pipeline.compression import CompressionPlan
     from pipeline.lifecycle import LocalPlace, tell
     from pipeline.promotion.registry import variants_of
 
-    model = args.model or manifest.name
-    args.model = model
-    decisions = decisions_of(
-        args, model, schedule_of(args) if args.finalize else None,
-        CompressionPlan(args.variants, args.max_accuracy_drop) if args.compress else None,
-        distillation_flags(args))
+    model = decisions.model
     place = LocalPlace(manifest.name, args.workdir, manifest.experiment.spec.trial_template, uri,
                        log, args.mlflow_retry_seconds, pool)
     with contextlib.redirect_stdout(sys.stderr):  # MLflow prints its own progress
@@ -113,8 +119,16 @@ def after_search(args: argparse.Namespace, manifest: Any, uri: str, status: dict
                   f"models serve -m models:/{model}@champion --env-manager local -p 5001")
               + (f"\n  (or its {smallest.variant} variant: -m "
                  f"models:/{variants_of(model)}@{smallest.variant})"
-                 if smallest else ""))
+                 if smallest else "")
+              + ("\n  (the server asks who you are: export MLFLOW_TRACKING_USERNAME and "
+                 "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN, in the shell that serves)"
+                 if authenticated() else ""))
     return 0
+
+
+def authenticated() -> bool:
+    """This process talks to MLflow as a user (its credentials are never printed)."""
+    return any(os.environ.get(v) for v in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_TOKEN"))
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:

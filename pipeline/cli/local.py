@@ -22,7 +22,7 @@ from pipeline.cli.common import (
     workdir,
 )
 from pipeline.cli.compress import variant_flags
-from pipeline.cli.finalize import after_search, schedule_flags
+from pipeline.cli.finalize import after_search, schedule_flags, story_of
 from pipeline.cli.promote import decision_flags
 from trial_image.contract import tags, task_of
 
@@ -135,6 +135,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--finalize and --promote need MLflow: drop --no-mlflow")
     if args.compress and not args.promote:
         raise UsageError("--compress compresses the champion: add --promote")
+    decisions = story_of(args, manifest) if args.finalize or args.promote else None
+    if decisions is not None:  # before the search: a registry the story could not write to
+        from pipeline.lifecycle import preflight
+
+        preflight(decisions, uri, args.mlflow_retry_seconds)
     # --finalize reuses the search's warm workers (TensorFlow already imported)
     with contextlib.nullcontext() if args.cold_trials else WarmPool() as pool:
         options = EngineOptions(workdir=args.workdir, tracking_uri=uri, seed=args.seed,
@@ -153,7 +158,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
         status["elapsedSeconds"] = round(time.time() - started, 1)
         condition = status["conditions"][-1]
-        succeeded = condition["type"] == ExperimentCondition.SUCCEEDED
+        # Katib ends a search whose every trial failed below maxFailedTrialCount Succeeded;
+        # with no optimal trial there is nothing to use: exit 1 all the same
+        succeeded = condition["type"] == ExperimentCondition.SUCCEEDED and \
+            status["currentOptimalTrial"] is not None
         after = (args.finalize or args.promote or args.compress) and succeeded
         if args.output == "json" and not after:
             print(json.dumps(status, indent=2))
@@ -164,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not succeeded:
             return 1
         if after:
-            return after_search(args, manifest, uri, status, pool)
+            return after_search(args, manifest, uri, status, pool, decisions)
     return 0
 
 

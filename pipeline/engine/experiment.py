@@ -174,10 +174,6 @@ class ExperimentEngine:
         try:
             fresh = not self.dir.exists() or self.options.restart
             self.store = self._open_state()
-            if self.pool and self.pool.serves_template(self.experiment.spec.trial_template,
-                                                       self.namespace):
-                left = (self.max_trials or self.parallel) - sum(t.done for t in self.trials)
-                self.pool.prestart(max(0, min(self.parallel, left)))
             try:
                 return self._run()
             except TrackingError:
@@ -193,6 +189,19 @@ class ExperimentEngine:
             lock.release()
 
     def _run(self) -> dict[str, Any]:
+        # MLflow first: a refusal comes before the search is built (ENAS imports TensorFlow)
+        # and before warm workers start
+        if self.options.tracking_uri:
+            from pipeline.engine.tracking import open_tracking
+
+            self.tracking = open_tracking(self.options.tracking_uri, self.manifest,
+                                          self.data.get("parent_run_id"), self.options.seed,
+                                          self.options.mlflow_retry_seconds)
+            self.data["parent_run_id"] = self.tracking.run_id
+        if self.pool and self.pool.serves_template(self.experiment.spec.trial_template,
+                                                   self.namespace):
+            left = (self.max_trials or self.parallel) - sum(t.done for t in self.trials)
+            self.pool.prestart(max(0, min(self.parallel, left)))
         settings = {s.name: str(s.value) for s in self.experiment.spec.algorithm.algorithm_settings
                     or []}
         seed = int(settings.get("random_state", self.options.seed))
@@ -202,13 +211,6 @@ class ExperimentEngine:
         self.volume = TrialVolume(path, self.dir / "checkpoints") if path else None
         if "objectives" in settings:  # a multi-objective algorithm: the front is reported
             self.objectives = parse_objectives(settings["objectives"])
-        if self.options.tracking_uri:  # before anything changes: MLflow may be unreachable
-            from pipeline.engine.tracking import open_tracking
-
-            self.tracking = open_tracking(self.options.tracking_uri, self.manifest,
-                                          self.data.get("parent_run_id"), self.options.seed,
-                                          self.options.mlflow_retry_seconds)
-            self.data["parent_run_id"] = self.tracking.run_id
         interrupted = requeue_interrupted(self.trials, self.store.save_trial)
         if self.tracking:
             self.tracking.kill_trial_runs(interrupted)

@@ -32,10 +32,12 @@ class TrialVolume:
             folder.mkdir(parents=True)
 
     def mount(self, command: TrialCommand, trial: str) -> TrialCommand:
-        """``command`` with the path (as a whole path: ``/ckpt`` in ``/ckpt/x``, not in
-        ``/ckpts``) replaced by the trial's own folder."""
+        """``command`` with the path (as whole path components: ``/ckpt`` in ``/ckpt/x`` and
+        ``--dir=/ckpt``, not in ``/ckpts`` nor in ``/some/where/ckpt``) replaced by the trial's
+        own folder."""
         mount = str(self.folder(trial).resolve())
-        pattern = re.compile(re.escape(self.path.rstrip("/")) + r"(?=/|$|\s)")
+        pattern = re.compile(r"(?<![^\s=:,'\"])" + re.escape(self.path.rstrip("/"))
+                             + r"(?=/|$|\s|[:,'\"])")
 
         def swap(text: str) -> str:
             return pattern.sub(lambda _: mount, text)

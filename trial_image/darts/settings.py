@@ -8,12 +8,14 @@ are Katib's; the engine's ``darts`` suggestion emits them from this table too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 from trial_image.errors import InputError
 from trial_image.frontends.genotype import PRIMITIVES
 from trial_image.frontends.wire import parse_literal, strip_outer_quotes, to_int
+from trial_image.numbers import parse_number
 
 # Katib's defaults, in Katib's order (pkg/suggestion/v1beta1/nas/darts/service.py).
 KATIB_DEFAULTS: dict[str, Any] = {
@@ -64,6 +66,11 @@ def _bool(value: Any, name: str) -> bool:
     raise InputError(f"--algorithm-settings: {name} must be true or false, got {value!r}")
 
 
+# The counts of the settings: far above a sensible search, far below what exhausts memory.
+UPPER_BOUNDS = {"num_epochs": 100_000, "batch_size": 65_536, "init_channels": 1024,
+                "print_step": 2**31, "num_nodes": 32, "stem_multiplier": 16}
+
+
 def parse_settings(value: str) -> DartsSettings:
     raw = parse_literal(value, "--algorithm-settings")
     if not isinstance(raw, dict):
@@ -87,19 +94,19 @@ def parse_settings(value: str) -> DartsSettings:
         elif f.type == "int":
             out[f.name] = to_int(v, where)
         else:
-            try:
-                out[f.name] = float(v)
-            except (TypeError, ValueError):
-                raise InputError(f"{where}: expected a number, got {v!r}") from None
+            number = v if isinstance(v, (int, float)) and not isinstance(v, bool) \
+                else parse_number(str(v)[:41])
+            if number is None or not math.isfinite(number):
+                raise InputError(f"{where}: expected a finite number, got {str(v)[:40]!r}")
+            out[f.name] = float(number)
     settings = DartsSettings(**out)
-    for name in ("num_epochs", "batch_size", "init_channels", "print_step", "num_nodes",
-                 "stem_multiplier"):
-        if getattr(settings, name) < 1:
-            raise InputError(f"--algorithm-settings: {name} must be >= 1")
+    for name, high in UPPER_BOUNDS.items():
+        if not 1 <= getattr(settings, name) <= high:
+            raise InputError(f"--algorithm-settings: {name} must be from 1 to {high}")
     for name in ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "w_grad_clip", "alpha_lr",
                  "alpha_weight_decay", "num_workers"):
-        if getattr(settings, name) < 0:
-            raise InputError(f"--algorithm-settings: {name} must be >= 0")
+        if not 0 <= getattr(settings, name) <= 1e6:
+            raise InputError(f"--algorithm-settings: {name} must be from 0 to 1e6")
     return settings
 
 
@@ -120,6 +127,6 @@ def parse_search_space(value: str) -> tuple[str, ...]:
 
 def parse_num_layers(value: str) -> int:
     layers = to_int(strip_outer_quotes(str(value)), "--num-layers")
-    if layers < 1:
-        raise InputError("--num-layers must be >= 1")
+    if not 1 <= layers <= 64:
+        raise InputError("--num-layers must be from 1 to 64")
     return layers

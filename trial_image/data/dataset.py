@@ -49,6 +49,11 @@ class Split(ABC):
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The first ``n`` examples as arrays (calibration, input examples, latency)."""
 
+    def unreadable(self) -> Any:
+        """What its passes could not read (:class:`trial_image.data.unreadable.Unreadable`);
+        None for data held in memory, read once when loaded."""
+        return None
+
     def _cached(self, ds: Any, shuffle_seed: int | None) -> Any:
         """``--data-cache`` of a streamed split (its ``cache``: "memory" or a folder): decoded
         examples kept after the first pass, then shuffled in a bounded buffer."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from trial_image.data import splits as rule
 from trial_image.data.dataset import Dataset, Split, finish
 from trial_image.data.storage import Entry, Storage, source_error, storage_for
+from trial_image.data.unreadable import MAX_PIXELS, Tally, Unreadable
 from trial_image.errors import InputError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -33,23 +34,67 @@ class Decoding:
     channels: int
 
     def __call__(self, encoded: Any) -> Any:
+        """The image, resized; an error (the example is then skipped: :mod:`.unreadable`)
+        for bytes that are not an image or would decode to more than ``MAX_PIXELS``."""
         import tensorflow as tf
 
+        tf.debugging.assert_less_equal(pixels(encoded), tf.constant(MAX_PIXELS, tf.int64),
+                                       message="not an image, or too many pixels")
         image = tf.io.decode_image(encoded, channels=self.channels, expand_animations=False)
         image.set_shape([None, None, self.channels])
         return tf.image.resize(image, self.image_size)  # float32, raw 0–255 range
 
-    @classmethod
-    def detect(cls, encoded: bytes, image_size: tuple[int, int], where: str) -> Decoding:
-        """Grey (1 channel) if the first image is, else RGB (alpha dropped)."""
+    @property
+    def placeholder(self) -> Any:
+        """What stands for an unreadable image until it is dropped."""
         import tensorflow as tf
 
-        try:
-            channels = int(tf.io.decode_image(encoded, expand_animations=False).shape[-1])
-        except (tf.errors.InvalidArgumentError, ValueError) as exc:
-            raise InputError(f"{where}: not a JPEG/PNG/BMP/GIF image ({exc.__class__.__name__})"
-                             ) from None
-        return cls(image_size, 1 if channels <= 2 else 3)
+        return tf.zeros([*self.image_size, self.channels])
+
+    @classmethod
+    def detect(cls, samples: list[bytes], image_size: tuple[int, int], where: str
+               ) -> Decoding:
+        """Grey (1 channel) if the first readable image of ``samples`` is, else RGB (alpha
+        dropped)."""
+        import tensorflow as tf
+
+        for encoded in samples:
+            try:
+                if int(pixels(tf.constant(encoded))) > MAX_PIXELS:
+                    continue
+                channels = int(tf.io.decode_image(encoded, expand_animations=False).shape[-1])
+            except (tf.errors.InvalidArgumentError, ValueError):
+                continue
+            return cls(image_size, 1 if channels <= 2 else 3)
+        raise InputError(f"{where}: not a JPEG/PNG/BMP/GIF image: none of the first "
+                         f"{len(list(samples))} reads")
+
+
+def pixels(encoded: Any) -> Any:
+    """The pixel count an image's header declares, read from its first bytes (JPEG: its SOF
+    marker), without decoding it; -1 for bytes that are none of JPEG, PNG, GIF, BMP."""
+    import tensorflow as tf
+
+    head = tf.strings.substr(encoded, 0, 26)
+    padded = tf.io.decode_raw(tf.strings.join([head, tf.strings.substr(b"\0" * 26, 0,
+                                               26 - tf.strings.length(head))]), tf.uint8)
+    byte = tf.cast(padded, tf.int64)
+
+    def number(start: int, size: int, big_endian: bool) -> Any:
+        weights = [256 ** (size - 1 - k if big_endian else k) for k in range(size)]
+        return tf.reduce_sum(byte[start:start + size] * tf.constant(weights, tf.int64))
+
+    def starts(magic: bytes) -> Any:
+        return tf.equal(tf.strings.substr(head, 0, len(magic)), magic)
+
+    return tf.case([
+        (starts(b"\x89PNG"), lambda: number(16, 4, True) * number(20, 4, True)),
+        (starts(b"GIF8"), lambda: number(6, 2, False) * number(8, 2, False)),
+        (starts(b"BM"), lambda: number(18, 4, False) * tf.abs(  # BMP: height may be negative
+            tf.cast(tf.bitcast(tf.cast(number(22, 4, False), tf.uint32), tf.int32), tf.int64))),
+        (starts(b"\xff\xd8"), lambda: tf.reduce_prod(
+            tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)))],
+        default=lambda: tf.constant(-1, tf.int64), exclusive=True)
 
 
 def digest(entries: Iterable[Entry]) -> str:
@@ -72,19 +117,30 @@ class FileSplit(Split):
     digest: str  # type: ignore[misc]
     decoding: Decoding
     cache: str | None = None  # None, "memory" or a directory for tf.data's cache files
+    tally: Tally = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tally", Tally(len(self.paths),
+                                                 lambda i: self.paths[i].decode()))
 
     @property
     def count(self) -> int:  # type: ignore[override]
         return len(self.paths)
 
+    def unreadable(self) -> Unreadable:
+        return self.tally.state(self.name)
+
     def _examples(self, indices: Any, upto: int | None = None) -> Any:
-        """(image, label) of each index; ``upto``: only the first ``upto`` paths are needed."""
+        """(image, label) of each index that reads; ``upto``: only the first ``upto`` paths
+        are needed (a sample, not a pass: not counted)."""
         import tensorflow as tf
 
         paths, labels = tf.constant(self.paths[:upto]), tf.constant(self.labels[:upto])
         read, decode = self.storage.reader(), self.decoding
-        return indices.map(lambda i: (decode(read(tf.gather(paths, i))), tf.gather(labels, i)),
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        tally = self.tally if upto is None else Tally(upto, str)
+        return tally.tried(
+            indices, lambda i: (decode(read(tf.gather(paths, i))), tf.gather(labels, i)),
+            (decode.placeholder, tf.constant(0, tf.int32)))
 
     def batches(self, batch_size: int, shuffle_seed: int | None = None,
                 drop_remainder: bool = False, augment: str = "none") -> Any:
@@ -180,12 +236,12 @@ def load_folder(root: str, validation_split: float, image_size: tuple[int, int],
         if not listing.members[needed]:
             raise InputError(f"dir:{root}: the {needed} split is empty "
                              f"({sum(map(len, listing.members.values()))} images in all)")
-    first = listing.storage.join(root, listing.members["train"][0][0].relative)
+    first = [listing.storage.join(root, e.relative) for e, _ in listing.members["train"][:20]]
     try:
-        encoded = listing.storage.read_bytes(first)
+        samples = [listing.storage.read_bytes(path) for path in first]
     except Exception as exc:  # noqa: BLE001 - as in list_folder
         raise source_error(f"dir:{root}", exc) from None
-    decoding = Decoding.detect(encoded, image_size, first)
+    decoding = Decoding.detect(samples, image_size, f"dir:{root}")
 
     def split(name: str) -> FileSplit:
         group = listing.members[name]

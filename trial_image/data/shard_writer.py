@@ -14,6 +14,8 @@ import numpy as np
 from trial_image.data.images import list_folder
 from trial_image.data.shards import EXAMPLES_PER_SHARD, FEATURES, FORMAT, METADATA, SHUFFLE_SEED
 from trial_image.errors import InputError
+from trial_image.numbers import number
+from trial_image.paths import writable_folder
 
 
 def write_shards(source: str, out: str, validation_split: float, per_shard: int) -> dict:
@@ -67,11 +69,18 @@ def _convert(argv: list[str]) -> int:
         "tree, splits assigned by the same rule trials use on the folder.")
     p.add_argument("source", help="dir:PATH, the folder to convert")
     p.add_argument("out", help="the folder the shards go to (local, or gs://…)")
-    p.add_argument("--validation-split", type=float, default=0.2,
+    p.add_argument("--validation-split", type=number(0, 1, low_open=True, high_open=True),
+                   default=0.2,
                    help="fraction of the non-test examples written as validation shards "
                    "(default 0.2; unused when the folder has validation/)")
-    p.add_argument("--examples-per-shard", type=int, default=EXAMPLES_PER_SHARD)
+    p.add_argument("--examples-per-shard", type=number(1, 10_000_000, integer=True),
+                   default=EXAMPLES_PER_SHARD)
     args = p.parse_args(argv)
+    if "://" not in args.out:  # a bucket is checked when it is written
+        try:
+            writable_folder(args.out)
+        except argparse.ArgumentTypeError as exc:
+            raise InputError(f"out: {exc}") from None
     if not args.source.startswith("dir:"):
         raise InputError(f"source: expected dir:PATH, got {args.source!r}")
     if not 0 < args.validation_split < 1:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from trial_image.data import splits as rule
 from trial_image.data.dataset import SHUFFLE_BUFFER, Dataset, Split, finish
 from trial_image.data.images import Decoding, digest
 from trial_image.data.storage import Storage, source_error, storage_for
+from trial_image.data.unreadable import Tally, Unreadable
 from trial_image.errors import InputError
 
 FORMAT = "nasflow.tfrecord/v1"
@@ -33,6 +34,7 @@ EXAMPLES_PER_SHARD = 2048
 CYCLE = 8  # shards read at once
 PARSE_BATCH = 256  # records parsed at once (one parse_example: a third of the CPU of 256 single)
 SHUFFLE_SEED = 1234  # the writer's record order
+MIN_RECORD_BYTES = 16  # TFRecord framing alone: a count above size / 16 is not the shards'
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +52,13 @@ class ShardSplit(Split):
     decoding: Decoding
     part: int | None = None  # of halves(): records at even (0) or odd (1) positions
     cache: str | None = None
+    tally: Tally = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tally", Tally(self.count, lambda i: f"record {i + 1} of a pass"))
+
+    def unreadable(self) -> Unreadable:
+        return self.tally.state(self.name)
 
     def _records(self, shuffle_seed: int | None) -> Any:
         import tensorflow as tf
@@ -62,14 +71,17 @@ class ShardSplit(Split):
             local = self.storage.local
             files = files.map(lambda path: tf.numpy_function(
                 lambda p: local(p.decode()), [path], tf.string))
-        records = files.interleave(tf.data.TFRecordDataset, cycle_length=CYCLE,
-                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # a damaged shard (garbage appended, cut short) ends early instead of ending the pass;
+        # its lost records are counted (unreadable())
+        records = files.interleave(lambda f: tf.data.TFRecordDataset(f).ignore_errors(),
+                                   cycle_length=CYCLE, num_parallel_calls=tf.data.AUTOTUNE,
+                                   deterministic=True)
         if self.part is not None:
             records = records.enumerate().filter(
                 lambda i, _: i % 2 == self.part).map(lambda _, record: record)
         return records
 
-    def _decode(self, records: Any) -> Any:
+    def _decode(self, records: Any, tally: Tally | None = None) -> Any:
         import tensorflow as tf
 
         spec = {self.features["image"]: tf.io.FixedLenFeature([], tf.string),
@@ -80,11 +92,11 @@ class ShardSplit(Split):
             parsed = tf.io.parse_example(batch, spec)
             return parsed[image], tf.cast(parsed[label], tf.int32)
 
-        return (records.batch(PARSE_BATCH)
-                .map(examples, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .unbatch()
-                .map(lambda encoded, label: (decode(encoded), label),
-                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+        return (tally or self.tally).tried(
+            records.batch(PARSE_BATCH)
+            .map(examples, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch(),
+            lambda encoded, label: (decode(encoded), label),
+            (decode.placeholder, tf.constant(0, tf.int32)), indexed=False)
 
     def batches(self, batch_size: int, shuffle_seed: int | None = None,
                 drop_remainder: bool = False, augment: str = "none") -> Any:
@@ -99,7 +111,9 @@ class ShardSplit(Split):
         return finish(ds, batch_size, shuffle_seed, drop_remainder, augment)
 
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return next(self._decode(self._records(None).take(n)).batch(n).as_numpy_iterator())
+        sample = Tally(n, str)  # a sample, not a pass: not counted
+        return next(self._decode(self._records(None).take(n), sample).batch(n)
+                    .as_numpy_iterator())
 
     def joined(self, other: Split, name: str) -> Split:
         assert isinstance(other, ShardSplit)
@@ -160,13 +174,18 @@ def load_shards(spec: str, image_size: tuple[int, int], test: bool, cache: str |
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign shard, one line
         raise InputError(f"{where}: cannot read feature {features['image']!r} of the first "
                          f"train record ({exc.__class__.__name__})") from None
-    decoding = Decoding.detect(parsed[features["image"]].numpy(), image_size, where)
+    decoding = Decoding.detect([parsed[features["image"]].numpy()], image_size, where)
     counts = (metadata.get("splits") or {})
 
     def split(name: str) -> ShardSplit:
         files = by_split[name]
         entries = [storage.describe(f) for f in files]
         count = (counts.get(name) or {}).get("examples")
+        size = sum(e.size for e in entries)
+        if isinstance(count, int) and count > size // MIN_RECORD_BYTES:
+            raise InputError(f"{where}: {METADATA} says the {name} split has {count} examples; "
+                             f"its {len(files)} shard(s) of {size} bytes hold at most "
+                             f"{size // MIN_RECORD_BYTES}")
         if not isinstance(count, int) or count < 1:
             count = int(tf.data.TFRecordDataset([storage.local(f) for f in files])
                         .reduce(np.int64(0), lambda n, _: n + 1))

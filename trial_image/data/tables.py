@@ -20,12 +20,14 @@ rows take about 1 GB.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ from trial_image.tasks import TASKS
 BUNDLED = ("breast_cancer", "wine", "diabetes", "tickets")
 MAX_CLASSES = 50  # integer targets with at most this many values are classes
 TEXT_WORDS = 5  # a column of strings with at least this many words on average is text
+MAX_HEADER = 1 << 20  # bytes of a CSV's header line
 KINDS = (*COLUMN_KINDS, "ignore")  # --column-types: what a model reads, or nothing
 
 
@@ -127,6 +130,12 @@ def load_table(name: str, options: TableOptions, validation_split: float, test: 
     if task not in TASKS:
         raise InputError(f"--task must be {' or '.join(TASKS)}, got {task!r}")
     columns = {name: _column(frame[name], kind) for name, kind in kinds.items()}
+    for name, values in columns.items():
+        if kinds[name] == "numeric":  # missing (NaN) is imputed; infinite is not a number
+            _finite(np.where(np.isnan(values), 0, values), f"column {name!r}", frame[name])
+        elif kinds[name] == "text" and not any(text.strip() for text in values):
+            raise InputError(f"column {name!r}: every text is empty or blank; a text model "
+                             "needs words")
     if task == "classification":
         labels = y_raw.astype(str).to_numpy(dtype=object)
         classes = sorted(set(labels.tolist()))
@@ -138,6 +147,7 @@ def load_table(name: str, options: TableOptions, validation_split: float, test: 
             y = y_raw.to_numpy(dtype="float32")
         except (TypeError, ValueError):
             raise InputError(f"--target {target!r}: a regression needs numbers") from None
+        _finite(y, f"--target {target!r}", y_raw)
         classes = []
     print(f"{source}: {len(y)} rows, target {target!r} ({task}"
           f"{f', {len(classes)} classes' if classes else ''}), columns "
@@ -189,10 +199,15 @@ def read_file(name: str, path: str, kind: str) -> Any:
 
     from trial_image.data.storage import source_error, storage_for
 
+    local = Path(path)
+    if "://" not in path and local.exists() and not local.is_file():  # /dev/zero, a FIFO
+        raise InputError(f"--dataset {name}: not a regular file")
     try:
         raw = storage_for(path).read_bytes(path)
     except Exception as exc:  # noqa: BLE001 - every storage error becomes an input error
         raise source_error(f"--dataset {name}", exc) from None
+    if kind == "csv":
+        _check_header(name, raw)
     try:
         if kind == "parquet":
             frame = pd.read_parquet(io.BytesIO(raw))
@@ -206,6 +221,23 @@ def read_file(name: str, path: str, kind: str) -> Any:
     if len(set(frame.columns)) != len(frame.columns):
         raise InputError(f"--dataset {name}: column names must be unique")
     return frame
+
+
+def _check_header(name: str, raw: bytes) -> None:
+    """The header line: ends within MAX_HEADER bytes (a one-line file of hundreds of MB is not
+    parsed to find that out), and names each column once (pandas would rename a repeated ``a``
+    to ``a.1`` without a word)."""
+    end = raw.find(b"\n", 0, MAX_HEADER)
+    if end < 0 and len(raw) > MAX_HEADER:
+        raise InputError(f"--dataset {name}: its first line (the header) is longer than "
+                         f"{MAX_HEADER} bytes")
+    header = raw[:end if end >= 0 else len(raw)].decode("utf-8", "replace").strip("\r\ufeff")
+    seen: dict[str, int] = {}
+    for position, column in enumerate(next(csv.reader([header]), []), start=1):
+        if column in seen:
+            raise InputError(f"--dataset {name}: columns {seen[column]} and {position} are both "
+                             f"named {column[:100]!r}; column names must be unique")
+        seen[column] = position
 
 
 def _kinds(frame: Any, target: str, overrides: dict[str, str]) -> dict[str, str]:
@@ -242,6 +274,14 @@ def _infer_kind(values: Any) -> str:
         return "numeric"
     words = values.dropna().astype(str).str.split().str.len()
     return "text" if len(words) and words.mean() >= TEXT_WORDS else "categorical"
+
+
+def _finite(values: np.ndarray, what: str, raw: Any) -> None:
+    """InputError naming the first row whose number is infinite (or beyond float32)."""
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise InputError(f"{what}: data row {bad[0] + 1} holds {str(raw.iloc[bad[0]])[:40]!r}, "
+                         f"not a finite number ({len(bad)} such row(s))")
 
 
 def _column(values: Any, kind: str) -> np.ndarray:

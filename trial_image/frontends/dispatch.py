@@ -9,19 +9,23 @@ import argparse
 from typing import Any
 
 from trial_image.errors import InputError
+from trial_image.numbers import parse_number
 
 
 def _each(default: Any, overrides: dict[int, str], blocks: int, kind: type, flag: str
           ) -> list[Any]:
-    """A value per block: ``default``, with ``--<flag>-N`` overrides (N from 1)."""
+    """A value per block: ``default``, with ``--<flag>-N`` overrides (N from 1); a number is
+    bounded as its flag is (``--kernel-size`` 1 to 31, widths 1 to 65,536)."""
     values = [default] * blocks
+    high = 31 if flag == "kernel-size" else 65_536
     for index, raw in overrides.items():
         if not 1 <= index <= blocks:
             raise InputError(f"--{flag}-{index}: there are only {blocks} block(s)")
-        try:
-            values[index - 1] = kind(raw)
-        except ValueError:
-            raise InputError(f"--{flag}-{index}: invalid value {raw!r}") from None
+        value = parse_number(raw, integer=True) if kind is int else str(raw)
+        if value is None or (kind is int and not 1 <= value <= high):
+            raise InputError(f"--{flag}-{index}: invalid value {raw[:40]!r}"
+                             + (f" (an integer from 1 to {high})" if kind is int else ""))
+        values[index - 1] = value
     return values
 
 

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from trial_image.errors import InputError
-from trial_image.frontends.wire import strip_outer_quotes
+from trial_image.frontends.wire import literal_tree, strip_outer_quotes
 from trial_image.spec import CandidateSpec, Frame, Node
 
 _ALIASES = {
@@ -45,10 +45,10 @@ Cell = list[list[tuple[str, int]]]
 def parse_genotype(value: str) -> dict[str, Any]:
     """Parse the genotype string into its four fields, without ``eval``."""
     text = strip_outer_quotes(value)
-    text = re.sub(r"range\(\s*(\d+)\s*,\s*(\d+)\s*\)",
+    text = re.sub(r"range\(\s*([0-9]{1,3})\s*,\s*([0-9]{1,3})\s*\)",
                   lambda m: repr(list(range(int(m[1]), int(m[2])))), text)
     try:
-        call = ast.parse(text, mode="eval").body
+        call = literal_tree(text, "--genotype").body
         if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Genotype"):
             raise ValueError("not a Genotype(...) call")
         fields = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
