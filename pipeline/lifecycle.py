@@ -134,8 +134,12 @@ def preflight(decisions: Decisions, tracking_uri: str, retry_seconds: float) -> 
     """Before the search: refused in one line where promotion or compression could not
     register what the story makes (TrackingError)."""
     if decisions.promote:
-        Registry(tracking_uri, decisions.model, retry_seconds).preflight(
-            variants=decisions.compress is not None)
+        from pipeline.promotion.access import preflight as check
+        from pipeline.promotion.registry import variants_of
+
+        check(Registry(tracking_uri, decisions.model, retry_seconds),
+              [decisions.model, *([variants_of(decisions.model)]
+                 if decisions.compress is not None else [])])
 
 
 def tell(place: Workplace, decisions: Decisions, tracking_uri: str,

@@ -226,3 +226,119 @@ def test_submit_needs_the_early_stopping_service_registered(cli, tmp_path, capsy
     assert main(["submit", str(path)]) == 0
     submitted = cli.objects[("experiments", NS, "asha-random-digits")]
     assert submitted["spec"]["earlyStopping"]["algorithmName"] == "asha"
+
+
+class SlowDB(RecordedDB):
+    """A DB manager that takes 2 s a read (issue 34: it used to stall the service)."""
+
+    def GetObservationLog(self, request, context):
+        import time
+
+        time.sleep(2.0)
+        return super().GetObservationLog(request, context)
+
+
+def test_a_slow_db_manager_cannot_stall_the_service(searched, service):
+    """30 trials a call, 2 s a read, callers' deadline 3 s: each call ends at its deadline
+    (DEADLINE_EXCEEDED), not 60 s later, and four such calls at once leave the health check
+    and a trivial call answering."""
+    import threading
+    import time
+
+    doc, trials = searched
+    slow = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    api_pb2_grpc.add_DBManagerServicer_to_server(
+        SlowDB({t.name: t.observations for t in trials}), slow)
+    db_port = slow.add_insecure_port("127.0.0.1:0")
+    slow.start()
+    many = (list(trials) * 30)[:30]
+    request = rules_request(doc, many, f"127.0.0.1:{db_port}")
+    codes, took = [], []
+
+    def call() -> None:
+        started = time.monotonic()
+        try:
+            stub(service).GetEarlyStoppingRules(request, timeout=3)
+            codes.append("OK")
+        except grpc.RpcError as exc:
+            codes.append(exc.code().name)
+        took.append(time.monotonic() - started)
+
+    callers = [threading.Thread(target=call) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.5)
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{service}"))
+    started = time.monotonic()
+    assert health.Check(health_pb2.HealthCheckRequest(
+        service="manager.v1beta1.EarlyStopping"), timeout=2).status == \
+        health_pb2.HealthCheckResponse.SERVING
+    stub(service).ValidateEarlyStoppingSettings(api_pb2.ValidateEarlyStoppingSettingsRequest(
+        early_stopping=request.experiment.spec.early_stopping), timeout=2)
+    assert time.monotonic() - started < 2.0
+    for caller in callers:
+        caller.join()
+    slow.stop(0)
+    assert sorted(set(codes)) <= ["DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"], codes
+    assert max(took) < 6.0, took  # the deadline (3 s) and one read's end, not 30 reads
+
+
+def test_set_trial_status_without_a_cluster_is_a_failed_precondition(monkeypatch):
+    """Outside a pod there is no in-cluster API: said as FAILED_PRECONDITION, not UNKNOWN."""
+    running, port = start("127.0.0.1", 0, serve="early-stopping", namespace=NS)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    try:
+        with pytest.raises(grpc.RpcError) as refused:
+            stub(port).SetTrialStatus(api_pb2.SetTrialStatusRequest(trial_name="t-1"), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "no Kubernetes API to mark trial 't-1' early-stopped" in refused.value.details()
+    finally:
+        running.stop(0)
+
+
+def test_early_stopping_fuzz_every_reply_is_ok_or_refused_in_time(searched, db, service):
+    """200 GetEarlyStoppingRules and ValidateEarlyStoppingSettings requests with numeric
+    extremes in the settings (0, negative, NaN, ±inf, 1e300, Unicode digits, 1 MB values),
+    odd trial names and counts: each answered OK, INVALID_ARGUMENT or UNAVAILABLE within its
+    deadline and 2 s of the service's CPU, the health check SERVING throughout."""
+    import random
+    import resource
+    import time
+
+    doc, trials = searched
+    rng = random.Random(20261207)
+    odd = ["0", "-1", "nan", "inf", "-inf", "1e300", "٣", "２", "", "x" * (1 << 20), "3",
+           "1.5", str(2**63)]
+    names = ["reduction_factor", "min_resource", "max_resource", "min_trials_required",
+             "start_step", "bogus"]
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{service}"))
+    calls = stub(service)
+    codes: dict[str, int] = {}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for i in range(200):
+        mutated = copy.deepcopy(doc)
+        settings = mutated["spec"]["earlyStopping"]["algorithmSettings"]
+        for _ in range(rng.choice([0, 1, 2])):
+            settings.append({"name": rng.choice(names), "value": rng.choice(odd)})
+        request = rules_request(mutated, rng.choice([[], list(trials), list(trials) * 3]),
+                                db[1])
+        if rng.random() < 0.2:
+            request.trials.add(name=rng.choice(["", "ü" * 300, "x" * 70_000]))
+        started, cpu = time.monotonic(), time.process_time()
+        try:
+            if i % 3 == 0:
+                calls.ValidateEarlyStoppingSettings(api_pb2.ValidateEarlyStoppingSettingsRequest(
+                    early_stopping=request.experiment.spec.early_stopping), timeout=10)
+            else:
+                calls.GetEarlyStoppingRules(request, timeout=10)
+            code = "OK"
+        except grpc.RpcError as exc:
+            code = exc.code().name
+        assert code in ("OK", "INVALID_ARGUMENT", "UNAVAILABLE"), (i, code)
+        assert time.monotonic() - started < 10 and time.process_time() - cpu < 2.0, i
+        codes[code] = codes.get(code, 0) + 1
+        if i % 20 == 0:
+            assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status \
+                == health_pb2.HealthCheckResponse.SERVING
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 300
+    assert codes.get("OK", 0) >= 20 and codes.get("INVALID_ARGUMENT", 0) >= 20, codes

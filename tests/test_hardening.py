@@ -83,6 +83,16 @@ def test_two_experiments_creating_one_mlflow_store_at_once(tmp_path):
             for p in paths]
     results = [p.communicate(timeout=180) for p in both]
     assert [p.returncode for p in both] == [0, 0], [err for _, err in results]
+    # both reached the store: each experiment with its search's run, FINISHED (the fake trial
+    # logs none of its own)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    for name in ("first", "second"):
+        found = client.get_experiment_by_name(name)
+        assert found is not None, name
+        runs = client.search_runs([found.experiment_id])
+        assert [r.info.status for r in runs] == ["FINISHED"], name
 
 
 # ---- 2. damaged state ---------------------------------------------------------------------------

@@ -414,3 +414,26 @@ def test_service_fuzz_every_reply_is_ok_or_invalid_argument_in_time(server):
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 300, grown_mib
     assert codes.get("OK", 0) >= 30 and codes.get("INVALID_ARGUMENT", 0) >= 100, codes
+
+
+def test_concurrent_calls_wait_briefly_for_a_slot(server):
+    """50 trivial GetSuggestions at once (3 slots): each waits for a slot within its deadline
+    and is answered; none is refused RESOURCE_EXHAUSTED (Katib itself sends one at a time:
+    pipeline/service/limits.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    doc = with_parallel(CASES["evolution-hp"])
+    request = api_pb2.GetSuggestionsRequest(experiment=experiment_message(doc),
+                                            current_request_number=1, total_request_number=1)
+    stub = api_pb2_grpc.SuggestionStub(grpc.insecure_channel(f"127.0.0.1:{server}"))
+
+    def ask(_: int) -> str:
+        try:
+            stub.GetSuggestions(request, timeout=10)
+            return "OK"
+        except grpc.RpcError as exc:
+            return exc.code().name
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(ask, range(50)))
+    assert answers == ["OK"] * 50, sorted(set(answers))

@@ -43,7 +43,7 @@ def story(mlflow_server, tmp_path_factory):
     flags = ["--tracking-uri", mlflow_server.uri, "--workdir", str(tmp / ".nasflow"),
              "--seed", "3", "--top-k", "2", "--final-epochs", "3", "--model", "story-digits"]
     run = nasflow("run", path, "--finalize", "--promote", "--compress", "--variants",
-                  "int8-full", "--max-accuracy-drop", "100", *flags, cwd=tmp)
+                  "int8-full", "--max-accuracy-drop", "5", *flags, cwd=tmp)
     assert run.returncode == 0, run.stderr[-3000:]
     mlflow.set_tracking_uri(mlflow_server.uri)
     return {"tmp": tmp, "path": path, "flags": flags, "out": run.stdout, "err": run.stderr,
@@ -86,8 +86,6 @@ def test_the_final_run_has_the_evaluation_and_the_explanation(story):
     (final,) = runs(story, "final")
     client, run_id = story["client"], final.info.run_id
     metrics = final.data.metrics
-    for name in ("Test-Accuracy", "Test-Macro-Precision", "Test-Macro-Recall", "Test-Macro-F1"):
-        assert 0.0 < metrics[name] <= 1.0
     artifacts = {a.path for a in client.list_artifacts(run_id)} | {
         a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert {"architecture.png", "evaluation/per_class.json",
@@ -101,6 +99,17 @@ def test_the_final_run_has_the_evaluation_and_the_explanation(story):
     confusion = np.asarray(table["confusion_matrix"])
     assert confusion.shape == (10, 10) and confusion.sum() == 360
     assert np.trace(confusion) / 360 == pytest.approx(metrics["Test-Accuracy"], abs=1e-6)
+    # the macro figures are the confusion matrix's (rows: true, columns: predicted), derived
+    # here on their own: a class never predicted has precision 0, as scikit-learn's default
+    hits = np.diag(confusion).astype(float)
+    predicted, true = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros(10), where=predicted > 0)
+    recall = np.divide(hits, true, out=np.zeros(10), where=true > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(10),
+                   where=precision + recall > 0)
+    assert metrics["Test-Macro-Precision"] == pytest.approx(precision.mean(), abs=1e-6)
+    assert metrics["Test-Macro-Recall"] == pytest.approx(recall.mean(), abs=1e-6)
+    assert metrics["Test-Macro-F1"] == pytest.approx(f1.mean(), abs=1e-6)
     assert len(client.get_metric_history(run_id, "Training-Accuracy")) == 3  # per-epoch curve
     # the search's parent run says which decisions mattered
     (parent,) = runs(story, "experiment")

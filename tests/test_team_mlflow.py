@@ -79,7 +79,7 @@ def story(server, tmp_path, name: str, model: str, user=None) -> subprocess.Comp
     promoted and compressed to int8."""
     path = small("random-digits.yaml", name, trials=3, epochs=2, tmp_path=tmp_path)
     return nasflow("run", path, "--finalize", "--promote", "--compress", "--variants",
-                   "int8-full", "--max-accuracy-drop", "100", "--tracking-uri", server.uri,
+                   "int8-full", "--max-accuracy-drop", "5", "--tracking-uri", server.uri,
                    "--workdir", str(tmp_path / ".nasflow"), "--seed", "3", "--top-k", "2",
                    "--final-epochs", "3", "--model", model, cwd=tmp_path, user=user)
 

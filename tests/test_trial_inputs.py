@@ -113,9 +113,9 @@ def test_trainer_variables_are_parameters_with_the_flags_bounds(reached, capsys,
 
 @pytest.mark.parametrize(("settings", "message"), [
     ("{'num_epochs': '1e300'}", "num_epochs"),
-    ("{'num_epochs': '1e9'}", "num_epochs must be from 1 to 100000"),
-    ("{'w_lr': 'nan'}", "w_lr: expected a finite number"),
-    ("{'alpha_lr': 'inf'}", "alpha_lr: expected a finite number"),
+    ("{'num_epochs': '1e9'}", "num_epochs must be <= 100000"),
+    ("{'w_lr': 'nan'}", r"w_lr: expected a number \(finite\)"),
+    ("{'alpha_lr': 'inf'}", r"alpha_lr: expected a number \(finite\)"),
     ("{'batch_size': '٣'}", "batch_size: expected an integer"),
 ])
 def test_darts_settings_are_finite_and_bounded(settings, message):

@@ -85,21 +85,35 @@ def test_katib_example(example):
         assert result == "ok"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "manifests").rglob("*.yaml")),
-                         ids=lambda p: str(p.relative_to(ROOT)))
-def test_nasflow_manifests_are_valid_and_run_on_both_engines(path):
-    for raw in yaml.safe_load_all(path.read_text()):
-        if raw.get("kind") != "Experiment":
-            continue
-        experiment, problems = validate(str(path), raw)
-        assert problems == []
-        assert engine_support(experiment) == []
-        # Katib runs all but nasflow's own algorithms (declared so in the registry) and early
-        # stopping (asha: nasflow's service)
-        name = experiment.spec.algorithm.algorithm_name
-        early = experiment.spec.early_stopping
-        katib_ships = early is None or early.algorithm_name in KATIB_SHIPS
-        assert (cluster_support(experiment) == []) == (algorithms()[name].katib and katib_ships)
+EXPERIMENTS = [(path, index, raw) for path in sorted((ROOT / "manifests").rglob("*.yaml"))
+               for index, raw in enumerate(yaml.safe_load_all(path.read_text()))
+               if isinstance(raw, dict) and raw.get("kind") == "Experiment"]
+
+
+def test_every_experiment_manifest_is_a_case():
+    """Only documents that hold an Experiment are cases (a case without one asserted nothing);
+    every experiments/ file holds at least one, but the kustomizations and the volume claim the
+    your-data experiments mount."""
+    files = {path for path, _, _ in EXPERIMENTS}
+    experiments = ROOT / "manifests" / "experiments"
+    others = {p.relative_to(experiments).as_posix() for p in experiments.rglob("*.yaml")
+              if p.name != "kustomization.yaml" and p not in files}
+    assert others == {"your-data/images-pvc.yaml"}
+    assert len(EXPERIMENTS) >= 20
+
+
+@pytest.mark.parametrize(("path", "index", "raw"), EXPERIMENTS,
+                         ids=[f"{p.relative_to(ROOT)}#{i + 1}" for p, i, _ in EXPERIMENTS])
+def test_nasflow_manifests_are_valid_and_run_on_both_engines(path, index, raw):
+    experiment, problems = validate(str(path), raw)
+    assert problems == []
+    assert engine_support(experiment) == []
+    # Katib runs all but nasflow's own algorithms (declared so in the registry) and early
+    # stopping (asha: nasflow's service)
+    name = experiment.spec.algorithm.algorithm_name
+    early = experiment.spec.early_stopping
+    katib_ships = early is None or early.algorithm_name in KATIB_SHIPS
+    assert (cluster_support(experiment) == []) == (algorithms()[name].katib and katib_ships)
 
 
 BASE = yaml.safe_load("""

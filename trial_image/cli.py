@@ -108,7 +108,8 @@ def _training_flags(p: argparse.ArgumentParser, title: str) -> None:
 
     g = p.add_argument_group(title)
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    g.add_argument("--learning-rate", "--lr", type=number(0, 10, low_open=True), default=1e-3)
+    # finite and positive; a huge one diverges, which is a training failure (exit 3)
+    g.add_argument("--learning-rate", "--lr", type=number(0, 1e15, low_open=True), default=1e-3)
     g.add_argument("--momentum", type=number(0, 1), default=0.9, help="for sgd and rmsprop")
     g.add_argument("--weight-decay", type=number(0, 1), default=0.0,
                    help="decoupled weight decay (Adam with one is AdamW; default 0)")

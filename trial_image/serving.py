@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,15 @@ def frame_of(features: dict[str, np.ndarray]) -> Any:
 
 class TableModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
+        # Keras is not heard warning, once per column, that the inputs are keyed by column
+        # while their layers are named c<i>_<column> (on purpose: trial_image/builder)
         import keras
 
         import trial_image.builder.tables  # noqa: F401 - registers the network's Impute layer
 
-        self.model = keras.saving.load_model(context.artifacts["keras"])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "When providing `inputs` as a dict")
+            self.model = keras.saving.load_model(context.artifacts["keras"])
         described = json.loads(Path(context.artifacts["table"]).read_text())
         self.columns = [tuple(c) for c in described["columns"]]
         self.regression = not described["classes"]

@@ -29,7 +29,12 @@ def kfp_python(args: argparse.Namespace) -> str:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from pipeline.kubeflow_pipelines.parameters import PARAMETERS, RUN_PARAMETERS, defaults
+    from pipeline.kubeflow_pipelines.parameters import (
+        PARAMETERS,
+        RUN_PARAMETERS,
+        STEPS,
+        defaults,
+    )
     from pipeline.lifecycle import STAGES
     from pipeline.retraining import ConfigError, PipelineConfig
 
@@ -46,6 +51,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     parameters += [{"name": name, "type": "str", "default": run[name]}
                    for name, _ in RUN_PARAMETERS]
     spec = {"name": f"nasflow-{config.label}", "image": args.image,
+            "steps": {name: {"outputs": outputs, "help": help}
+                      for name, (outputs, help) in STEPS.items()},
             "description": f"nasflow: search {config.prefix} on {args.engine}, then "
             + ", ".join(s.name for s in STAGES) + f" of model {config.model}",
             "stages": ["search", *(s.name for s in STAGES)], "parameters": parameters,
@@ -94,20 +101,20 @@ def _links(uri: str, stage: str, result: dict[str, Any], model: str) -> dict[str
 
 
 def _outputs(stage: str, result: dict[str, Any], model: str) -> dict[str, str]:
-    """What ``stage`` decided, in its component's order (after ``told``)."""
+    """What ``stage`` decided, in its step's order of outputs (parameters.STEPS)."""
+    from pipeline.kubeflow_pipelines.parameters import STEPS
+
     final, promotion = result.get("final") or {}, result.get("promotion") or {}
-    return {
-        "search": lambda: {"experiment": result["experiment"], "phase": result["phase"],
-                           "optimal_trial": result["optimalTrial"] or ""},
-        "finalize": lambda: {"final_run": final.get("final_run", ""),
-                             "test_score": str(final.get("test_score", ""))},
-        "promote": lambda: {"decision": promotion.get("decision", ""),
-                            "champion_uri": f"models:/{model}@champion"
-                            if promotion.get("champion") else "",
-                            "refused_by": promotion.get("reason", "")},
-        "compress": lambda: {"variants": ",".join(
-            v["variant"] for v in result.get("compression") or [] if v.get("version"))},
-    }[stage]()
+    decided = {
+        "experiment": result.get("experiment", ""), "phase": result.get("phase", ""),
+        "optimal_trial": result.get("optimalTrial") or "",
+        "final_run": final.get("final_run", ""), "test_score": str(final.get("test_score", "")),
+        "decision": promotion.get("decision", ""),
+        "champion_uri": f"models:/{model}@champion" if promotion.get("champion") else "",
+        "refused_by": promotion.get("reason", ""),
+        "variants": ",".join(v["variant"] for v in result.get("compression") or []
+                             if v.get("version"))}
+    return {name: decided[name] for name in STEPS[stage][0]}
 
 
 def cmd_stage(args: argparse.Namespace) -> int:

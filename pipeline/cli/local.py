@@ -158,10 +158,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
         status["elapsedSeconds"] = round(time.time() - started, 1)
         condition = status["conditions"][-1]
-        # Katib ends a search whose every trial failed below maxFailedTrialCount Succeeded;
-        # with no optimal trial there is nothing to use: exit 1 all the same
-        succeeded = condition["type"] == ExperimentCondition.SUCCEEDED and \
-            status["currentOptimalTrial"] is not None
+        # Katib ends a search whose every trial failed (without maxFailedTrialCount)
+        # Succeeded; with trials and no optimal one there is nothing to use: exit 1 all the same
+        succeeded = condition["type"] == ExperimentCondition.SUCCEEDED and not (
+            status["trials"] and status["currentOptimalTrial"] is None)
         after = (args.finalize or args.promote or args.compress) and succeeded
         if args.output == "json" and not after:
             print(json.dumps(status, indent=2))

@@ -37,13 +37,13 @@ class Setting:
         if self.kind == "choice":
             return None if value in self.choices else f"must be one of {', '.join(self.choices)}"
         number: Callable[[str], float] = int if self.kind == "int" else float
+        wanted = "must be an integer" if self.kind == "int" else "must be a number"
+        if not value.isascii():  # Python would read '٣' as 3; Katib's services would not
+            return f"{wanted} (ASCII digits)"
         try:
-            if not value.isascii():  # Python would read '٣' as 3; Katib's services would not
-                raise ValueError(value)
             x = number(value)
         except ValueError:
-            return ("must be an integer" if self.kind == "int" else "must be a number") + \
-                " (ASCII digits)"
+            return wanted
         if isinstance(x, float) and not math.isfinite(x):
             return "must be a finite number"
         if self.high is None and abs(x) > INT32_MAX:  # no setting needs more

@@ -1,4 +1,5 @@
-"""The pipeline's parameters: a pipeline config's settings, one parameter each, both ways.
+"""The pipeline's interface: a pipeline config's settings, one parameter each, both ways; and
+what each step outputs.
 
 Kubeflow Pipelines hands a step its parameters as strings; :func:`config_document` turns them
 back into the config file's document, which :class:`pipeline.retraining.PipelineConfig` checks
@@ -93,6 +94,17 @@ PARAMETERS = (
     Parameter("compress_variants", str, lambda c: _plan(c).variants),
     Parameter("compress_maxAccuracyDrop", float, lambda c: _plan(c).max_accuracy_drop),
 )
+# Each step's outputs after ``told`` (what the steps before it and this one decided, as JSON),
+# and what its stage does.
+STEPS = {
+    "search": (("experiment", "phase", "optimal_trial"),
+               "Search: Katib (or the embedded engine) runs the Experiment to its end."),
+    "finalize": (("final_run", "test_score"),
+                 "Final training of the search's best trials; the final run is promoted."),
+    "promote": (("decision", "champion_uri", "refused_by"),
+                "Promotion through the gates against the champion on the same test split."),
+    "compress": (("variants",), "Compression of the champion: the variants registered."),
+}
 # Not the config's: the manifest itself (the config names a file), and where the steps run.
 RUN_PARAMETERS = (("experiment", "the Experiment manifest (YAML)"),
                   ("engine", f"where the search runs: {' or '.join(ENGINES)}"),

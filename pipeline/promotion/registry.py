@@ -14,18 +14,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.katib.status import now_rfc3339
+from pipeline.promotion.access import readable
 from pipeline.promotion.gates import Gates
 from pipeline.promotion.optimal_trial import OptimalTrial
 from trial_image.contract import (
-    TrackingError,
     fail_fast_http,
-    or_none,
     racing,
     retry,
     tags,
@@ -119,28 +117,12 @@ class Registry:
                     f"tags.`katib.trial` = '{optimal.trial}'", max_results=5)
                 if r.data.tags.get(tags.NAMESPACE, optimal.namespace) == optimal.namespace]
         if not runs:
-            self._readable(optimal.experiment)
+            readable(self, optimal.experiment)
             raise PromotionError(
                 f"no finished MLflow run for trial {optimal.trial!r} of experiment "
                 f"{optimal.experiment!r} at {self.uri}: the trials must log to this tracking "
                 "server (MLFLOW_TRACKING_URI in the trial template, ConfigMap nasflow-config)")
         return runs[0]
-
-    def _readable(self, experiment: str) -> None:
-        """A search hides the experiments a user may not read: where the trials' experiment
-        exists but is hidden, say which permission is missing (TrackingError, exit 4)."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            self.client.get_experiment_by_name(experiment)
-        except MlflowException as exc:
-            if exc.error_code == "PERMISSION_DENIED":
-                user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(unknown)")
-                raise TrackingError(
-                    f"MLflow says: user {user!r} may not read MLflow experiment {experiment!r}, "
-                    "where its trials logged their runs: grant it READ or more (nasflow mlflow "
-                    f"grant {user} --experiment {experiment})") from None
-            raise
 
     def runs_of(self, experiment: str, namespace: str) -> list[Any]:
         """Every FINISHED run of ``experiment``'s trials and final models in ``namespace``."""
@@ -190,21 +172,6 @@ class Registry:
         racing(lambda: self.client.set_registered_model_tag(self.model, VARIANTS_TAG,
                                                              other.model))
         return other
-
-    def preflight(self, variants: bool) -> None:
-        """Refuse, in one line (TrackingError) and before any training, where the story could
-        not register its model (and, with ``variants``, its variants'): a model that exists is
-        written to without a change (its own description again), which needs the permission
-        registering a version needs; one that does not exist yet is created by the story, and
-        its creator may do everything."""
-        for name in [self.model, *([variants_of(self.model)] if variants else [])]:
-            found = retry(lambda n=name: or_none(lambda: self.client.get_registered_model(n)),
-                          f"reading registered model {name}", self.retry_seconds)
-            if found is not None:
-                retry(lambda n=name, d=found.description or "":
-                      self.client.update_registered_model(n, d),
-                      f"checking that registered model {name} can be changed",
-                      self.retry_seconds)
 
     def register_variant(self, run: Any, variant: str) -> Any:
         """A compressed variant's run as a version of this (variants) model with tag

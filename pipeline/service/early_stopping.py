@@ -28,6 +28,7 @@ from pipeline.early_stopping import ALGORITHMS
 from pipeline.early_stopping.base import Curve
 from pipeline.service.api import api_pb2, api_pb2_grpc
 from pipeline.service.convert import CONDITIONS, experiment_of
+from pipeline.service.limits import Limits
 
 PORT = 6788  # Katib's DefaultEarlyStoppingPort
 MAX_TRIALS = 100_000  # trials one request may carry (each is one DB manager read)
@@ -52,9 +53,13 @@ def problems_of(spec: Any) -> list[str]:
 
 
 class EarlyStoppingService(api_pb2_grpc.EarlyStoppingServicer):
-    def __init__(self, custom_objects: Any = None, namespace: str | None = None) -> None:
+    def __init__(self, custom_objects: Any = None, namespace: str | None = None,
+                 busy_limit: int = 3) -> None:
         """``custom_objects``: a kubernetes CustomObjectsApi (default: the pod's in-cluster one,
-        made on first use)."""
+        made on first use). Requests are bounded as the Suggestion service's are
+        (:class:`pipeline.service.limits.Limits`): a slow DB manager cannot hold every thread
+        past its callers' deadlines."""
+        self.limits = Limits(busy_limit)
         self._api = custom_objects
         self.namespace = namespace or (NAMESPACE_FILE.read_text().strip()
                                        if NAMESPACE_FILE.is_file() else "default")
@@ -81,12 +86,16 @@ class EarlyStoppingService(api_pb2_grpc.EarlyStoppingServicer):
         settings = {s.name: s.value for s in spec.early_stopping.algorithm_settings}
         algorithm = ALGORITHMS[spec.early_stopping.algorithm_name](
             settings, objective, experiment.spec.objective.type == "maximize")
-        with grpc.insecure_channel(request.db_manager_address) as channel:
+        with self.limits.request(context, "early-stopping") as left, \
+                grpc.insecure_channel(request.db_manager_address) as channel:
             db = api_pb2_grpc.DBManagerStub(channel)
-            try:
+            try:  # each read within what is left of the caller's deadline
                 curves = [Curve(t.name, CONDITIONS.get(t.status.condition, "Created"),
-                                _values(db, t.name, objective)) for t in request.trials]
+                                _values(db, t.name, objective, min(DB_SECONDS, left())))
+                          for t in request.trials]
             except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    left()  # the caller's deadline passed: that is what it is told
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"Katib's DB manager at "
                               f"{request.db_manager_address} did not answer: {exc.code().name}")
         return api_pb2.GetEarlyStoppingRulesReply(early_stopping_rules=[
@@ -97,11 +106,16 @@ class EarlyStoppingService(api_pb2_grpc.EarlyStoppingServicer):
 
     def SetTrialStatus(self, request: Any, context: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
+        from kubernetes.config import ConfigException
 
         for attempt in range(5):
             try:
                 self._mark_early_stopped(request.trial_name)
                 return api_pb2.SetTrialStatusReply()
+            except ConfigException as exc:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no Kubernetes API to mark "
+                              f"trial {request.trial_name!r} early-stopped: the service runs in "
+                              f"Katib's Suggestion pod, with its service account ({exc})"[:500])
             except ApiException as exc:
                 if exc.status == 409 and attempt < 4:  # Katib's controller changed it: again
                     time.sleep(0.2 * (attempt + 1))
@@ -136,10 +150,10 @@ class EarlyStoppingService(api_pb2_grpc.EarlyStoppingServicer):
         return self._api
 
 
-def _values(db: Any, trial: str, metric: str) -> tuple[float, ...]:
+def _values(db: Any, trial: str, metric: str, timeout: float) -> tuple[float, ...]:
     """The trial's values of ``metric`` in the order Katib's DB manager logged them."""
     reply = db.GetObservationLog(api_pb2.GetObservationLogRequest(
-        trial_name=trial, metric_name=metric), timeout=DB_SECONDS)
+        trial_name=trial, metric_name=metric), timeout=timeout)
     out = []
     for log in reply.observation_log.metric_logs:
         try:
@@ -151,6 +165,7 @@ def _values(db: Any, trial: str, metric: str) -> tuple[float, ...]:
     return tuple(out)
 
 
-def add_to(server: Any, custom_objects: Any = None, namespace: str | None = None) -> None:
+def add_to(server: Any, custom_objects: Any = None, namespace: str | None = None,
+           busy_limit: int = 3) -> None:
     api_pb2_grpc.add_EarlyStoppingServicer_to_server(
-        EarlyStoppingService(custom_objects, namespace), server)
+        EarlyStoppingService(custom_objects, namespace, busy_limit), server)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import argparse
 import signal
-import threading
-import time
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -33,6 +32,7 @@ from pipeline.service.convert import (
     experiment_of,
     results_of,
 )
+from pipeline.service.limits import Limits
 from pipeline.suggestion import create
 from pipeline.suggestion.base import SearchContext, TrialResult, trial_name
 from pipeline.suggestion.registry import algorithms
@@ -42,7 +42,6 @@ from pipeline.validation.space import check_space
 PORT = 6789  # Katib's DefaultSuggestionPort
 # What one request may ask for (INVALID_ARGUMENT past these) and how long it may take:
 MAX_REQUEST = 1_000  # suggestions in one request (Katib asks for parallelTrialCount at most)
-MAX_SECONDS = 60.0  # a request's own deadline, when the client sets none or a longer one
 MAX_MESSAGE = 16 * 1024 * 1024  # bytes of one request: Katib sends every trial it has
 HEALTH_SERVICE = "manager.v1beta1.Suggestion"  # what Katib's gRPC probes ask for
 
@@ -59,12 +58,12 @@ def served() -> list[str]:
 
 
 class SuggestionService(api_pb2_grpc.SuggestionServicer):
-    """Every request does bounded work: at most ``MAX_TRIALS`` replayed and
-    ``MAX_REQUEST`` proposed, given up at the client's deadline or ``MAX_SECONDS``; at most
-    ``busy_limit`` run at once, so a thread is always left for the health check."""
+    """Every request does bounded work: at most ``MAX_TRIALS`` replayed and ``MAX_REQUEST``
+    proposed, within :class:`pipeline.service.limits.Limits` (``busy_limit`` at once, the
+    client's deadline)."""
 
     def __init__(self, busy_limit: int) -> None:
-        self.slots = threading.BoundedSemaphore(busy_limit)
+        self.limits = Limits(busy_limit)
 
     def ValidateAlgorithmSettings(self, request: Any, context: Any) -> Any:
         experiment = experiment_of(request.experiment)
@@ -83,15 +82,10 @@ class SuggestionService(api_pb2_grpc.SuggestionServicer):
         return [str(p) for p in check_algorithm(experiment.spec, space_valid=not space) + space]
 
     def GetSuggestions(self, request: Any, context: Any) -> Any:
-        if not self.slots.acquire(blocking=False):
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy: every suggestion slot is "
-                          "taken; Katib asks again")
-        try:
-            return self._suggest(request, context)
-        finally:
-            self.slots.release()
+        with self.limits.request(context, "suggestion") as left:
+            return self._suggest(request, context, left)
 
-    def _suggest(self, request: Any, context: Any) -> Any:
+    def _suggest(self, request: Any, context: Any, in_time: Callable[[], float]) -> Any:
         try:
             experiment = experiment_of(request.experiment)
             known = results_of(request.trials, experiment)
@@ -106,13 +100,6 @@ class SuggestionService(api_pb2_grpc.SuggestionServicer):
                             f"the {MAX_TRIALS:,} trials nasflow's service replays")
         if problems:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
-        give_up = time.monotonic() + min(MAX_SECONDS, context.time_remaining() or MAX_SECONDS)
-
-        def in_time() -> None:
-            if time.monotonic() > give_up or not context.is_active():
-                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the suggestions took longer "
-                              "than the request's deadline")
-
         spec = experiment.spec
         settings = {s.name: str(s.value) for s in spec.algorithm.algorithm_settings or []}
         seed = int(settings.get("random_state", 0))
@@ -168,7 +155,7 @@ def start(host: str = "0.0.0.0", port: int = PORT, workers: int = 4, serve: str 
                                                       server)
         names = (HEALTH_SERVICE, "api.v1.beta1.Suggestion")
     else:
-        early_stopping.add_to(server, custom_objects, namespace)
+        early_stopping.add_to(server, custom_objects, namespace, max(1, workers - 1))
         names = ("manager.v1beta1.EarlyStopping", "api.v1.beta1.EarlyStopping")
     checks = health.HealthServicer()
     for service in ("", *names):

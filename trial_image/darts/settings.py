@@ -97,12 +97,14 @@ def parse_settings(value: str) -> DartsSettings:
             number = v if isinstance(v, (int, float)) and not isinstance(v, bool) \
                 else parse_number(str(v)[:41])
             if number is None or not math.isfinite(number):
-                raise InputError(f"{where}: expected a finite number, got {str(v)[:40]!r}")
+                raise InputError(f"{where}: expected a number (finite), got {str(v)[:40]!r}")
             out[f.name] = float(number)
     settings = DartsSettings(**out)
     for name, high in UPPER_BOUNDS.items():
-        if not 1 <= getattr(settings, name) <= high:
-            raise InputError(f"--algorithm-settings: {name} must be from 1 to {high}")
+        if getattr(settings, name) < 1:
+            raise InputError(f"--algorithm-settings: {name} must be >= 1")
+        if getattr(settings, name) > high:
+            raise InputError(f"--algorithm-settings: {name} must be <= {high}")
     for name in ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "w_grad_clip", "alpha_lr",
                  "alpha_weight_decay", "num_workers"):
         if not 0 <= getattr(settings, name) <= 1e6:

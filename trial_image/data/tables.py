@@ -130,11 +130,11 @@ def load_table(name: str, options: TableOptions, validation_split: float, test: 
     if task not in TASKS:
         raise InputError(f"--task must be {' or '.join(TASKS)}, got {task!r}")
     columns = {name: _column(frame[name], kind) for name, kind in kinds.items()}
-    for name, values in columns.items():
-        if kinds[name] == "numeric":  # missing (NaN) is imputed; infinite is not a number
-            _finite(np.where(np.isnan(values), 0, values), f"column {name!r}", frame[name])
-        elif kinds[name] == "text" and not any(text.strip() for text in values):
-            raise InputError(f"column {name!r}: every text is empty or blank; a text model "
+    for column, values in columns.items():
+        if kinds[column] == "numeric":  # missing (NaN) is imputed; infinite is not a number
+            _finite(np.where(np.isnan(values), 0, values), f"column {column!r}", frame[column])
+        elif kinds[column] == "text" and not any(text.strip() for text in values):
+            raise InputError(f"column {column!r}: every text is empty or blank; a text model "
                              "needs words")
     if task == "classification":
         labels = y_raw.astype(str).to_numpy(dtype=object)
