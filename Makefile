@@ -93,7 +93,16 @@ cluster-down:
 run: install
 	$(BIN)/nasflow run --resume --finalize --promote --compress
 
-bench: install
+# The real-data benchmark's baselines and data (benchmarks/real_data_tools.py): sktime pins
+# pandas<3.1, which TensorFlow's environment has moved past
+BENCH_VENV := $(VENV)/bench
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q sktime==1.2.0 statsmodels==0.15.0 "numba<0.68" \
+	  scikit-learn==1.9.1
+	touch $@
+
+bench: install $(BENCH_VENV)/.installed
 	$(BIN)/python benchmarks/trial_overhead.py
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/search_quality.py
@@ -108,6 +117,7 @@ bench: install
 	$(BIN)/python benchmarks/sequences.py
 	$(BIN)/python benchmarks/multi_fidelity.py
 	$(BIN)/python benchmarks/multi_worker.py
+	$(BIN)/python benchmarks/real_data.py
 
 clean:
 	rm -rf $(VENV) .devcluster .pytest_cache .ruff_cache mlflow.db mlruns mlartifacts .nasflow

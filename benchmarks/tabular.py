@@ -38,7 +38,13 @@ def search(manifest: str, seed: int, trials: int, workdir: Path) -> dict[str, fl
     """``nasflow run manifests/experiments/<manifest> --finalize`` with ``trials`` trials and
     ``--seed``: the final model's test score, the best search trial's, and the seconds."""
     doc = yaml.safe_load((ROOT / "manifests" / "experiments" / manifest).read_text())
-    experiment = f"b-{Path(manifest).stem}-{seed}"
+    return run(doc, Path(manifest).stem, seed, trials, workdir)
+
+
+def run(doc: dict, name: str, seed: int, trials: int, workdir: Path) -> dict[str, float]:
+    """The Experiment ``doc`` as ``b-<name>-<seed>``, its whole budget of ``trials`` trials,
+    then ``--finalize`` (``final``: its result, the ensemble's choice among it)."""
+    experiment = f"b-{name}-{seed}"
     doc["metadata"]["name"] = experiment
     doc["spec"]["trialTemplate"]["trialSpec"]["metadata"]["labels"][
         "katib.kubeflow.org/experiment"] = experiment
@@ -51,11 +57,14 @@ def search(manifest: str, seed: int, trials: int, workdir: Path) -> dict[str, fl
         [sys.executable, "-m", "pipeline", "run", str(path), "--seed", str(seed), "--quiet",
          "--finalize", "--output", "json", "--workdir", str(workdir / ".nasflow"),
          "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"],
-        cwd=ROOT, capture_output=True, text=True, check=True)
+        cwd=ROOT, capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise SystemExit(f"nasflow run {path} exited {result.returncode}: "
+                         f"{result.stderr[-2000:]}")
     out = json.loads(result.stdout)
     return {"test": out["final"]["test_score"], "search_test": out["final"][
         "best_search_test_score"], "seconds": out["search"]["elapsedSeconds"]
-        + out["final"]["seconds"]}
+        + out["final"]["seconds"], "final": out["final"]}
 
 
 def baselines(name: str, seed: int) -> dict[str, float]:

@@ -56,8 +56,8 @@ class Workplace(Protocol):
     def optimal(self) -> OptimalTrial:
         """The search's own optimal trial."""
 
-    def finalize(self, schedule: Schedule, model: str) -> FinalResult:
-        """Final training of the search's best trials."""
+    def finalize(self, schedule: Schedule, model: str, budget: Gates) -> FinalResult:
+        """Final training of the search's best trials (an ensemble within ``budget``)."""
 
     def compress(self, flags: list[str], source_run: Any) -> None:
         """``python -m trial_image compress FLAGS`` where training runs."""
@@ -96,7 +96,10 @@ class Story:
 
 def _final_training(story: Story, outcome: Outcome) -> None:
     if story.decisions.schedule is not None:
-        outcome.final = story.place.finalize(story.decisions.schedule, story.decisions.model)
+        gates = story.decisions.gates  # the ensemble's budget: latency and size, not the test
+        outcome.final = story.place.finalize(story.decisions.schedule, story.decisions.model,
+                                             Gates(max_latency_ms=gates.max_latency_ms,
+                                                   max_parameters=gates.max_parameters))
 
 
 def _promotion(story: Story, outcome: Outcome) -> None:
@@ -181,7 +184,7 @@ class LocalPlace:
 
         return from_state(self.workdir, self.experiment)
 
-    def finalize(self, schedule: Schedule, model: str) -> FinalResult:
+    def finalize(self, schedule: Schedule, model: str, budget: Gates) -> FinalResult:
         from pipeline.finalize.runners import LocalRunner
 
         search = self.search()
@@ -189,7 +192,7 @@ class LocalPlace:
                              parallel=search.experiment.spec.parallel_trial_count or 3,
                              pool=self.pool, log=self.log)
         return finalize(search, runner, self.tracking_uri, model, schedule, self.log,
-                        self.retry_seconds)
+                        self.retry_seconds, budget)
 
     def compress(self, flags: list[str], source_run: Any) -> None:
         run_locally(flags, self.tracking_uri, self.log, self.workdir / "compress.log")
@@ -217,10 +220,10 @@ class KatibPlace:
 
         return from_katib(self.client.get_experiment(self.experiment))
 
-    def finalize(self, schedule: Schedule, model: str) -> FinalResult:
+    def finalize(self, schedule: Schedule, model: str, budget: Gates) -> FinalResult:
         return finalize_on_katib(self.client, self.experiment, self.tracking_uri, model,
                                  schedule, self.timeout, self.image, self.log,
-                                 self.retry_seconds)
+                                 self.retry_seconds, budget)
 
     def compress(self, flags: list[str], source_run: Any) -> None:
         run_on_cluster(self.client, self.experiment, flags, self.timeout, self.image, self.log)

@@ -59,7 +59,7 @@ PIPELINE_LABEL = "nasflow.dev/pipeline"
 FIELDS = {"experiment", "name", "namespace", "trialImage", "model", "minImprovement", "metric",
           "minimizeMetric", "timeoutSeconds", "retention", "finalize", "gates", "compress"}
 SCHEDULE_FIELDS = {"topK": "top_k", "seeds": "seeds", "epochs": "epochs",
-                   "lrSchedule": "lr_schedule", "augment": "augment"}
+                   "lrSchedule": "lr_schedule", "augment": "augment", "ensemble": "ensemble"}
 GATE_FIELDS = {"minAccuracy": "min_accuracy", "maxLatencyMs": "max_latency_ms",
                "maxParameters": "max_parameters", "metrics": "metrics"}
 COMPRESS_FIELDS = {"variants": "variants", "maxAccuracyDrop": "max_accuracy_drop"}

@@ -87,7 +87,7 @@ def compiled(tmp_path_factory):
                    str(tmp / ".nasflow"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"wrote {tmp / 'pipeline.yaml'}: 4 steps (search, finalize, "
-                                  "promote, compress), 26 parameters")
+                                  "promote, compress), 27 parameters")
     return {"tmp": tmp, "config": PipelineConfig.load(path),
             "spec": yaml.safe_load((tmp / "pipeline.yaml").read_text())}
 

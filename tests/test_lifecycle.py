@@ -51,7 +51,7 @@ class FinishedSearch:
     final_run: str
     namespace: str = "default"
 
-    def finalize(self, schedule, model):
+    def finalize(self, schedule, model, budget):
         from pipeline.finalize import FinalResult
 
         return FinalResult(self.experiment, "t1", self.final_run, "Test-Accuracy", 0.9, None,

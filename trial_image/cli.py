@@ -178,6 +178,10 @@ def _evaluation_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--evaluate-model", default=None, metavar="URI",
                    help="also measure this registered model (models:/NAME@ALIAS) on the same "
                    "test split: Champion-Test-Accuracy")
+    g.add_argument("--ensemble-of", default=None, metavar="RUN:COUNT,...",
+                   help="instead of training a candidate: average these final runs' models "
+                   "(weights: counts / their sum), measure and store the ensemble "
+                   "(trial_image/ensemble.py)")
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -190,6 +194,7 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     from trial_image.families import BLOCKS
     from trial_image.frontends.hyperparams import POOLINGS
+    from trial_image.spec import WIDE_PATHS
 
     p = _parser("python -m trial_image",
                 "Train ONE Keras candidate from Katib trial parameters, report Katib metrics and "
@@ -216,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hidden dense layer in the head")
     g.add_argument("--dropout", type=number(0, 1, high_open=True), default=0.0,
                    help="before the output layer")
+    g.add_argument("--wide", choices=WIDE_PATHS, default="none",
+                   help="a linear path beside the network, added to its output (wide & deep): "
+                   "tables, texts, series: linear; series: decomposed (a linear map of the "
+                   "window's trend and remainder, DLinear); images have none")
     g = p.add_argument_group("hyperparameter front end, tables, texts and series (with "
                              "--num-blocks, --batch-norm, --kernel-size)")
     g.add_argument("--block", choices=BLOCKS, default=None,
@@ -317,6 +326,10 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
                          window=datasets.Window(args.lookback, args.horizon))
     if args.train_on == "train+validation":
         data = data.merged()
+    if args.ensemble_of is not None:
+        from trial_image import ensemble
+
+        return ensemble.run(args, data)
     spec = make_spec(args, per_block, data)
     prepare_tensorflow(args.seed)
     from trial_image.builder import build_model

@@ -40,7 +40,7 @@ from trial_image.numbers import number
 from trial_image.paths import writable_folder
 from trial_image.spec import AUGMENTATIONS, LR_SCHEDULES
 from trial_image.tasks import TASKS, Task, task_of
-from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE
+from trial_image.trial_run import SERVICE_ACCOUNT_NAMESPACE, VALIDATION_OUTPUTS
 
 __all__ = [
     "AUGMENTATIONS",
@@ -53,6 +53,7 @@ __all__ = [
     "RANK_ENV",
     "SERVICE_ACCOUNT_NAMESPACE",
     "TASKS",
+    "VALIDATION_OUTPUTS",
     "WORKER_HOSTS_ENV",
     "Task",
     "TrackingError",

@@ -25,6 +25,8 @@ class Family:
     compression: str = ""  # why no compressed variant can be made (empty: they can)
     unmakeable: dict[str, str] = field(default_factory=dict)  # variant -> why it cannot be
     label: str = ""  # the architecture figure's input box ({shape}: 8×8×1, {first}: 30)
+    wide_paths: tuple[str, ...] = ("none", "linear")  # the head's (trial_image.spec.WIDE_PATHS)
+    no_wide: str = ""  # why it has no wide path
 
     def __str__(self) -> str:
         return self.name
@@ -47,7 +49,8 @@ TABLE_BLOCKS = ("dense", "residual", "glu", "attention")
 SEQUENCE_BLOCKS = ("conv1d", "rnn", "attention")
 
 IMAGE = Family("image", IMAGE_OPS, tensor_input="image", pooling="2d", augments=True,
-               adapts=False, label="image {shape}")
+               adapts=False, label="image {shape}", wide_paths=("none",), no_wide=(
+                   "a linear map of raw pixels adds nothing a convolution cannot learn"))
 TABLE = Family("table", TABLE_OPS, TABLE_BLOCKS, takes_kernel=False, unmakeable={
     "int8-full": "int8-full takes one int8 tensor; a table's model reads columns: no int8-full "
                  "variant"}, label="table, {first} columns")
@@ -55,7 +58,8 @@ TEXT = Family("text", SEQUENCE_OPS, SEQUENCE_BLOCKS, pooling="1d", compression=(
     "LiteRT has no builtin operations for its tokenizer (StringLower, StringSplit)"),
     one_column=True, label="text, tokens embedded")
 SERIES = Family("series", SEQUENCE_OPS, SEQUENCE_BLOCKS, tensor_input="window", pooling="1d",
-                windowed=True, label="window of {first} values")
+                windowed=True, label="window of {first} values",
+                wide_paths=("none", "linear", "decomposed"))
 FAMILIES = {family.name: family for family in (IMAGE, TABLE, TEXT, SERIES)}
 BLOCKS = tuple(dict.fromkeys(b for family in FAMILIES.values() for b in family.blocks))
 

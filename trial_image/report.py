@@ -114,6 +114,10 @@ def _label(spec: CandidateSpec, index: int) -> str:
     return text
 
 
+WIDE_LABELS = {"linear": "wide: linear, added", "decomposed": "wide: linear on trend\n"
+               "+ remainder, added"}
+
+
 def architecture_figure(spec: CandidateSpec, title: str) -> Any:
     """The candidate's graph top to bottom: one box per node, the edge from the previous node
     straight, skip connections as arcs on alternating sides."""
@@ -132,6 +136,13 @@ def architecture_figure(spec: CandidateSpec, title: str) -> Any:
     head = f"{spec.num_classes} classes" if spec.task == "classification" else "one number"
     axis.text(0, -count, f"pool, {head}" if spec.family.pooling else head, ha="center",
               va="center", fontsize=9, bbox={"boxstyle": "round", "facecolor": "#eeeeee"})
+    if spec.head.wide != "none":  # the wide path: from the inputs to the head, on the right
+        axis.text(1.5, -count / 2, WIDE_LABELS[spec.head.wide], ha="center", va="center",
+                  fontsize=9, bbox={"boxstyle": "round", "facecolor": "#fdebd0"})
+        for start, end in (((0.6, 0), (1.5, -count / 2 + 0.25)),
+                           ((1.5, -count / 2 - 0.25), (0.6, -count))):
+            axis.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=8,
+                                           linewidth=0.7, color="#b9770e"))
     edges = [(source, index) for index, node in enumerate(spec.nodes, start=1)
              for source in node.inputs] + [(count - 1, count)]
     for k, (source, target) in enumerate(edges):

@@ -89,6 +89,16 @@ class TableModel(mlflow.pyfunc.PythonModel):
         return out[:, 0] if self.regression else out
 
 
+def load_keras(mlflow: Any, uri: str, family: Any) -> Any:
+    """The Keras network stored at ``uri`` (``runs:/ID/model``, ``models:/NAME/N``): a table's
+    or a text's pyfunc holds it (:class:`TableModel`), the others are MLflow's Keras flavour."""
+    if family.tensor_input is None:
+        return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+    import mlflow.tensorflow
+
+    return mlflow.tensorflow.load_model(uri)
+
+
 def log_table_model(model: Any, columns: tuple[tuple[str, str], ...], classes: tuple[str, ...],
                     example: dict[str, np.ndarray]) -> str:
     """Log ``model`` as the active run's model ``model``; its id."""

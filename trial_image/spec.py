@@ -49,6 +49,10 @@ MERGES = ("concat", "add")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")  # cosine: decays to 0 over all epochs
 AUGMENTATIONS = ("none", "light")  # light: random shifts of up to 1/8 of the image
+# The head's wide path beside the deep one (trial_image.families says which a family has):
+# none; linear: a linear map of the encoded inputs; decomposed: of a series' moving-average
+# trend and its remainder (DLinear)
+WIDE_PATHS = ("none", "linear", "decomposed")
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,14 @@ class Node:
 
 @dataclass(frozen=True)
 class Head:
-    """Global average pooling, then an optional hidden dense layer, then softmax."""
+    """Global average pooling, then an optional hidden dense layer, then softmax; ``wide``: a
+    linear path from the encoded inputs whose output is added to the deep path's (wide & deep:
+    a linear model plus what the network adds to it, often the best model of nearly linear
+    data)."""
 
     dense_units: int = 0
     dropout: float = 0.0
+    wide: str = "none"
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,10 @@ class CandidateSpec:
     @property
     def candidate_id(self) -> str:
         """Stable short hash of the architecture and head (not training) for de-duplication."""
-        arch = {"nodes": self.to_dict()["nodes"], "head": asdict(self.head)}
+        head = asdict(self.head)
+        if head["wide"] == "none":  # the identifiers of candidates from before wide paths
+            del head["wide"]
+        arch = {"nodes": self.to_dict()["nodes"], "head": head}
         if self.table is not None:
             arch["table"] = asdict(self.table)
         if self.series is not None:
@@ -254,6 +265,10 @@ def validate(spec: CandidateSpec) -> None:
         raise InputError(f"dropout must be in [0, 1), got {spec.head.dropout}")
     if spec.head.dense_units < 0:
         raise InputError(f"dense units must be >= 0, got {spec.head.dense_units}")
+    if spec.head.wide not in spec.family.wide_paths:
+        raise InputError(f"wide path {spec.head.wide!r}: {spec.family}s take "
+                         f"{', '.join(spec.family.wide_paths)}"
+                         + (f" ({spec.family.no_wide})" if spec.family.no_wide else ""))
 
 
 def _validate_inputs(spec: CandidateSpec) -> None:

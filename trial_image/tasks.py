@@ -56,6 +56,18 @@ class Task:
     def best(self, values: list[float]) -> float:
         return max(values) if self.maximize else min(values)
 
+    def judge(self, truth: Any, outputs: Any) -> tuple[float, float]:
+        """(loss, measure) of a model's ``outputs`` (NumPy: class probabilities, or numbers)
+        against ``truth``: cross-entropy and accuracy, or mean squared error and RMSE."""
+        import numpy as np
+
+        if self.name == "classification":
+            chosen = outputs[np.arange(len(truth)), truth.astype(int)]
+            return (float(-np.mean(np.log(np.clip(chosen, 1e-7, 1.0)))),
+                    float(np.mean(outputs.argmax(axis=1) == truth)))
+        error = float(np.mean((outputs.reshape(len(truth)) - truth) ** 2))
+        return error, error ** 0.5
+
     def keras_to_katib(self) -> dict[str, str]:
         names = {"loss": "Training-Loss", "val_loss": "Validation-Loss"}
         for keras_name, katib in zip(self.keras_metrics, self.katib_names, strict=True):

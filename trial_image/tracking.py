@@ -13,8 +13,10 @@ never counts a trial whose model is not stored as succeeded.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from trial_image import tags
@@ -78,6 +80,16 @@ class Tracker:
         for path, figure in figures.items():
             retry(lambda f=figure, p=path: self.mlflow.log_figure(f, p), f"logging {path}",
                   self.retry_seconds)
+
+    def log_arrays(self, path: str, **arrays: Any) -> None:
+        """NumPy arrays as one ``.npz`` artifact at ``path``."""
+        import numpy as np
+
+        folder, name = path.rpartition("/")[::2]
+        with tempfile.TemporaryDirectory() as tmp:
+            np.savez(Path(tmp, name), **arrays)
+            retry(lambda: self.mlflow.log_artifact(str(Path(tmp, name)), folder or None),
+                  f"logging {path}", self.retry_seconds)
 
     def log_inputs(self, data: Any) -> None:
         """The splits the run reads, as MLflow dataset inputs (one request)."""

@@ -274,6 +274,20 @@ def predictions(predict: Callable[[Any], Any], split: Split, task: Task
     return np.concatenate(truth), np.concatenate(predicted)
 
 
+def outputs(predict: Callable[[Any], Any], split: Split, limit: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, output) of ``split``'s first ``limit`` examples: class probabilities, or
+    numbers; float32, so that memory is bounded by ``limit``, not by the split."""
+    truth, out, seen = [], [], 0
+    for x, y in split.arrays():
+        if seen >= limit:
+            break
+        truth.append(np.ravel(y)[:limit - seen])
+        out.append(np.asarray(predict(x), dtype="float32")[:limit - seen])
+        seen += len(truth[-1])
+    return np.concatenate(truth), np.concatenate(out)
+
+
 def inference_latency_ms(model: keras.Model, sample: Any, repeats: int = 50) -> float:
     """Median wall time of one batch-1 forward pass on a compiled graph, in milliseconds
     (``sample``: images, or a table's columns by name)."""

@@ -22,6 +22,10 @@ from trial_image.errors import TrialError
 from trial_image.reward import Reward
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# What a selection run logs for final training's ensemble choice (pipeline/finalize/ensemble.py):
+# its outputs on the validation split (truth, outputs), of this many examples at most
+VALIDATION_OUTPUTS = "validation/outputs.npz"
+MAX_OUTPUTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -174,9 +178,10 @@ class TrialRun:
                         ) -> None:
         """Train and evaluate ``spec`` (its ``model`` if built already; from the checkpoint
         ``plan`` if any); log final metrics and the model, end the run FINISHED."""
-        from trial_image.builder import build_model, multiply_adds
+        from trial_image.builder import build_model
+        from trial_image.report import architecture_figure
         from trial_image.tasks import TASKS
-        from trial_image.training import compile_model, inference_latency_ms, train, unreadable
+        from trial_image.training import compile_model, train
 
         args, data, task = self.args, self.data, TASKS[spec.task]
         model = model or build_model(spec, data.train)
@@ -188,10 +193,7 @@ class TrialRun:
                   strategy=self.strategy, max_unreadable=args.max_unreadable)
             return
         # the costs first: fixed by the architecture, and the reward needs them every epoch
-        costs = {"Parameter-Count": float(model.count_params()),
-                 "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
-                 "Multiply-Adds": float(multiply_adds(model)),
-                 "Inference-Latency-Ms": inference_latency_ms(model, data.train.take(1)[0])}
+        costs = self._costs(model)
         report = self.report
         if args.reward is not None and data.has_validation:  # final training has none
             reward, cost = args.reward, costs[args.reward.metric]
@@ -208,14 +210,46 @@ class TrialRun:
         if fitted is not model:  # the chief evaluates and stores a plain copy, once
             model.optimizer.build(model.trainable_variables)
             model.set_weights(fitted.get_weights())
-        final = dict(costs)
-        summary = {"Epochs-Run": float(len(result.history)),
+        summary = {**(extra_metrics or {}), "Epochs-Run": float(len(result.history)),
                    "Train-Samples-Per-Second": result.samples_per_second}
         if data.has_validation:
             summary[task.best_validation_metric] = task.best(
                 [h[task.validation_metric] for h in result.history])
+        final = self._store(model, task, costs, summary, {}, lambda: architecture_figure(
+            spec, f"{spec.source} candidate {spec.candidate_id}"))
+        tested = (f"test {task.measure} {final[task.test_metric]:.4f}"
+                  if task.test_metric in final else "the test split was not loaded")
+        print(f"trial {self.trial}: {result.stop_reason} after {len(result.history)} epoch(s); "
+              f"{tested}", file=sys.stderr)
+
+    def record_ensemble(self, model: Any, task: Any, members: list[dict[str, Any]]) -> None:
+        """An ensemble of final models: nothing to train; measured on the test split and
+        stored as a final model is, its members in ``ensemble.json``."""
+        final = self._store(model, task, self._costs(model), {}, {
+            "ensemble.json": json.dumps(members, indent=2)}, None)
+        print(f"trial {self.trial}: an ensemble of {len(members)} final models; test "
+              f"{task.measure} {final[task.test_metric]:.4f}", file=sys.stderr)
+
+    def _costs(self, model: Any) -> dict[str, float]:
+        from trial_image.builder import multiply_adds
+        from trial_image.training import inference_latency_ms
+
+        return {"Parameter-Count": float(model.count_params()),
+                "Model-Size-Bytes": float(sum(w.numpy().nbytes for w in model.weights)),
+                "Multiply-Adds": float(multiply_adds(model)),
+                "Inference-Latency-Ms": inference_latency_ms(model, self.data.train.take(1)[0])}
+
+    def _store(self, model: Any, task: Any, costs: dict[str, float], summary: dict[str, float],
+               texts: dict[str, str], architecture: Any) -> dict[str, float]:
+        """Evaluate ``model`` on the test split (if loaded), report the final metrics to Katib,
+        log them and the model (a selection run: its validation outputs instead, for the
+        ensemble's choice) and end the run FINISHED; the final metrics."""
+        from trial_image.training import outputs, unreadable
+
+        args, data = self.args, self.data
+        final, summary = dict(costs), dict(summary)
         if data.test is not None:
-            evaluation = self._evaluate(spec, model)
+            evaluation = self._evaluate(task, model, texts, architecture)
             final[task.test_metric] = evaluation.pop(task.test_metric)
             summary.update(evaluation)
         lines, skipped = unreadable(data, args.max_unreadable)
@@ -224,15 +258,15 @@ class TrialRun:
         if skipped:
             summary["Unreadable-Examples"] = float(skipped)
         self.reporter.report(final)
+        selection = args.role == "selection"
+        if selection and data.has_validation:
+            truth, out = outputs(model.predict_on_batch, data.validation, MAX_OUTPUTS)
+            self.tracker.log_arrays(VALIDATION_OUTPUTS, truth=truth, outputs=out)
         # a selection run of final training only ranks its candidate: it stores no model
-        self.tracker.finish({**final, **(extra_metrics or {}), **summary,
+        self.tracker.finish({**final, **summary,
                              "Trial-Seconds": time.perf_counter() - self.started},
-                            None if args.role == "selection" else model, data.train.take(5)[0],
-                            data)
-        tested = (f"test {task.measure} {final[task.test_metric]:.4f}"
-                  if task.test_metric in final else "the test split was not loaded")
-        print(f"trial {self.trial}: {result.stop_reason} after {len(result.history)} epoch(s); "
-              f"{tested}", file=sys.stderr)
+                            None if selection else model, data.train.take(5)[0], data)
+        return final
 
     def _distributed(self, spec: Any, model: Any, steps: int) -> Any:
         """``model``'s twin under the multi-worker strategy, from the same initial weights (so
@@ -249,18 +283,18 @@ class TrialRun:
         distributed.prepare_model(fitted, self.data.train.take(spec.training.batch_size))
         return fitted
 
-    def _evaluate(self, spec: Any, model: Any) -> dict[str, float]:
+    def _evaluate(self, task: Any, model: Any, texts: dict[str, str], architecture: Any
+                  ) -> dict[str, float]:
         """The test split's figures (one pass over it): accuracy and macro precision/recall/F1,
         or RMSE, MAE and R²; with ``--evaluate-model`` the registered model on the same split;
         for a final run the per-class figures and confusion matrix (or the residuals and the
-        error by decile) and the architecture diagram as artifacts."""
+        error by decile), the architecture diagram (``architecture``: it draws it) and
+        ``texts`` as artifacts."""
         from trial_image import report
-        from trial_image.tasks import TASKS
         from trial_image.training import predictions
 
-        data, task = self.data, TASKS[spec.task]
+        data, texts, figures = self.data, dict(texts), {}
         truth, predicted = predictions(model.predict_on_batch, data.test, task)
-        texts, figures = {}, {}
         if task.name == "classification":
             metrics, table = report.classification(truth, predicted, data.num_classes)
             metrics["Test-Accuracy"] = float((truth == predicted).mean())
@@ -279,7 +313,8 @@ class TrialRun:
             if measured is not None:
                 metrics[task.champion_metric] = measured
         if self.args.role == "final":
-            figures["architecture.png"] = lambda: report.architecture_figure(
-                spec, f"{spec.source} candidate {spec.candidate_id}")
+            if architecture is not None:
+                figures["architecture.png"] = architecture
             self.tracker.log_artifacts(texts, {path: draw() for path, draw in figures.items()})
         return metrics
+

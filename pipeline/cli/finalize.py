@@ -44,6 +44,9 @@ def schedule_flags(p: argparse.ArgumentParser) -> None:
                    help=f"epochs of every final run (default {d.epochs})")
     g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule)
     g.add_argument("--augment", choices=AUGMENTATIONS, default=d.augment)
+    g.add_argument("--ensemble", type=number(1, 16, integer=True), default=d.ensemble,
+                   metavar="K", help="average up to K finalists' final models when that beats "
+                   f"the winner alone on validation (default {d.ensemble}; 1: never)")
 
 
 def schedule_of(args: argparse.Namespace) -> Any:
@@ -51,7 +54,8 @@ def schedule_of(args: argparse.Namespace) -> Any:
 
     try:
         return Schedule(top_k=args.top_k, seeds=args.seeds, epochs=args.final_epochs,
-                        lr_schedule=args.lr_schedule, augment=args.augment)
+                        lr_schedule=args.lr_schedule, augment=args.augment,
+                        ensemble=args.ensemble)
     except ValueError as exc:
         raise UsageError(f"nasflow {args.command}: {exc} (--top-k, --seeds, --final-epochs)"
                          ) from None
@@ -66,13 +70,20 @@ def print_result(result: Any, output: str) -> None:
         print(json.dumps(result.to_dict(), indent=2))
         return
     measure = result.test_metric.replace("Test-", "test ").replace("Accuracy", "accuracy")
-    print(f"final model of {result.experiment}: trial {result.winner} trained again, "
-          f"{measure} {result.test_score:.4f} (best search trial {result.best_search_trial}: "
+    ensemble = result.ensemble or {}
+    made = (f"an ensemble of {len(ensemble['members'])} finalists, {measure} "
+            f"{result.test_score:.4f} (trial {result.winner} alone: "
+            f"{ensemble['winner_test_score']:.4f}; " if ensemble.get("chosen") else
+            f"trial {result.winner} trained again, {measure} {result.test_score:.4f} (")
+    print(f"final model of {result.experiment}: {made}best search trial "
+          f"{result.best_search_trial}: "
           + (f"{result.best_search_test_score:.4f})" if result.best_search_test_score
              is not None else "not measured)"))
     if result.champion_test_score is not None:
         print(f"  the current champion on the same test split: "
               f"{result.champion_test_score:.4f}")
+    if result.ensemble is not None:
+        print(f"  ensemble: {result.ensemble['reason']}")
     print(f"  MLflow run {result.final_run} ({result.seconds} s)")
 
 

@@ -19,6 +19,12 @@
    final training tries another seed, then the runner-up, :data:`FINAL_ATTEMPTS` runs at most;
    then it fails with one line. The test split is not read for this decision.
 
+4. **An ensemble** (:mod:`pipeline.finalize.ensemble`) of up to ``schedule.ensemble``
+   finalists, chosen greedily on the selection runs' validation outputs, when it beats the
+   winner alone there by a stated margin: the members' final models are trained and averaged
+   into one model, which is then what is promoted (a latency or size ``budget`` can rule it
+   out).
+
 Why the longer runs' validation and not cross-validation: cross-validation would cost ``folds``×
 the selection; the seeds already average out the variance of one training, and the validation
 split is never used to fit. Why retrain from scratch: a search trial's 15 epochs rank candidates;
@@ -28,18 +34,30 @@ they do not train them to the end.
 from __future__ import annotations
 
 import math
+import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from pipeline.finalize.candidates import Search, from_katib
+import numpy as np
+
+from pipeline.finalize.candidates import Candidate, Search, from_katib
+from pipeline.finalize.ensemble import choose
 from pipeline.finalize.errors import FinalizeError, NoCandidates
 from pipeline.finalize.plan import FINAL, FinalRun, Schedule, selection_runs
 from pipeline.finalize.runners import ClusterRunner, Outcome, Runner
 from pipeline.katib.objective import PICK, metric_strategy, numbers
-from trial_image.contract import Task, fail_fast_http, retry, tags, task_of
+from trial_image.contract import (
+    VALIDATION_OUTPUTS,
+    Task,
+    fail_fast_http,
+    retry,
+    tags,
+    task_of,
+)
 
 TIE_BREAK = "Validation-Loss"
 MAX_SHORTFALL = 0.05  # training accuracy a final run may end below its selection runs
@@ -64,6 +82,7 @@ class FinalResult:
     selection: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # final runs that failed to train, why
     seconds: float = 0.0
+    ensemble: dict[str, Any] | None = None  # the ensemble's choice; chosen: it is final_run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +95,7 @@ class _Runs:
         from mlflow import MlflowClient
 
         fail_fast_http()
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr is ours
         self.client = MlflowClient(uri)
         self.retry_seconds = retry_seconds
         retry(lambda: self.client.search_experiments(max_results=1),
@@ -104,6 +124,18 @@ class _Runs:
         retry(lambda: self.client.set_tag(run_id, tags.FAILURE_REASON, reason[:5000]),
               "tagging a run", self.retry_seconds)
 
+    def arrays(self, run_id: str, path: str) -> dict[str, Any] | None:
+        """The ``.npz`` artifact at ``path`` of a run (None: it has none)."""
+        listed = retry(lambda: self.client.list_artifacts(run_id, path.rpartition("/")[0]),
+                       "listing a run's artifacts", self.retry_seconds)
+        if path not in {item.path for item in listed}:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = retry(lambda: self.client.download_artifacts(run_id, path, tmp),
+                          f"reading {path}", self.retry_seconds)
+            with np.load(local) as content:
+                return {name: content[name] for name in content.files}
+
     def history(self, run_id: str, metric: str) -> list[str]:
         points = retry(lambda: self.client.get_metric_history(run_id, metric),
                        "reading a metric's history", self.retry_seconds)
@@ -126,7 +158,8 @@ def _execute(runner: Runner, runs: list[FinalRun], tracked: _Runs, log: Callable
 
 def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
              schedule: Schedule, log: Callable[[str], None] = lambda line: None,
-             retry_seconds: float = 20.0) -> FinalResult:
+             retry_seconds: float = 20.0, budget: Any = None) -> FinalResult:
+    """``budget``: promotion gates of latency and size (``Gates``) an ensemble must meet."""
     started = time.monotonic()
     if search.experiment.spec.algorithm.algorithm_name == "darts":
         raise NoCandidates(f"experiment {search.name!r} is a DARTS search, whose trial already "
@@ -144,7 +177,7 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
         f"candidate(s) × {schedule.seeds} seed(s), {schedule.epochs} epochs, "
         f"{schedule.lr_schedule} learning rate, {schedule.augment} augmentation")
     runs = _Runs(tracking_uri, search.name, retry_seconds)
-    table, scores, losses, trained = [], {}, {}, {}
+    table, scores, losses, trained, selected = [], {}, {}, {}, {}
     task: Task | None = None
     for run, (outcome, logged) in zip(selection, _execute(runner, selection, runs, log),
                                       strict=True):
@@ -155,6 +188,7 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
                       outcome.message or f"no {metric} in its MLflow run"})
         if value is not None:
             scores.setdefault(run.candidate.trial, []).append(value)
+            selected.setdefault(run.candidate.trial, []).append(logged.info.run_id)
             loss = numbers(runs.history(logged.info.run_id, TIE_BREAK))
             losses.setdefault(run.candidate.trial, []).append(min(loss, default=math.inf))
             task = task_of(logged.data.tags.get(tags.TASK))
@@ -192,6 +226,12 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
     else:
         raise FinalizeError(f"no final run trained as its selection runs did ({len(rejected)} "
                             f"tried): " + "; ".join(rejected))
+    ensemble = None
+    if schedule.ensemble > 1 and len(selected) > 1:
+        finalists = {c.trial: c for c in ranked if c.trial in selected}
+        ensemble, logged = _ensemble(finalists, selected, candidate, logged, task, runner, runs,
+                                     FinalRun(search.name, candidate, FINAL, 0, schedule, model),
+                                     budget, log)
     best = runs.finished(search.candidates[0].trial)
     return FinalResult(
         experiment=search.name, winner=candidate.trial, final_run=logged.info.run_id,
@@ -199,7 +239,70 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
         champion_test_score=logged.data.metrics.get(task.champion_metric),
         best_search_trial=search.candidates[0].trial,
         best_search_test_score=best.data.metrics.get(task.test_metric) if best else None,
-        selection=table, rejected=rejected, seconds=round(time.monotonic() - started, 1))
+        selection=table, rejected=rejected, seconds=round(time.monotonic() - started, 1),
+        ensemble=ensemble)
+
+
+def _ensemble(finalists: dict[str, Candidate], selected: dict[str, list[str]],
+              winner: Candidate, single: Any, task: Task, runner: Runner, runs: _Runs,
+              template: FinalRun, budget: Any, log: Callable[[str], None]
+              ) -> tuple[dict[str, Any], Any]:
+    """The ensemble's choice and, when chosen, its run (else the winner's final run)."""
+    outputs, truth = {}, None
+    for trial, run_ids in selected.items():
+        arrays = [runs.arrays(run_id, VALIDATION_OUTPUTS) for run_id in run_ids]
+        if any(a is None for a in arrays) or (truth is not None and not np.array_equal(
+                arrays[0]["truth"], truth)):
+            log(f"finalist {trial}: no validation outputs to ensemble (or other examples)")
+            continue
+        truth = arrays[0]["truth"]
+        outputs[trial] = np.mean([a["outputs"] for a in arrays], axis=0)
+    if winner.trial not in outputs:
+        return {"chosen": False, "reason": "the winner has no validation outputs"}, single
+    choice = choose(outputs, truth, task, winner.trial, template.schedule.ensemble)
+    summary = {"chosen": False, "reason": choice.describe(), "weights": choice.weights,
+               "validation": {"winner": list(choice.single), "ensemble": list(choice.mixed)}}
+    log(choice.describe())
+    if not choice.proposed:
+        return summary, single
+    members = [replace(template, candidate=finalists[t]) for t in choice.counts
+               if t != winner.trial]
+    finals = {winner.trial: single}
+    for run, (outcome, logged) in zip(members, _execute(runner, members, runs, log),
+                                      strict=True):
+        problem = (outcome.message or "no run") if not outcome.succeeded or logged is None \
+            else None
+        if problem is None:
+            problem = _shortfall(numbers(runs.history(logged.info.run_id,
+                                                      f"Training-{task.measure}")),
+                                 numbers(runs.history(selected[run.candidate.trial][0],
+                                                      f"Training-{task.measure}"))[-1:], task)
+        if problem is not None:
+            summary["reason"] = f"member {run.candidate.trial}'s final run: {problem}"
+            log(f"no ensemble: {summary['reason']}; the winner alone")
+            return summary, single
+        finals[run.candidate.trial] = logged
+    combined = replace(template, members=tuple((finals[t].info.run_id, n)
+                                                for t, n in choice.counts.items()))
+    ((outcome, logged),) = _execute(runner, [combined], runs, log)
+    if not outcome.succeeded or logged is None:
+        raise FinalizeError(f"the ensemble's run {combined.name} failed: "
+                            f"{outcome.message or 'no run'}")
+    metrics, alone = logged.data.metrics, single.data.metrics
+    summary.update(run=logged.info.run_id, members={t: r.info.run_id for t, r in finals.items()},
+                   size_ratio=metrics["Parameter-Count"] / alone["Parameter-Count"],
+                   latency_ratio=metrics["Inference-Latency-Ms"] / alone[
+                       "Inference-Latency-Ms"], winner_test_score=alone[task.test_metric])
+    refused = budget.failures(metrics) if budget is not None else []
+    if refused:
+        summary["reason"] = f"the ensemble exceeds the budget: {'; '.join(refused)}"
+        runs.reject(logged.info.run_id, summary["reason"])
+        log(f"{summary['reason']}; the winner alone")
+        return summary, single
+    summary["chosen"] = True
+    log(f"the ensemble is the final model: {summary['size_ratio']:.1f}× the winner's "
+        f"parameters, {summary['latency_ratio']:.1f}× its latency")
+    return summary, logged
 
 
 def _shortfall(final_curve: list[float], selection_ends: list[float], task: Task
@@ -218,11 +321,12 @@ def _shortfall(final_curve: list[float], selection_ends: list[float], task: Task
 
 def finalize_on_katib(client: Any, experiment: str, tracking_uri: str, model: str,
                       schedule: Schedule, timeout: float, image: str | None,
-                      log: Callable[[str], None], retry_seconds: float) -> FinalResult:
+                      log: Callable[[str], None], retry_seconds: float, budget: Any = None
+                      ) -> FinalResult:
     """Final training of a Katib experiment: its trials from Katib, its runs as Jobs (as many
     at once as its ``parallelTrialCount``), each waited for up to ``timeout`` s."""
     search = from_katib(client, experiment)
     spec = search.experiment.spec
     runner = ClusterRunner(client, search.experiment, parallel=spec.parallel_trial_count or 3,
                            timeout=timeout, image=image, log=log)
-    return finalize(search, runner, tracking_uri, model, schedule, log, retry_seconds)
+    return finalize(search, runner, tracking_uri, model, schedule, log, retry_seconds, budget)

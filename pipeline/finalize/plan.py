@@ -26,10 +26,12 @@ class Schedule:
     epochs: int = 30
     lr_schedule: str = "cosine"
     augment: str = "light"
+    ensemble: int = 3  # finalists an ensemble may average (1: none; pipeline.finalize.ensemble)
 
     def __post_init__(self) -> None:
-        if min(self.top_k, self.seeds, self.epochs) < 1:
-            raise ValueError("the number of candidates, seeds and epochs must be at least 1")
+        if min(self.top_k, self.seeds, self.epochs, self.ensemble) < 1:
+            raise ValueError("the number of candidates, seeds, epochs and ensemble members must "
+                             "be at least 1")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"learning-rate schedule {self.lr_schedule!r} is not one of "
                              f"{', '.join(LR_SCHEDULES)}")
@@ -46,6 +48,7 @@ class FinalRun:
     seed: int
     schedule: Schedule
     model: str  # the registered model whose champion a final run is measured against
+    members: tuple[tuple[str, int], ...] = ()  # an ensemble's: final runs and their picks
 
     @property
     def name(self) -> str:
@@ -54,10 +57,16 @@ class FinalRun:
         when final training is repeated or resumed."""
         schedule = self.schedule
         inputs = json.dumps([self.candidate.trial, self.candidate.assignments, self.role,
-                             self.seed, schedule.epochs, schedule.lr_schedule, schedule.augment],
-                            sort_keys=True)
+                             self.seed, schedule.epochs, schedule.lr_schedule, schedule.augment,
+                             *([self.members] if self.members else [])], sort_keys=True)
         prefix = "final" if self.role == FINAL else "select"
         return f"{self.experiment}-{prefix}-{hashlib.sha1(inputs.encode()).hexdigest()[:8]}"
+
+    def describe(self) -> str:
+        """What the run trains, for the progress lines."""
+        if self.members:
+            return f"the ensemble of {len(self.members)} final runs"
+        return f"{self.candidate.trial}, seed {self.seed}"
 
     def flags(self) -> list[str]:
         """The trial flags this run adds to the template's command."""
@@ -69,8 +78,10 @@ class FinalRun:
                  f"--experiment-name={self.experiment}"]
         if self.role == SELECTION:
             return [*flags, "--skip-test"]  # the winner is chosen without the test split
+        ensemble = [f"--ensemble-of={','.join(f'{r}:{n}' for r, n in self.members)}"
+                    ] if self.members else []
         return [*flags, "--train-on=train+validation",
-                f"--evaluate-model=models:/{self.model}@champion"]
+                f"--evaluate-model=models:/{self.model}@champion", *ensemble]
 
 
 def selection_runs(experiment: str, candidates: list[Candidate], schedule: Schedule,

@@ -82,7 +82,7 @@ class LocalRunner:
                     env = {**os.environ, **commands[run.name].env, "KATIB_TRIAL_NAME": run.name,
                            "MLFLOW_TRACKING_URI": self.tracking_uri}
                     env.pop("MLFLOW_PARENT_RUN_ID", None)
-                    self.log(f"{run.role} run {run.name}: {run.candidate.trial}, seed {run.seed}")
+                    self.log(f"{run.role} run {run.name}: {run.describe()}")
                     proc = TrialProcess(len(outcomes) + len(running), run.name, commands[run.name],
                                         directory, Collector(), env, self.cwd, done, pool)
                     running[run.name] = proc
@@ -146,7 +146,7 @@ class ClusterRunner:
         for start in range(0, len(runs), self.parallel):
             batch = runs[start:start + self.parallel]
             for run in batch:
-                self.log(f"{run.role} job {run.name}: {run.candidate.trial}, seed {run.seed}")
+                self.log(f"{run.role} job {run.name}: {run.describe()}")
                 self.client.create_job(jobs[run.name])
             for run in batch:
                 outcomes[run.name] = job_outcome(self.client.wait_job(

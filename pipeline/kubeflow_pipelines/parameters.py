@@ -86,6 +86,7 @@ PARAMETERS = (
     Parameter("finalize_epochs", int, lambda c: _schedule(c).epochs),
     Parameter("finalize_lrSchedule", str, lambda c: _schedule(c).lr_schedule),
     Parameter("finalize_augment", str, lambda c: _schedule(c).augment),
+    Parameter("finalize_ensemble", int, lambda c: _schedule(c).ensemble),
     Parameter("gates_minAccuracy", float, lambda c: _unset(c.gates.min_accuracy), True),
     Parameter("gates_maxLatencyMs", float, lambda c: _unset(c.gates.max_latency_ms), True),
     Parameter("gates_maxParameters", int, lambda c: _unset(c.gates.max_parameters), True),

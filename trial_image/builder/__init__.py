@@ -4,8 +4,10 @@ The spec's family chooses the inputs and the operations its nodes may use (image
 :mod:`.images`; tables: :mod:`.tables`; texts and series: :mod:`.sequences`); its task chooses
 the output: class probabilities, or one number in the target's units (a regression's last layer
 undoes the normalisation of the training split's targets, so the network learns at unit scale
-and serves in the user's units). Every family but images, and every regression, adapts its first
-or last layers on ``train``, the training split, never on the others.
+and serves in the user's units). A head with a wide path adds a linear map of the family's
+encoded inputs to the deep path's logits (or number) before the softmax (or the units). Every
+family but images, and every regression, adapts its first or last layers on ``train``, the
+training split, never on the others.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ from trial_image.builder.images import apply_node, batch_norm, merge_inputs
 from trial_image.errors import InputError
 from trial_image.spec import CandidateSpec
 
-__all__ = ["apply_node", "batch_norm", "build_model", "merge_inputs", "multiply_adds"]
+__all__ = ["OUTPUT_LAYERS", "apply_node", "batch_norm", "build_model", "merge_inputs",
+           "multiply_adds"]
+# The layers whose every weight reaches an output (compression keeps them whole)
+OUTPUT_LAYERS = frozenset({"classes", "deep_logits", "wide_linear", "target"})
 
 
 def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
     family = spec.family
     if (family.adapts or spec.task == "regression") and train is None:
         raise InputError(f"a {family} {spec.task} model is adapted on its training split")
-    inputs, x, apply = ENCODERS[family.name](spec, train)
+    inputs, x, apply, wide = ENCODERS[family.name](spec, train)
     outputs = [x]
     for index, node in enumerate(spec.nodes, start=1):
         merged = merge_inputs([outputs[i] for i in node.inputs], node.merge, f"n{index}")
@@ -48,12 +53,21 @@ def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
         x = layers.Dense(spec.head.dense_units, activation="relu", name="head_dense")(x)
     if spec.head.dropout:
         x = layers.Dropout(spec.head.dropout, name="head_dropout")(x)
+    # with a wide path the model starts as its linear model: the deep path's output starts at
+    # zero and grows only where it lowers the loss
+    deep_start = "glorot_uniform" if wide is None else "zeros"
     if spec.task == "classification":
-        out = layers.Dense(spec.num_classes, activation="softmax", name="classes")(x)
+        if wide is None:
+            out = layers.Dense(spec.num_classes, activation="softmax", name="classes")(x)
+        else:
+            out = layers.Activation("softmax", name="classes")(_wide_and_deep(
+                layers.Dense(spec.num_classes, kernel_initializer=deep_start,
+                             name="deep_logits")(x), wide, spec.num_classes))
     else:
         mean, std = target_scale(train)
+        x = layers.Dense(1, kernel_initializer=deep_start, name="target")(x)
         out = layers.Rescaling(std, offset=mean, name="target_units")(
-            layers.Dense(1, name="target")(x))
+            x if wide is None else _wide_and_deep(x, wide, 1))
     with warnings.catch_warnings():
         # a table's inputs are keyed by column name; their layers are named c<i>_<name> so
         # that no column ("classes", "n1_dense") can clash with another layer's name
@@ -61,28 +75,43 @@ def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
         return keras.Model(inputs, out, name=f"candidate_{spec.candidate_id}")
 
 
-def _image(spec: CandidateSpec, train: Any) -> tuple[Any, Any, Callable[..., Any]]:
+def _wide_and_deep(deep: Any, wide: Any, units: int) -> Any:
+    """The deep path's output plus a linear map of the wide path's features."""
+    return layers.Add(name="wide_and_deep")([deep, layers.Dense(units, name="wide_linear")(wide)])
+
+
+# What an encoder gives the builder: the model's inputs, node 0, the family's node operation,
+# and the wide path's features (None without one)
+Encoded = tuple[Any, Any, Callable[..., Any], Any]
+
+
+def _image(spec: CandidateSpec, train: Any) -> Encoded:
     inputs = keras.Input(shape=spec.input_shape, name="image")
-    return inputs, layers.Rescaling(spec.input_scale, name="rescale")(inputs), images.apply_node
+    return (inputs, layers.Rescaling(spec.input_scale, name="rescale")(inputs),
+            images.apply_node, None)
 
 
-def _table(spec: CandidateSpec, train: Any) -> tuple[Any, Any, Callable[..., Any]]:
+def _table(spec: CandidateSpec, train: Any) -> Encoded:
     inputs, x = tables.encode(spec.table, tables.Statistics.of(spec.table, train.columns))
-    return inputs, x, tables.apply_node
+    return inputs, x, tables.apply_node, None if spec.head.wide == "none" else x
 
 
-def _text(spec: CandidateSpec, train: Any) -> tuple[Any, Any, Callable[..., Any]]:
+def _text(spec: CandidateSpec, train: Any) -> Encoded:
     ((column, _),) = spec.table.columns
     inputs, x = sequences.encode_text(spec.table, train.columns[column])
-    return inputs, x, sequences.apply_node
+    wide = None if spec.head.wide == "none" else sequences.bag_of_ngrams(
+        spec.table, next(iter(inputs.values())), train.columns[column])
+    return inputs, x, sequences.apply_node, wide
 
 
-def _series(spec: CandidateSpec, train: Any) -> tuple[Any, Any, Callable[..., Any]]:
+def _series(spec: CandidateSpec, train: Any) -> Encoded:
     inputs, x = sequences.encode_series(spec.series, train.x)
-    return inputs, x, sequences.apply_node
+    wide = None if spec.head.wide == "none" else sequences.window_features(
+        x, spec.series, decomposed=spec.head.wide == "decomposed")
+    return inputs, x, sequences.apply_node, wide
 
 
-# Each family's inputs, first layers and node operations (trial_image.families).
+# Each family's inputs, first layers, node operations and wide features (trial_image.families).
 ENCODERS = {"image": _image, "table": _table, "text": _text, "series": _series}
 
 
@@ -96,10 +125,13 @@ def multiply_adds(model: keras.Model) -> int:
     """Multiply-adds of one forward pass of one example (MnasNet's FLOPS proxy): convolutions
     and dense layers, counted from their weight shapes and output sizes (a table's per-token
     projections once per token); pooling, normalisation, additions and the attention scores
-    are not counted. Deterministic, unlike a latency measurement."""
+    are not counted; an ensemble's are its members'. Deterministic, unlike a latency
+    measurement."""
     total = 0
     for layer in model.layers:
-        if isinstance(layer, layers.MultiHeadAttention):
+        if isinstance(layer, keras.Model):  # an ensemble's member
+            total += multiply_adds(layer)
+        elif isinstance(layer, layers.MultiHeadAttention):
             tokens = layer.get_build_config()["shapes_dict"]["query_shape"][1]
             total += tokens * sum(sub.kernel.shape.num_elements()
                                   for sub in layer._flatten_layers(include_self=False)

@@ -8,6 +8,10 @@ raw (its last ``lookback`` values): normalised with the training windows' mean a
 channel a step. Operations keep the number of steps, so any of them may follow any other and
 skip connections concatenate: a dilated 1-D convolution, a GRU or LSTM layer (optionally
 bidirectional), a transformer block over the steps. The head averages over the steps.
+
+Their wide paths: a text's TF-IDF of words and word pairs (the classical baseline's features,
+adapted on the training texts); a series' normalised window, or its moving-average trend and
+the remainder (DLinear, Zeng et al. 2023).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import numpy as np
 from keras import layers
 
 from trial_image.spec import Node, Series, Table, with_defaults
+
+TREND_STEPS = 25  # DLinear's moving average
 
 
 def encode_text(table: Table, texts: np.ndarray) -> tuple[dict[str, Any], Any]:
@@ -32,6 +38,29 @@ def encode_text(table: Table, texts: np.ndarray) -> tuple[dict[str, Any], Any]:
     steps = layers.Embedding(vectorize.vocabulary_size(), table.embedding_size,
                              name="token_embedding")(vectorize(text))
     return {name: text}, steps
+
+
+def bag_of_ngrams(table: Table, text: Any, texts: np.ndarray) -> Any:
+    """A text's wide features: TF-IDF of its words and word pairs (``vocabulary_size`` of them,
+    the most frequent in training)."""
+    vectorize = layers.TextVectorization(max_tokens=table.vocabulary_size, ngrams=2,
+                                         output_mode="tf_idf", name="ngrams")
+    vectorize.adapt(np.asarray(texts, dtype=object).astype(str))
+    return vectorize(text)
+
+
+def window_features(steps: Any, series: Series, decomposed: bool) -> Any:
+    """A series' wide features from its normalised steps: the window itself, or (decomposed)
+    its trend, a centred moving average of up to :data:`TREND_STEPS` values, and the
+    remainder."""
+    window = layers.Flatten(name="wide_window")(steps)
+    if not decomposed:
+        return window
+    size = min(TREND_STEPS, series.lookback)
+    trend = layers.Flatten(name="wide_trend")(layers.AveragePooling1D(
+        size, strides=1, padding="same", name="trend_average")(steps))
+    remainder = layers.Subtract(name="wide_remainder")([window, trend])
+    return layers.Concatenate(name="wide_decomposed")([trend, remainder])
 
 
 def encode_series(series: Series, windows: np.ndarray) -> tuple[Any, Any]:

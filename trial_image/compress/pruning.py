@@ -17,15 +17,22 @@ from typing import Any
 import keras
 import numpy as np
 
+from trial_image.builder import OUTPUT_LAYERS
+
 
 def prunable(model: keras.Model) -> list[Any]:
     """The kernels pruning applies to: convolutions (a separable one's pointwise part) and
     hidden dense layers. Depthwise kernels (nine weights a channel) and the classifier (every
-    weight reaches an output) are kept whole, as TF-MOT advises: pruning them half-way cost
-    digits' small networks points where the rest lost none (docs/benchmarks.md)."""
+    weight reaches an output; with a wide path, both output layers) are kept whole, as TF-MOT
+    advises: pruning them half-way cost digits' small networks points where the rest lost none
+    (docs/benchmarks.md). An ensemble's members are pruned each as a model of its own."""
     kernels = []
     for layer in model.layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D) or layer is model.layers[-1]:
+        if isinstance(layer, keras.Model):  # an ensemble's member
+            kernels += prunable(layer)
+            continue
+        if isinstance(layer, keras.layers.DepthwiseConv2D) or layer is model.layers[-1] or \
+                layer.name in OUTPUT_LAYERS:
             continue
         for name in ("kernel", "pointwise_kernel"):
             weight = getattr(layer, name, None)

@@ -172,11 +172,11 @@ class Source:
 
     def __init__(self, uri: str, retry_seconds: float) -> None:
         import mlflow
-        import mlflow.tensorflow
         from mlflow import MlflowClient
 
         from trial_image import data as datasets
         from trial_image.mlflow_connection import default_tracking_uri, parse_model_uri, retry
+        from trial_image.serving import load_keras
 
         self.retry = lambda action, what: retry(action, what, retry_seconds)
         self.uri = uri
@@ -199,10 +199,7 @@ class Source:
             raise InputError(f"{uri} reads a {family}: {family.compression}")
         self.task = task_of(self.run.data.tags.get(tags.TASK))
         stored = f"models:/{self.name}/{self.version.version}"
-        # a table's model is a pyfunc holding the Keras network (trial_image/serving.py)
-        self.model = self.retry(lambda: mlflow.pyfunc.load_model(stored).unwrap_python_model()
-                                .model if family.tensor_input is None
-                                else mlflow.tensorflow.load_model(stored), f"loading {uri}")
+        self.model = self.retry(lambda: load_keras(mlflow, stored, family), f"loading {uri}")
         params = self.run.data.params
         self.data = datasets.DataRequest.logged(self.run.data.tags.get(tags.DATASET), params,
                                                 uri).load()

@@ -18,8 +18,8 @@ from trial_image.errors import InputError
 DATASETS_HELP = ("images: digits (default, offline), " + ", ".join(KERAS_DATASETS)
                  + ", npz:PATH, dir:PATH, tfrecord:GLOB; tables and texts: " + ", ".join(TABLES)
                  + " (offline), csv:PATH, parquet:PATH with --target; series: sensor "
-                 "(offline), series:PATH with --target, --lookback, --horizon (PATH may be "
-                 "gs:// or s3://)")
+                 "(offline), series:PATH with --target, --lookback, --horizon, or with "
+                 "--task classification (a series a row) (PATH may be gs:// or s3://)")
 CACHES_HELP = ("keep decoded images of streamed data: 'memory', or a folder for tf.data's "
                "cache files (default: none, every pass reads and decodes)")
 
@@ -72,11 +72,19 @@ def load(name: str, validation_split: float = 0.2, image_size: tuple[int, int] =
         raise InputError(f"--validation-split must be in (0, 1), got {validation_split}")
     table = table or TableOptions()
     if name == "sensor" or name.startswith("series:"):
-        from trial_image.data.series import load_series
+        from trial_image.data.series import load_labelled, load_series
 
-        if table.task not in (None, "regression") or table.column_types:
-            raise InputError("a series is forecast (a regression) from its own values: "
-                             "--task and --column-types do not apply")
+        if table.column_types:
+            raise InputError("a series is read as numbers: --column-types does not apply")
+        if table.task == "classification" and name != "sensor":
+            if (window or Window()) != Window():
+                raise InputError("a labelled series is classified whole (its row is its "
+                                 "window): --lookback and --horizon do not apply")
+            return load_labelled(name, table.target, validation_split, test)
+        if table.task not in (None, "regression"):
+            raise InputError("a series is forecast (a regression) from its own values, or "
+                             "classified (series:PATH --task classification): --task "
+                             f"{table.task} does not apply")
         return load_series(name, table.target, window or Window(), validation_split, test)
     if not is_table(name) and table != TableOptions():
         raise InputError(f"--target, --task and --column-types are for tables, not {name!r}")

@@ -54,8 +54,8 @@ def mlflow_dataset(data: Dataset, split: Split) -> Any:
                         + [ColSpec("integer" if data.task == "classification" else "float",
                                    "target")])
     else:  # a series' window and its next value, or an image and its label
-        target = (TensorSpec(np.dtype("float32"), (-1,), "target") if data.family.windowed
-                  else TensorSpec(np.dtype("int32"), (-1,), "label"))
+        target = (TensorSpec(np.dtype("float32"), (-1,), "target")
+                  if data.task == "regression" else TensorSpec(np.dtype("int32"), (-1,), "label"))
         schema = Schema([TensorSpec(np.dtype("float32"), (-1, *data.input_shape),
                                     data.family.tensor_input), target])
     short = data.name.rstrip("/").rsplit("/", 1)[-1].split(":")[-1] or data.name

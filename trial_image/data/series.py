@@ -1,5 +1,7 @@
 """Time series: windows of one numeric series, to forecast the value ``horizon`` steps after
-each window's last ``lookback`` values.
+each window's last ``lookback`` values; or labelled series, to classify (``--task
+classification``: each row of the file one series, its ``--target`` column the class and its
+other columns, in order, the values: the layout of the UCR/UEA archive's univariate sets).
 
 ``series:PATH`` reads a CSV or Parquet file (local, a volume, ``gs://``, ``s3://``) in row
 order, its ``--target`` column the series; ``sensor`` is the generated hourly series
@@ -13,18 +15,20 @@ test targets are the same whatever ``--lookback`` and ``--horizon`` a trial chos
 values may lie in the split before (the past is known when forecasting), its target never
 does. As the series grows, the newest values become the test split, so champion and
 challenger are compared on the same windows only when trained on the same series (promotion
-says when the test data differ, by digest).
+says when the test data differ, by digest). Labelled series are examples like a table's rows:
+each one's split is decided by its content (:mod:`trial_image.data.splits`).
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from trial_image.data.dataset import ArraySplit, Dataset
-from trial_image.data.splits import TEST_FRACTION
+from trial_image.data.splits import SPLITS, TEST_FRACTION, place
 from trial_image.errors import InputError
 from trial_image.families import SERIES
 
@@ -70,22 +74,70 @@ def load_series(name: str, target: str | None, window: Window, validation_split:
                    family=SERIES)
 
 
+def load_labelled(name: str, target: str | None, validation_split: float, test: bool
+                  ) -> Dataset:
+    """Series classification: one series a row (its values in the other columns' order), one
+    class a series; a row with a missing value is left out, and said."""
+    import pandas as pd
+
+    from trial_image.data.tables import finite, positions
+
+    frame = _frame(name, target, "the class")
+    steps = frame.drop(columns=[target])
+    if steps.shape[1] < 2 or frame[target].isna().any():
+        raise InputError(f"{name}: a labelled series needs a class in every row and at least 2 "
+                         f"value columns besides --target {target!r}")
+    numbers = steps.apply(pd.to_numeric, errors="coerce")
+    for column in steps.columns:
+        wrong = numbers[column].isna() & steps[column].notna()
+        if wrong.any():
+            raise InputError(f"column {column!r}: data row {int(np.argmax(wrong)) + 1} holds "
+                             f"{str(steps[column][wrong].iloc[0])[:40]!r}, not a number")
+        finite(np.nan_to_num(numbers[column].to_numpy("float32", na_value=np.nan), nan=0.0),
+               f"column {column!r}", steps[column])
+    values = numbers.to_numpy("float32", na_value=np.nan)
+    labels = frame[target].astype(str).to_numpy(dtype=object)
+    classes = sorted(set(labels.tolist()))
+    if len(classes) < 2:
+        raise InputError(f"--target {target!r}: a classification needs at least 2 classes")
+    y = np.searchsorted(np.array(classes, dtype=object), labels).astype("int32")
+    whole = ~np.isnan(values).any(axis=1)
+    places = np.array([place(u, TEST_FRACTION, validation_split) for u in positions(frame)])
+    parts = [ArraySplit(split, values[whole & (places == split)], y[whole & (places == split)])
+             for split in SPLITS]
+    if parts[0].count < 1:
+        raise InputError(f"{name}: no series left for training")
+    print(f"{name}: {len(values)} series of {values.shape[1]} values in {len(classes)} classes "
+          f"({int((~whole).sum())} with a missing value left out): {parts[0].count} train, "
+          f"{parts[1].count} validation, {parts[2].count} test", file=sys.stderr)
+    train, validation, tested = parts
+    return Dataset(name=name, train=train, validation=validation, test=tested if test else None,
+                   num_classes=len(classes), input_shape=(values.shape[1],), scale=1.0,
+                   task="classification", classes=tuple(classes), family=SERIES)
+
+
 def _read(name: str, target: str | None) -> np.ndarray:
     if name == "sensor":
         from trial_image.data.generated import sensor
 
         return sensor()
-    path = name.partition(":")[2]
-    if target is None:
-        raise InputError(f"--dataset {name} needs --target COLUMN (the series)")
     import pandas as pd
 
-    from trial_image.data.tables import read_file
-
-    frame = read_file(name, path, "parquet" if path.endswith(".parquet") else "csv")
-    if target not in frame.columns:
-        raise InputError(f"--target: no column {target!r} in {path}")
+    frame = _frame(name, target, "the series")
     values = pd.to_numeric(frame[target], errors="coerce")
     if (values.isna() & frame[target].notna()).any():
         raise InputError(f"--target {target!r}: a series needs numbers")
     return values.to_numpy(dtype="float32", na_value=np.nan)
+
+
+def _frame(name: str, target: str | None, what: str) -> Any:
+    """``series:PATH``'s file as a DataFrame that has the ``--target`` column (``what`` it is)."""
+    from trial_image.data.tables import read_file
+
+    path = name.partition(":")[2]
+    if target is None:
+        raise InputError(f"--dataset {name} needs --target COLUMN ({what})")
+    frame = read_file(name, path, "parquet" if path.endswith(".parquet") else "csv")
+    if target not in frame.columns:
+        raise InputError(f"--target: no column {target!r} in {path}")
+    return frame

@@ -132,7 +132,7 @@ def load_table(name: str, options: TableOptions, validation_split: float, test: 
     columns = {name: _column(frame[name], kind) for name, kind in kinds.items()}
     for column, values in columns.items():
         if kinds[column] == "numeric":  # missing (NaN) is imputed; infinite is not a number
-            _finite(np.where(np.isnan(values), 0, values), f"column {column!r}", frame[column])
+            finite(np.where(np.isnan(values), 0, values), f"column {column!r}", frame[column])
         elif kinds[column] == "text" and not any(text.strip() for text in values):
             raise InputError(f"column {column!r}: every text is empty or blank; a text model "
                              "needs words")
@@ -147,12 +147,12 @@ def load_table(name: str, options: TableOptions, validation_split: float, test: 
             y = y_raw.to_numpy(dtype="float32")
         except (TypeError, ValueError):
             raise InputError(f"--target {target!r}: a regression needs numbers") from None
-        _finite(y, f"--target {target!r}", y_raw)
+        finite(y, f"--target {target!r}", y_raw)
         classes = []
     print(f"{source}: {len(y)} rows, target {target!r} ({task}"
           f"{f', {len(classes)} classes' if classes else ''}), columns "
           + ", ".join(f"{n}:{k}" for n, k in kinds.items())[:2000], file=sys.stderr)
-    places = np.array([place(u, TEST_FRACTION, validation_split) for u in _positions(frame)],
+    places = np.array([place(u, TEST_FRACTION, validation_split) for u in positions(frame)],
                       dtype=object)
     full = TableSplit("all", columns, y)
 
@@ -276,7 +276,7 @@ def _infer_kind(values: Any) -> str:
     return "text" if len(words) and words.mean() >= TEXT_WORDS else "categorical"
 
 
-def _finite(values: np.ndarray, what: str, raw: Any) -> None:
+def finite(values: np.ndarray, what: str, raw: Any) -> None:
     """InputError naming the first row whose number is infinite (or beyond float32)."""
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
@@ -320,7 +320,7 @@ def _infer_task(target: Any) -> str:
         else "regression"
 
 
-def _positions(frame: Any) -> np.ndarray:
+def positions(frame: Any) -> np.ndarray:
     """Each row's place in [0, 1), from its content: pandas' row hash (SipHash-2-4 with a fixed
     key, the same in every process and on every machine) over the values as text."""
     import pandas as pd

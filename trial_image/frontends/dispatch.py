@@ -37,7 +37,7 @@ def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], da
                   args.vocabulary_size) if data.columns else None
     frame = Frame(input_shape=data.input_shape, num_classes=data.num_classes,
                   input_scale=data.scale, training=Training.of(args),
-                  head=Head(dense_units=args.dense_units, dropout=args.dropout),
+                  head=Head(dense_units=args.dense_units, dropout=args.dropout, wide=args.wide),
                   task=data.task, table=table,
                   series=Series(data.input_shape[0]) if data.family.windowed else None)
     image_flags = [f for f in ("filters", "pooling") if getattr(args, f) is not None] + [

@@ -1,0 +1,133 @@
+"""Wide paths: a linear map of each family's encoded inputs added to the deep path's output
+(wide & deep for tables; TF-IDF of word n-grams for texts; the window, or its trend and
+remainder, for series). Each test zeroes the deep path's last layer, so the model's output is
+the wide path alone, and compares it with the linear model computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trial_image import data as datasets
+from trial_image.errors import InputError
+from trial_image.spec import CandidateSpec, Frame, Head, Node, Series, Table, Training
+
+
+def _deep_silenced(model, name: str) -> None:
+    """The deep path's output layer ``name`` set to zeros: what is left is the wide path."""
+    layer = model.get_layer(name)
+    layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+
+
+def _linear(model) -> tuple[np.ndarray, np.ndarray]:
+    kernel, bias = model.get_layer("wide_linear").get_weights()
+    return kernel, bias
+
+
+@pytest.mark.filterwarnings("ignore:When providing `inputs` as a dict")  # the test's sub-model
+def test_a_tables_wide_path_is_a_linear_model_of_its_encoded_columns():
+    import keras
+
+    from trial_image.builder import build_model
+
+    data = datasets.load("diabetes")
+    frame = Frame(data.input_shape, 0, task="regression", table=Table(data.columns),
+                  head=Head(wide="linear"))
+    spec = frame.candidate("hyperparameters", [Node("dense", (0,), {"units": 8})])
+    model = build_model(spec, data.train)
+    _deep_silenced(model, "target")
+    rows = {name: data.test.columns[name][:5, None] for name, _ in data.columns}
+    encoded = keras.Model(model.input, model.get_layer("columns").output)(rows)
+    kernel, bias = _linear(model)
+    mean, std = (model.get_layer("target_units").offset, model.get_layer("target_units").scale)
+    expected = (np.asarray(encoded) @ kernel + bias) * std + mean
+    np.testing.assert_allclose(model(rows).numpy(), expected, rtol=1e-5)
+    # the encoded row: each numeric column normalised on the training split, and its
+    # missing-value flag (all 0 here)
+    age = data.train.columns["age"]
+    np.testing.assert_allclose(np.asarray(encoded)[:, 0],
+                               (data.test.columns["age"][:5] - age.mean()) / age.std(),
+                               rtol=1e-3)
+
+
+def test_a_series_decomposed_path_is_linear_in_its_trend_and_remainder():
+    from trial_image.builder import build_model
+
+    data = datasets.load("sensor", window=datasets.Window(lookback=48))
+    frame = Frame((48,), 0, task="regression", series=Series(48), head=Head(wide="decomposed"))
+    spec = frame.candidate("hyperparameters", [Node("conv1d", (0,), {"filters": 4,
+                                                                     "kernel": 3})])
+    model = build_model(spec, data.train)
+    _deep_silenced(model, "target")
+    windows = data.test.x[:4].astype("float64")
+    normalised = (windows - data.train.x.mean()) / data.train.x.std()
+    # a centred moving average of 25 values, fewer at the edges (those inside the window)
+    trend = np.stack([[row[max(0, i - 12):i + 13].mean() for i in range(48)]
+                      for row in normalised])
+    features = np.concatenate([trend, normalised - trend], axis=1)
+    kernel, bias = _linear(model)
+    scale = model.get_layer("target_units")
+    expected = (features @ kernel + bias) * scale.scale + scale.offset
+    np.testing.assert_allclose(model(windows.astype("float32")).numpy(), expected, rtol=1e-3)
+
+
+def test_a_texts_wide_path_reads_tf_idf_of_words_and_word_pairs():
+    import tensorflow as tf
+
+    from trial_image.builder import build_model
+
+    data = datasets.load("tickets")
+    frame = Frame(data.input_shape, 4, table=Table(data.columns, 8, 16, 500),
+                  head=Head(wide="linear"))
+    spec = frame.candidate("hyperparameters", [Node("conv1d", (0,), {"filters": 4,
+                                                                     "kernel": 3})])
+    model = build_model(spec, data.train)
+    _deep_silenced(model, "deep_logits")
+    vocabulary = model.get_layer("ngrams").get_vocabulary()
+    assert len(vocabulary) == 500 and any(" " in term for term in vocabulary)  # word pairs
+    texts = tf.constant([["refund my invoice please"], ["zzz unseen"]])
+    features = model.get_layer("ngrams")(texts).numpy()
+    kernel, bias = _linear(model)
+    logits = features @ kernel + bias
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model({"text": texts}).numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_wide_paths_are_part_of_the_candidate_and_checked_against_its_family():
+    table = Frame((2,), 2, table=Table((("a", "numeric"), ("b", "categorical"))))
+    nodes = [Node("dense", (0,), {"units": 4})]
+    plain = table.candidate("hyperparameters", nodes)
+    wide = Frame((2,), 2, table=table.table, head=Head(wide="linear")).candidate(
+        "hyperparameters", nodes)
+    assert wide.candidate_id != plain.candidate_id
+    assert CandidateSpec.from_dict(wide.to_dict()) == wide
+    # a spec written before wide paths keeps its identifier (and reads back without one)
+    old = plain.to_dict()
+    del old["head"]["wide"]
+    # (cf2b82aabb16: what the version before wide paths computed for it)
+    assert CandidateSpec.from_dict(old).candidate_id == plain.candidate_id == "cf2b82aabb16"
+    with pytest.raises(InputError, match="wide path 'decomposed': tables take none, linear"):
+        Frame((2,), 2, table=table.table, head=Head(wide="decomposed")).candidate(
+            "hyperparameters", nodes)
+    with pytest.raises(InputError, match=r"wide path 'linear': images take none \(a linear"):
+        Frame((8, 8, 1), 10, training=Training(), head=Head(wide="linear")).candidate(
+            "hyperparameters", [Node("conv", (0,), {"filters": 4, "kernel": 3})])
+
+
+def test_the_trial_cli_refuses_a_wide_path_its_family_lacks(capsys):
+    from trial_image import cli
+
+    assert cli.main(["--dataset=digits", "--wide=linear", "--epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "wide path 'linear': images take none" in err and "Traceback" not in err
+
+
+def test_the_architecture_figure_shows_the_wide_path():
+    from trial_image.report import architecture_figure
+
+    spec = Frame((48,), 0, task="regression", series=Series(48),
+                 head=Head(wide="decomposed")).candidate(
+        "hyperparameters", [Node("rnn", (0,), {"units": 8})])
+    texts = [t.get_text() for t in architecture_figure(spec, "t").axes[0].texts]
+    assert "wide: linear on trend\n+ remainder, added" in texts
+    assert "window of 48 values" in texts
