@@ -41,7 +41,8 @@ def search(manifest: str, seed: int, trials: int, workdir: Path) -> dict[str, fl
     return run(doc, Path(manifest).stem, seed, trials, workdir)
 
 
-def run(doc: dict, name: str, seed: int, trials: int, workdir: Path) -> dict[str, float]:
+def run(doc: dict, name: str, seed: int, trials: int, workdir: Path, final_epochs: int = 30
+        ) -> dict[str, float]:
     """The Experiment ``doc`` as ``b-<name>-<seed>``, its whole budget of ``trials`` trials,
     then ``--finalize`` (``final``: its result, the ensemble's choice among it)."""
     experiment = f"b-{name}-{seed}"
@@ -55,7 +56,8 @@ def run(doc: dict, name: str, seed: int, trials: int, workdir: Path) -> dict[str
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", str(path), "--seed", str(seed), "--quiet",
-         "--finalize", "--output", "json", "--workdir", str(workdir / ".nasflow"),
+         "--finalize", "--final-epochs", str(final_epochs), "--output", "json",
+         "--workdir", str(workdir / ".nasflow"),
          "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"],
         cwd=ROOT, capture_output=True, text=True, check=False)
     if result.returncode:
