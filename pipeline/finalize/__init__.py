@@ -229,7 +229,8 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
     ensemble = None
     if schedule.ensemble > 1 and len(selected) > 1:
         finalists = {c.trial: c for c in ranked if c.trial in selected}
-        ensemble, logged = _ensemble(finalists, selected, candidate, logged, task, runner, runs,
+        ensemble, logged = _ensemble(finalists, selected, trained, candidate, logged, task,
+                                     runner, runs,
                                      FinalRun(search.name, candidate, FINAL, 0, schedule, model),
                                      budget, log)
     best = runs.finished(search.candidates[0].trial)
@@ -244,10 +245,12 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
 
 
 def _ensemble(finalists: dict[str, Candidate], selected: dict[str, list[str]],
-              winner: Candidate, single: Any, task: Task, runner: Runner, runs: _Runs,
-              template: FinalRun, budget: Any, log: Callable[[str], None]
-              ) -> tuple[dict[str, Any], Any]:
-    """The ensemble's choice and, when chosen, its run (else the winner's final run)."""
+              trained: dict[str, list[float]], winner: Candidate, single: Any, task: Task,
+              runner: Runner, runs: _Runs, template: FinalRun, budget: Any,
+              log: Callable[[str], None]) -> tuple[dict[str, Any], Any]:
+    """The ensemble's choice and, when chosen, its run (else the winner's final run);
+    ``trained``: where each finalist's selection runs ended training, which its member's final
+    run is checked against as the winner's was."""
     outputs, truth = {}, None
     for trial, run_ids in selected.items():
         arrays = [runs.arrays(run_id, VALIDATION_OUTPUTS) for run_id in run_ids]
@@ -275,8 +278,7 @@ def _ensemble(finalists: dict[str, Candidate], selected: dict[str, list[str]],
         if problem is None:
             problem = _shortfall(numbers(runs.history(logged.info.run_id,
                                                       f"Training-{task.measure}")),
-                                 numbers(runs.history(selected[run.candidate.trial][0],
-                                                      f"Training-{task.measure}"))[-1:], task)
+                                 trained.get(run.candidate.trial, []), task)
         if problem is not None:
             summary["reason"] = f"member {run.candidate.trial}'s final run: {problem}"
             log(f"no ensemble: {summary['reason']}; the winner alone")
