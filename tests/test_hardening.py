@@ -452,3 +452,30 @@ def test_katib_sh_wrapper_killed_ends_the_trials_run_killed(mlflow_server, tmp_p
     assert trial_run.info.status == "KILLED"
     assert "terminated by signal 15" in trial_run.data.tags["nasflow.failure_reason"]
     assert not (tmp_path / "done.pid").exists()
+
+
+def test_a_sigterm_whose_exception_a_finaliser_dropped_still_stops_the_trial():
+    """Python may run the handler inside a ``__del__`` (TensorFlow has many), which prints and
+    drops the exception: the CI once saw a killed trial train on to FINISHED that way."""
+    script = """
+import os, signal, sys, time
+from trial_image import termination
+from trial_image.training import _Termination
+termination.raise_on_sigterm()
+class Finalised:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+Finalised()
+print("dropped", flush=True)
+try:
+    _Termination().on_train_batch_end(0)
+except termination.Terminated as exc:
+    print("raised:", exc, flush=True)
+    sys.exit(exc.exit_code)
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.splitlines() == ["dropped", "raised: terminated by signal 15"]
+    assert "Exception ignored" in done.stderr
+    assert done.returncode == 143

@@ -361,7 +361,7 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trial_image.trial_run import end_with_parent
+    from trial_image.termination import end_with_parent
 
     end_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from trial_image import checkpoint
+from trial_image import checkpoint, termination
 from trial_image.data import Dataset, Split
 from trial_image.data.unreadable import check
 from trial_image.errors import TrainingFailed
@@ -135,6 +135,16 @@ class _TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class _Termination(keras.callbacks.Callback):
+    """A SIGTERM whose exception a finaliser dropped still stops the trial within a batch."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        termination.check()
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        termination.check()
+
+
 class _Unreadable(keras.callbacks.Callback):
     """After each epoch: refuse the data (InputError, exit 2) once a split read in full holds
     more than ``most`` unreadable examples (:mod:`trial_image.data.unreadable`)."""
@@ -184,7 +194,8 @@ def train(
         report.history = list(previous.history)
         for epoch, metrics in enumerate(previous.history, previous.epoch - len(previous.history)):
             on_epoch(epoch + 1, metrics, True)
-    callbacks: list[keras.callbacks.Callback] = [report, _Unreadable(data, max_unreadable)]
+    callbacks: list[keras.callbacks.Callback] = [report, _Unreadable(data, max_unreadable),
+                                                 _Termination()]
     stopping = None
     if data.has_validation:
         stopping = _EarlyStopping(

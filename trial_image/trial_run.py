@@ -1,24 +1,20 @@
-"""One trial's run: Katib metric lines, the MLflow run and its end state, SIGTERM handling, and
+"""One trial's run: Katib metric lines, the MLflow run and its end state (KILLED on SIGTERM), and
 training a candidate spec to a recorded model. Every front end ends here (the DARTS search too,
 for the network it derives)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from trial_image import tags
-from trial_image.errors import TrialError
+from trial_image import tags, termination
 from trial_image.reward import Reward
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -56,29 +52,6 @@ class RunOptions:
             options["reward"] = Reward(args.reward_target, args.reward_cost, args.reward_alpha,
                                        args.reward_beta)
         return cls(**options)
-
-
-class Terminated(TrialError):
-    exit_code = 143
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated(f"terminated by signal {signum}")
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def end_with_parent() -> None:
-    """Be sent SIGTERM when the parent process dies. Katib's StdOut and File collectors run the
-    trial as ``sh -c "<command> 1>/var/log/katib/metrics.log 2>&1 && ..."``: a deadline or a
-    deletion sends SIGTERM to ``sh``, which dies without passing it on; the kernel then tells the
-    trial, whose handler ends its MLflow run KILLED (docs/katib.md §1.3). Linux only."""
-    parent = os.getppid()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent went before the kernel was told
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _namespace(args: RunOptions) -> str:
@@ -144,7 +117,7 @@ class TrialRun:
 
         # before the run exists: a SIGTERM while it starts or logs its inputs (seconds, when
         # Katib deletes the pod early) ends it KILLED instead of leaving it RUNNING
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        termination.raise_on_sigterm()
         base = {tags.EXPERIMENT: self.experiment, tags.TRIAL: self.trial,
                 tags.NAMESPACE: _namespace(self.args), tags.DATASET: self.data.name,
                 tags.WORKERS: str(self.workers), **digest_tags(self.data)}
@@ -160,7 +133,7 @@ class TrialRun:
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> None:
         if exc is None or not self.chief:
             return
-        if isinstance(exc, Terminated):
+        if isinstance(exc, termination.Terminated):
             self.tracker.end("KILLED", str(exc))
         else:
             self.tracker.end("FAILED", str(exc) or type(exc).__name__)
@@ -262,6 +235,7 @@ class TrialRun:
         if selection and data.has_validation:
             truth, out = outputs(model.predict_on_batch, data.validation, MAX_OUTPUTS)
             self.tracker.log_arrays(VALIDATION_OUTPUTS, truth=truth, outputs=out)
+        termination.check()  # a dropped SIGTERM must not end the run FINISHED
         # a selection run of final training only ranks its candidate: it stores no model
         self.tracker.finish({**final, **summary,
                              "Trial-Seconds": time.perf_counter() - self.started},

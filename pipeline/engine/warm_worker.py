@@ -50,7 +50,7 @@ def _run_one(request: dict) -> int:
 
 
 def serve() -> None:
-    from trial_image.trial_run import end_with_parent
+    from trial_image.termination import end_with_parent
 
     end_with_parent()
     protocol = os.fdopen(os.dup(1), "w")  # stdout is the protocol pipe; fd 1 gets redirected

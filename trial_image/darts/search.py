@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trial_image import termination
 from trial_image.darts.settings import NONE, DartsSettings
 from trial_image.darts.supernet import SupernetShape
 from trial_image.data import Split
@@ -165,6 +166,7 @@ class BilevelSearch:
             else:
                 self.alpha_step(xa, ya)
             loss, right = self.weight_step(xw, yw)
+            termination.check()
             losses.append(float(loss))
             correct += float(right)
             seen += int(yw.shape[0])
