@@ -20,7 +20,7 @@ from trial_image.data.generated import sensor, tickets
 from trial_image.data.series import Window
 from trial_image.data.tables import TableOptions
 from trial_image.errors import InputError
-from trial_image.spec import Frame, Head, Node, Series, Table
+from trial_image.spec import CandidateSpec, Frame, Head, Node, Series, Table
 
 ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
 
@@ -110,6 +110,42 @@ def test_sequence_models_take_raw_strings_and_raw_windows():
     assert out.shape == (3, 1) and 0 < out.mean() < 60  # the sensor's units
     with pytest.raises(InputError, match=r"node 1 \(dense\): not an operation on series"):
         frame.candidate("hyperparameters", [Node("dense", (0,), {"units": 4})])
+
+
+def test_a_series_read_relative_to_its_last_value_follows_a_trend_past_its_training_values(
+        tmp_path):
+    """A ramp: the test windows lie above every training value. With the deep path's output at
+    zero, a ``last``-level model forecasts the last value plus the training windows' mean change
+    (the naive forecast with drift) wherever the window lies; a ``global`` one forecasts the
+    training targets' mean."""
+    from trial_image.builder import build_model
+
+    path = tmp_path / "ramp.csv"
+    pd.DataFrame({"t": range(400), "value": 2.0 * np.arange(400)}).to_csv(path, index=False)
+    data = datasets.load(f"series:{path}", table=TableOptions(target="value"),
+                         window=Window(lookback=12, horizon=3))
+    assert data.test.x.min() > data.train.y.max()
+    nodes = [Node("conv1d", (0,), {"filters": 4, "kernel": 3})]
+    specs = {}
+    for level, expected in [("last", data.test.x[:, -1] + 6.0), ("global", data.train.y.mean())]:
+        specs[level] = spec = Frame((12,), 0, task="regression", series=Series(12, level),
+                                    head=Head(wide="linear")).candidate("hyperparameters", nodes)
+        model = build_model(spec, data.train)
+        for name in ("target", "wide_linear"):
+            layer = model.get_layer(name)
+            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+        np.testing.assert_allclose(model(data.test.x).numpy()[:, 0], expected, rtol=1e-5)
+    assert specs["last"].candidate_id != specs["global"].candidate_id
+    assert CandidateSpec.from_dict(specs["last"].to_dict()) == specs["last"]
+    # a spec written before levels keeps its identifier
+    old = specs["global"].to_dict()
+    del old["series"]["level"]
+    # (48f07f4fd388: what the version before levels computed for it)
+    assert CandidateSpec.from_dict(old).candidate_id == specs["global"].candidate_id == \
+        "48f07f4fd388"
+    with pytest.raises(InputError, match="level must be one of global, last, got 'mean'"):
+        Frame((12,), 0, task="regression", series=Series(12, "mean")).candidate(
+            "hyperparameters", nodes)
 
 
 def labelled_series(folder, rows: int = 300, steps: int = 40):

@@ -194,7 +194,7 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     from trial_image.families import BLOCKS
     from trial_image.frontends.hyperparams import POOLINGS
-    from trial_image.spec import WIDE_PATHS
+    from trial_image.spec import LEVELS, WIDE_PATHS
 
     p = _parser("python -m trial_image",
                 "Train ONE Keras candidate from Katib trial parameters, report Katib metrics and "
@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a linear path beside the network, added to its output (wide & deep): "
                    "tables, texts, series: linear; series: decomposed (a linear map of the "
                    "window's trend and remainder, DLinear); images have none")
+    g.add_argument("--level", choices=LEVELS, default="global",
+                   help="a series: scale windows by the training windows' mean and variance "
+                   "(global, default) or read each relative to its last value and forecast the "
+                   "change from it (last: follows a trend past the training values)")
     g = p.add_argument_group("hyperparameter front end, tables, texts and series (with "
                              "--num-blocks, --batch-norm, --kernel-size)")
     g.add_argument("--block", choices=BLOCKS, default=None,

@@ -53,6 +53,10 @@ AUGMENTATIONS = ("none", "light")  # light: random shifts of up to 1/8 of the im
 # none; linear: a linear map of the encoded inputs; decomposed: of a series' moving-average
 # trend and its remainder (DLinear)
 WIDE_PATHS = ("none", "linear", "decomposed")
+# How a series' window is scaled: global (the training windows' mean and variance), or last (each
+# window relative to its own last value, a forecast the change from it: the level part of RevIN,
+# Kim et al. 2022, so that a trend beyond the training values can be extrapolated)
+LEVELS = ("global", "last")
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,11 @@ class Table:
 
 @dataclass(frozen=True)
 class Series:
-    """A forecast's input: the last ``lookback`` values of the series (a window)."""
+    """A series model's input: the last ``lookback`` values of the series (a window), scaled
+    as ``level`` says (:data:`LEVELS`)."""
 
     lookback: int
+    level: str = "global"
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,8 @@ class CandidateSpec:
             arch["table"] = asdict(self.table)
         if self.series is not None:
             arch["series"] = asdict(self.series)
+            if self.series.level == "global":  # the identifiers from before levels
+                del arch["series"]["level"]
         return hashlib.sha1(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
@@ -202,7 +210,7 @@ class CandidateSpec:
                     tuple((str(n), str(k)) for n, k in data["table"]["columns"]),
                     **{k: int(v) for k, v in data["table"].items() if k != "columns"}),
                 series=None if data.get("series") is None else Series(
-                    int(data["series"]["lookback"])),
+                    int(data["series"]["lookback"]), str(data["series"].get("level", "global"))),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed candidate spec: {exc}") from exc
@@ -265,6 +273,8 @@ def validate(spec: CandidateSpec) -> None:
         raise InputError(f"dropout must be in [0, 1), got {spec.head.dropout}")
     if spec.head.dense_units < 0:
         raise InputError(f"dense units must be >= 0, got {spec.head.dense_units}")
+    if spec.series is not None and spec.series.level not in LEVELS:
+        raise InputError(f"level must be one of {', '.join(LEVELS)}, got {spec.series.level!r}")
     if spec.head.wide not in spec.family.wide_paths:
         raise InputError(f"wide path {spec.head.wide!r}: {spec.family}s take "
                          f"{', '.join(spec.family.wide_paths)}"

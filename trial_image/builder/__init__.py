@@ -4,17 +4,18 @@ The spec's family chooses the inputs and the operations its nodes may use (image
 :mod:`.images`; tables: :mod:`.tables`; texts and series: :mod:`.sequences`); its task chooses
 the output: class probabilities, or one number in the target's units (a regression's last layer
 undoes the normalisation of the training split's targets, so the network learns at unit scale
-and serves in the user's units). A head with a wide path adds a linear map of the family's
-encoded inputs to the deep path's logits (or number) before the softmax (or the units). Every
-family but images, and every regression, adapts its first or last layers on ``train``, the
-training split, never on the others.
+and serves in the user's units; a series read relative to its last value forecasts the change
+from it). A head with a wide path adds a linear map of the family's encoded inputs to the deep
+path's logits (or number) before the softmax (or the units). Every family but images, and every
+regression, adapts its first or last layers on ``train``, the training split, never on the
+others.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -35,7 +36,7 @@ def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
     family = spec.family
     if (family.adapts or spec.task == "regression") and train is None:
         raise InputError(f"a {family} {spec.task} model is adapted on its training split")
-    inputs, x, apply, wide = ENCODERS[family.name](spec, train)
+    inputs, x, apply, wide, level = ENCODERS[family.name](spec, train)
     outputs = [x]
     for index, node in enumerate(spec.nodes, start=1):
         merged = merge_inputs([outputs[i] for i in node.inputs], node.merge, f"n{index}")
@@ -64,10 +65,12 @@ def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
                 layers.Dense(spec.num_classes, kernel_initializer=deep_start,
                              name="deep_logits")(x), wide, spec.num_classes))
     else:
-        mean, std = target_scale(train)
+        mean, std = target_scale(train, relative=level is not None)
         x = layers.Dense(1, kernel_initializer=deep_start, name="target")(x)
         out = layers.Rescaling(std, offset=mean, name="target_units")(
             x if wide is None else _wide_and_deep(x, wide, 1))
+        if level is not None:
+            out = layers.Add(name="forecast")([out, level])
     with warnings.catch_warnings():
         # a table's inputs are keyed by column name; their layers are named c<i>_<name> so
         # that no column ("classes", "n1_dense") can clash with another layer's name
@@ -80,20 +83,27 @@ def _wide_and_deep(deep: Any, wide: Any, units: int) -> Any:
     return layers.Add(name="wide_and_deep")([deep, layers.Dense(units, name="wide_linear")(wide)])
 
 
-# What an encoder gives the builder: the model's inputs, node 0, the family's node operation,
-# and the wide path's features (None without one)
-Encoded = tuple[Any, Any, Callable[..., Any], Any]
+class Encoded(NamedTuple):
+    """What an encoder gives the builder: the model's inputs, node 0, the family's node
+    operation, the wide path's features (None without one) and a level a regression's output
+    is relative to (None: absolute)."""
+
+    inputs: Any
+    x: Any
+    apply: Callable[..., Any]
+    wide: Any = None
+    level: Any = None
 
 
 def _image(spec: CandidateSpec, train: Any) -> Encoded:
     inputs = keras.Input(shape=spec.input_shape, name="image")
-    return (inputs, layers.Rescaling(spec.input_scale, name="rescale")(inputs),
-            images.apply_node, None)
+    return Encoded(inputs, layers.Rescaling(spec.input_scale, name="rescale")(inputs),
+                   images.apply_node)
 
 
 def _table(spec: CandidateSpec, train: Any) -> Encoded:
     inputs, x = tables.encode(spec.table, tables.Statistics.of(spec.table, train.columns))
-    return inputs, x, tables.apply_node, None if spec.head.wide == "none" else x
+    return Encoded(inputs, x, tables.apply_node, None if spec.head.wide == "none" else x)
 
 
 def _text(spec: CandidateSpec, train: Any) -> Encoded:
@@ -101,23 +111,25 @@ def _text(spec: CandidateSpec, train: Any) -> Encoded:
     inputs, x = sequences.encode_text(spec.table, train.columns[column])
     wide = None if spec.head.wide == "none" else sequences.bag_of_ngrams(
         spec.table, next(iter(inputs.values())), train.columns[column])
-    return inputs, x, sequences.apply_node, wide
+    return Encoded(inputs, x, sequences.apply_node, wide)
 
 
 def _series(spec: CandidateSpec, train: Any) -> Encoded:
-    inputs, x = sequences.encode_series(spec.series, train.x)
+    inputs, x, level = sequences.encode_series(spec.series, train.x)
     wide = None if spec.head.wide == "none" else sequences.window_features(
         x, spec.series, decomposed=spec.head.wide == "decomposed")
-    return inputs, x, sequences.apply_node, wide
+    return Encoded(inputs, x, sequences.apply_node, wide, level)
 
 
 # Each family's inputs, first layers, node operations and wide features (trial_image.families).
 ENCODERS = {"image": _image, "table": _table, "text": _text, "series": _series}
 
 
-def target_scale(train: Any) -> tuple[float, float]:
-    """Mean and standard deviation of the training split's targets."""
-    y = np.concatenate([np.ravel(labels) for _, labels in train.arrays()]).astype("float64")
+def target_scale(train: Any, relative: bool = False) -> tuple[float, float]:
+    """Mean and standard deviation of the training split's targets (``relative``: of their
+    change from each window's last value)."""
+    y = np.concatenate([np.ravel(labels) - (x[:, -1] if relative else 0)
+                        for x, labels in train.arrays()]).astype("float64")
     return float(y.mean()), float(y.std()) or 1.0
 
 

@@ -5,8 +5,9 @@ A text arrives raw (one string a row): a ``TextVectorization`` layer adapted on 
 texts (lower case, punctuation stripped, the ``vocabulary_size`` most frequent words, the first
 ``sequence_length`` tokens, padded) and an embedding make its steps. A series' window arrives
 raw (its last ``lookback`` values): normalised with the training windows' mean and variance, one
-channel a step. Operations keep the number of steps, so any of them may follow any other and
-skip connections concatenate: a dilated 1-D convolution, a GRU or LSTM layer (optionally
+channel a step, or first made relative to its last value (a forecast is then the change from
+it). Operations keep the number of steps, so any of them may follow any other and skip
+connections concatenate: a dilated 1-D convolution, a GRU or LSTM layer (optionally
 bidirectional), a transformer block over the steps. The head averages over the steps.
 
 Their wide paths: a text's TF-IDF of words and word pairs (the classical baseline's features,
@@ -63,13 +64,22 @@ def window_features(steps: Any, series: Series, decomposed: bool) -> Any:
     return layers.Concatenate(name="wide_decomposed")([trend, remainder])
 
 
-def encode_series(series: Series, windows: np.ndarray) -> tuple[Any, Any]:
-    """The model's input (a window of raw values) and node 0: one normalised channel a step."""
-    window = keras.Input((series.lookback,), name="window", dtype="float32")
+def encode_series(series: Series, windows: np.ndarray) -> tuple[Any, Any, Any]:
+    """The model's input (a window of raw values), node 0 (one normalised channel a step) and
+    the window's level to add back to a forecast: None for a ``global`` level, the window's last
+    value for ``last`` (its steps are then relative to it)."""
+    window = x = keras.Input((series.lookback,), name="window", dtype="float32")
     values = windows.astype("float64")
+    level = None
+    if series.level == "last":
+        values = values - values[:, -1:]
+        level = layers.Flatten(name="level")(layers.Cropping1D(
+            (series.lookback - 1, 0), name="last_value")(layers.Reshape(
+                (series.lookback, 1), name="window_steps")(window)))
+        x = layers.Subtract(name="relative")([window, level])
     x = layers.Normalization(mean=float(values.mean()), variance=float(values.var()) or 1.0,
-                             axis=None, name="normalise")(window)
-    return window, layers.Reshape((series.lookback, 1), name="steps")(x)
+                             axis=None, name="normalise")(x)
+    return window, layers.Reshape((series.lookback, 1), name="steps")(x), level
 
 
 def apply_node(node: Node, x: Any, name: str) -> Any:

@@ -39,7 +39,8 @@ def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], da
                   input_scale=data.scale, training=Training.of(args),
                   head=Head(dense_units=args.dense_units, dropout=args.dropout, wide=args.wide),
                   task=data.task, table=table,
-                  series=Series(data.input_shape[0]) if data.family.windowed else None)
+                  series=Series(data.input_shape[0], args.level) if data.family.windowed
+                  else None)
     image_flags = [f for f in ("filters", "pooling") if getattr(args, f) is not None] + [
         f for f in ("filters", "pooling") if per_block[f]]
     block_flags = [f for f in ("block", "units") if getattr(args, f) is not None] + [
