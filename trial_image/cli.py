@@ -306,8 +306,8 @@ def normalise_argv(argv: list[str]) -> tuple[list[str], dict[str, dict[int, str]
 
 
 def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
-    from trial_image import data as datasets
     from trial_image import distributed
+    from trial_image.data import DataRequest
     from trial_image.frontends.dispatch import make_spec
     from trial_image.trial_run import RunOptions, TrialRun, prepare_tensorflow
 
@@ -324,10 +324,7 @@ def run(args: argparse.Namespace, per_block: dict[str, dict[int, str]]) -> int:
                                  f"{workers.count} workers (docs/trainjob.md)")
         strategy = distributed.strategy(workers)  # before TensorFlow runs anything
     chief = workers is None or workers.chief  # the only one that evaluates on the test split
-    data = datasets.load(args.dataset, args.validation_split, args.image_size,
-                         test=chief and not args.skip_test, cache=args.data_cache,
-                         table=datasets.TableOptions(args.target, args.task, args.column_types),
-                         window=datasets.Window(args.lookback, args.horizon))
+    data = DataRequest.of(args).load(test=chief and not args.skip_test)
     if args.train_on == "train+validation":
         data = data.merged()
     if args.ensemble_of is not None:

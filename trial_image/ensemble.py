@@ -70,11 +70,12 @@ def _length(inputs: Any) -> int:
 def run(args: Any, data: Any) -> int:
     """The trial CLI with ``--ensemble-of``: its members' final models combined, measured on
     ``data``'s test split and stored as this final run's model."""
+    import dataclasses
     import hashlib
     import warnings
 
     from trial_image import tags
-    from trial_image.data import Window
+    from trial_image.data import DataRequest, Window
     from trial_image.mlflow_connection import retry
     from trial_image.serving import load_keras
     from trial_image.tasks import TASKS
@@ -103,12 +104,8 @@ def run(args: Any, data: Any) -> int:
                               "weight": count / sum(c for _, c in members)})
         longest = max(_length(m.input) for m in models)
         if data.family.windowed and longest != data.input_shape[0]:  # the longest window
-            from trial_image import data as datasets
-
-            trial.data = data = datasets.load(
-                args.dataset, args.validation_split, test=True,
-                table=datasets.TableOptions(args.target, args.task, args.column_types),
-                window=Window(longest, args.horizon)).merged()
+            trial.data = data = dataclasses.replace(
+                DataRequest.of(args), window=Window(longest, args.horizon)).load().merged()
         identity = hashlib.sha1(",".join(sorted(r for r, _ in members)).encode()).hexdigest()
         with warnings.catch_warnings():  # a table's inputs are keyed by column (builder)
             warnings.filterwarnings("ignore", "When providing `inputs` as a dict")

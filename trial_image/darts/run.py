@@ -54,8 +54,7 @@ def run_darts(args: argparse.Namespace) -> int:
     if datasets.is_table(args.dataset):
         raise InputError(f"DARTS searches convolutional cells for images; {args.dataset} is a "
                          "table: search its blocks with the hyperparameter front end")
-    data = datasets.load(args.dataset, args.validation_split, args.image_size,
-                         cache=args.data_cache)
+    data = datasets.DataRequest.of(args).load()
     prepare_tensorflow(args.seed)
 
     from trial_image.darts.heatmap import alpha_heatmap

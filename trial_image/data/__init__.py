@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from typing import Any
 
 from trial_image.data.arrays import KERAS_DATASETS
 from trial_image.data.dataset import Dataset, Split
@@ -43,6 +44,13 @@ class DataRequest:
     def load(self, test: bool = True) -> Dataset:
         return load(self.dataset, self.validation_split, self.image_size, test, self.cache,
                     self.table, self.window)
+
+    @classmethod
+    def of(cls, flags: Any) -> DataRequest:
+        """From the trial CLI's flags of the same names (``--dataset`` and so on)."""
+        return cls(flags.dataset, flags.validation_split, flags.image_size, flags.data_cache,
+                   TableOptions(flags.target, flags.task, flags.column_types),
+                   Window(flags.lookback, flags.horizon))
 
     @classmethod
     def logged(cls, dataset: str | None, params: dict[str, str], source: str) -> DataRequest:
