@@ -130,3 +130,15 @@ def test_an_ensemble_run_averages_final_models_and_serves_raw_windows(mlflow_ser
     assert run.data.metrics["Test-RMSE"] == pytest.approx(rmse, rel=1e-4)
     assert run.data.metrics["Parameter-Count"] == ids["m24"].data.metrics["Parameter-Count"] + \
         ids["m48"].data.metrics["Parameter-Count"]
+    # compressed like any champion: each LiteRT variant reads the same 48 values
+    assert run.data.params["lookback"] == "48"
+    mlflow.register_model(f"runs:/{run.info.run_id}/model", "ens")
+    done = subprocess.run([sys.executable, "-m", "trial_image", "compress", "--model-uri",
+                           "models:/ens/1", "--variants", "float16,int8-dynamic"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    variants = {r.data.tags.get("nasflow.variant"): r.data.metrics for r in client.search_runs(
+        [experiment], "tags.`nasflow.role` = 'variant'")}
+    assert set(variants) == {"float16", "int8-dynamic"}
+    assert variants["float16"]["Test-RMSE"] == pytest.approx(rmse, rel=0.01)
+    assert variants["int8-dynamic"]["Test-RMSE"] == pytest.approx(rmse, rel=0.05)

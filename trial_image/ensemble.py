@@ -117,6 +117,8 @@ def run(args: Any, data: Any) -> int:
             run_tags[tags.SOURCE_TRIAL] = args.source_trial
         raw = {k: str(v) for k, v in vars(args).items() if v is not None and
                k != "metrics_file"}
+        if data.family.windowed:  # the window it reads: compression loads its data by these
+            raw["lookback"] = str(longest)
         trial.start(run_tags, {**raw, "members": len(members),
                                "parameter_count": model.count_params()},
                     {"trial_parameters.json": raw})
