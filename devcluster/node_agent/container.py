@@ -49,7 +49,10 @@ def _mount_point(folder: bool, target: str, record) -> None:
         if path == target and not folder:
             open(path, "a").close()
         else:
-            os.mkdir(path)
+            try:
+                os.mkdir(path)
+            except FileExistsError:  # another container of the node made it meanwhile
+                continue
         record.write(path + "\n")
     record.flush()
 
