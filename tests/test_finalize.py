@@ -92,26 +92,25 @@ class Loaded(Exception):
     """Stops the trial right after its data loader was called."""
 
 
-@pytest.mark.parametrize("flags, asked", [
-    ([], {"test": True}),
-    (FinalRun("e", candidate(), SELECTION, 0, Schedule(), "m").flags(), {"test": False}),
-    (FinalRun("e", candidate(), FINAL, 0, Schedule(), "m").flags(), {"test": True})])
-def test_what_the_trial_asks_its_data_loader_for(monkeypatch, flags, asked):
+@pytest.mark.parametrize("flags, test", [
+    ([], True),
+    (FinalRun("e", candidate(), SELECTION, 0, Schedule(), "m").flags(), False),
+    (FinalRun("e", candidate(), FINAL, 0, Schedule(), "m").flags(), True)])
+def test_what_the_trial_asks_its_data_loader_for(monkeypatch, flags, test):
     """A selection run never asks for the test split: the winner is fixed without it."""
     from trial_image import cli, data
 
     calls = []
 
-    def load(*args, **kwargs):
-        calls.append(kwargs)
+    def load(request, test=True):
+        calls.append((request, test))
         raise Loaded
 
-    monkeypatch.setattr(data, "load", load)
+    monkeypatch.setattr(data.DataRequest, "load", load)
     argv, per_block = cli.normalise_argv(["--dataset=digits", *flags])
     with pytest.raises(Loaded):
         cli.run(cli.build_parser().parse_args(argv), per_block)
-    assert calls == [{**asked, "cache": None, "table": data.TableOptions(),
-                      "window": data.Window()}]
+    assert calls == [(data.DataRequest(), test)]
 
 
 def test_the_splits_each_role_trains_and_tests_on():
