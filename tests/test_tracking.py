@@ -92,3 +92,37 @@ def test_a_run_whose_end_fails_is_never_marked_finished_at_exit(tmp_path):
 
     run = MlflowClient(f"sqlite:///{tmp_path}/m.db").get_run(result.stdout.split()[-1])
     assert run.info.status == "RUNNING"  # not FINISHED; the engine or `nasflow status` ends it
+
+
+def test_a_resumed_run_is_sent_the_replayed_epochs_it_lacks_once(tmp_path):
+    """A trial killed right after saving its checkpoint of epoch 3 may not have sent epoch 3 to
+    MLflow (its sender is asynchronous); the resumed trial replays epochs 1-3 from the
+    checkpoint and sends epoch 3 only."""
+    uri = f"sqlite:///{tmp_path}/m.db"
+
+    def trial(body: str) -> str:
+        script = textwrap.dedent(f"""
+            from trial_image.tracking import Tracker
+            tracker = Tracker({uri!r}, "resume", 5)
+        """) + textwrap.dedent(body) + "\ntracker._sender.shutdown(wait=True)\n"
+        result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout.strip()
+
+    run_id = trial("""
+        print(tracker.start("t", None, {}, {}, {}))
+        for epoch in (1, 2):
+            tracker.log_epoch(epoch, {"Validation-Accuracy": epoch / 10})
+        import os; tracker._sender.shutdown(wait=True); os._exit(0)  # killed: still RUNNING
+    """)
+    trial(f"""
+        tracker.start("t", None, {{}}, {{}}, {{}}, resume_run={run_id!r})
+        for epoch in (1, 2, 3):
+            tracker.log_epoch(epoch, {{"Validation-Accuracy": epoch / 10}}, replayed=True)
+        tracker.log_epoch(4, {{"Validation-Accuracy": 0.4}})
+    """)
+    from mlflow import MlflowClient
+
+    history = MlflowClient(uri).get_metric_history(run_id, "Validation-Accuracy")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]

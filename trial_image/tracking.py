@@ -41,6 +41,7 @@ class Tracker:
         self.run_id = ""
         self._sender = ThreadPoolExecutor(max_workers=1)  # one worker keeps epochs in order
         self._unsent: list = []
+        self._logged: dict[str, set[int]] = {}  # a resumed run's steps, by metric
         self.client, found = open_experiment(uri, experiment, retry_seconds)
         mlflow.set_tracking_uri(uri)  # the trial's own process: its run and model are fluent
         mlflow.set_experiment(experiment_id=found.experiment_id)
@@ -101,13 +102,26 @@ class Tracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         retry(lambda: self.mlflow.set_tags(tags), "setting tags", self.retry_seconds)
 
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        """Queue one epoch's metrics for the background sender; never blocks training."""
+    def log_epoch(self, epoch: int, metrics: dict[str, float], replayed: bool = False) -> None:
+        """Queue one epoch's metrics for the background sender; never blocks training. A
+        ``replayed`` epoch (a resumed trial's, from its checkpoint) is sent where the run lacks
+        it: a trial killed right after saving a checkpoint may not have sent that epoch yet."""
         from mlflow.entities import Metric
 
+        if replayed:
+            metrics = {k: v for k, v in metrics.items() if epoch not in self._logged_steps(k)}
+            if not metrics:
+                return
         timestamp = int(time.time() * 1000)
         batch = [Metric(k, v, timestamp, epoch) for k, v in metrics.items()]
         self._sender.submit(self._send, batch)
+
+    def _logged_steps(self, key: str) -> set[int]:
+        if key not in self._logged:
+            history = retry(lambda: self.client.get_metric_history(self.run_id, key),
+                            f"reading the run's {key}", self.retry_seconds)
+            self._logged[key] = {m.step for m in history}
+        return self._logged[key]
 
     def _send(self, batch: list) -> None:
         # MLflow's own async logging drops a batch the server refused; keep it for finish().

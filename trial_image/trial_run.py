@@ -140,11 +140,10 @@ class TrialRun:
 
     def report(self, epoch: int, metrics: dict[str, float], replayed: bool = False) -> None:
         """One epoch: Katib's metric lines and the MLflow curves. A resumed trial replays its
-        checkpoint's epochs to Katib only (a restarted pod's collector sees the whole curve;
-        the resumed MLflow run has them)."""
+        checkpoint's epochs to Katib (a restarted pod's collector sees the whole curve) and to
+        MLflow where the run lacks them."""
         self.reporter.report(metrics)
-        if not replayed:
-            self.tracker.log_epoch(epoch, metrics)
+        self.tracker.log_epoch(epoch, metrics, replayed)
 
     def train_candidate(self, spec: Any, model: Any = None,
                         extra_metrics: dict[str, float] | None = None, plan: Any = None
