@@ -82,12 +82,21 @@ def manifest(name: str, about: dict[str, Any], path: Path) -> dict[str, Any]:
         for parameter in spec["parameters"]:
             if parameter["name"] == "lookback":
                 parameter["feasibleSpace"] = {"list": [str(season * k) for k in (1, 2, 4)]}
-    else:  # a series a row: classified whole (no lookback), by accuracy
+    else:  # a series a row: classified whole (no lookback, no level), by accuracy; the space
+        # of a series classifier: FCN's wider filters and longer kernels (Wang et al. 2017),
+        # MiniRocket's features as the wide path
         data = [f"--dataset=series:{path}", "--target=label", "--task=classification"]
-        flags = [a for a in flags if not a.startswith("--lookback=")]
-        spec["parameters"] = [p for p in spec["parameters"] if p["name"] != "lookback"]
+        flags = [a for a in flags if not a.startswith(("--lookback=", "--level="))]
+        spec["parameters"] = [p for p in spec["parameters"] if p["name"] not in ("lookback",
+                                                                                   "level")]
         spec["trialTemplate"]["trialParameters"] = [
-            p for p in spec["trialTemplate"]["trialParameters"] if p["name"] != "lookback"]
+            p for p in spec["trialTemplate"]["trialParameters"]
+            if p["name"] not in ("lookback", "level")]
+        lists = {"units": ["32", "64", "128"], "kernel_size": ["3", "5", "8"],
+                 "wide": ["none", "linear", "kernels"]}
+        for parameter in spec["parameters"]:
+            if parameter["name"] in lists:
+                parameter["feasibleSpace"] = {"list": lists[parameter["name"]]}
         spec["objective"] = {"type": "maximize", "objectiveMetricName": "Validation-Accuracy",
                              "additionalMetricNames": ["Validation-Loss", "Parameter-Count"]}
     if kind != "table":  # a few hundred windows or series: more, smaller steps (SERIES_TRAINING)

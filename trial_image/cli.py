@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wide", choices=WIDE_PATHS, default="none",
                    help="a linear path beside the network, added to its output (wide & deep): "
                    "tables, texts, series: linear; series: decomposed (a linear map of the "
-                   "window's trend and remainder, DLinear); images have none")
+                   "window's trend and remainder, DLinear) or kernels (of MiniRocket's features "
+                   "of the window); images have none")
     g.add_argument("--level", choices=LEVELS, default="global",
                    help="a series: scale windows by the training windows' mean and variance "
                    "(global, default) or read each relative to its last value and forecast the "

@@ -59,7 +59,7 @@ TEXT = Family("text", SEQUENCE_OPS, SEQUENCE_BLOCKS, pooling="1d", compression=(
     one_column=True, label="text, tokens embedded")
 SERIES = Family("series", SEQUENCE_OPS, SEQUENCE_BLOCKS, tensor_input="window", pooling="1d",
                 windowed=True, label="window of {first} values",
-                wide_paths=("none", "linear", "decomposed"))
+                wide_paths=("none", "linear", "decomposed", "kernels"))
 FAMILIES = {family.name: family for family in (IMAGE, TABLE, TEXT, SERIES)}
 BLOCKS = tuple(dict.fromkeys(b for family in FAMILIES.values() for b in family.blocks))
 

@@ -115,7 +115,7 @@ def _label(spec: CandidateSpec, index: int) -> str:
 
 
 WIDE_LABELS = {"linear": "wide: linear, added", "decomposed": "wide: linear on trend\n"
-               "+ remainder, added"}
+               "+ remainder, added", "kernels": "wide: linear on\nMiniRocket features, added"}
 
 
 def architecture_figure(spec: CandidateSpec, title: str) -> Any:

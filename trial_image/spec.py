@@ -51,8 +51,9 @@ LR_SCHEDULES = ("constant", "cosine")  # cosine: decays to 0 over all epochs
 AUGMENTATIONS = ("none", "light")  # light: random shifts of up to 1/8 of the image
 # The head's wide path beside the deep one (trial_image.families says which a family has):
 # none; linear: a linear map of the encoded inputs; decomposed: of a series' moving-average
-# trend and its remainder (DLinear)
-WIDE_PATHS = ("none", "linear", "decomposed")
+# trend and its remainder (DLinear); kernels: of the responses of MiniRocket's fixed kernels to
+# a series' window
+WIDE_PATHS = ("none", "linear", "decomposed", "kernels")
 # How a series' window is scaled: global (the training windows' mean and variance), or last (each
 # window relative to its own last value, a forecast the change from it: the level part of RevIN,
 # Kim et al. 2022, so that a trend beyond the training values can be extrapolated)

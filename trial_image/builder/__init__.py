@@ -116,8 +116,11 @@ def _text(spec: CandidateSpec, train: Any) -> Encoded:
 
 def _series(spec: CandidateSpec, train: Any) -> Encoded:
     inputs, x, level = sequences.encode_series(spec.series, train.x)
-    wide = None if spec.head.wide == "none" else sequences.window_features(
-        x, spec.series, decomposed=spec.head.wide == "decomposed")
+    if spec.head.wide == "kernels":
+        wide = sequences.kernel_features(inputs, x, spec.series, train.x)
+    else:
+        wide = None if spec.head.wide == "none" else sequences.window_features(
+            x, spec.series, decomposed=spec.head.wide == "decomposed")
     return Encoded(inputs, x, sequences.apply_node, wide, level)
 
 

@@ -12,11 +12,13 @@ bidirectional), a transformer block over the steps. The head averages over the s
 
 Their wide paths: a text's TF-IDF of words and word pairs (the classical baseline's features,
 adapted on the training texts); a series' normalised window, or its moving-average trend and
-the remainder (DLinear, Zeng et al. 2023).
+the remainder (DLinear, Zeng et al. 2023), or the responses of MiniRocket's fixed kernels (the
+series classifier's classical baseline, Dempster et al. 2021).
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import keras
@@ -26,6 +28,13 @@ from keras import layers
 from trial_image.spec import Node, Series, Table, with_defaults
 
 TREND_STEPS = 25  # DLinear's moving average
+# MiniRocket's: 84 kernels of 9 weights, three of them 2 and six -1 (every choice of the three),
+# at up to 32 dilations, about 10,000 features in all
+KERNELS = np.array([[2.0 if i in chosen else -1.0 for i in range(9)]
+                    for chosen in itertools.combinations(range(9), 3)], dtype="float32")
+KERNEL_DILATIONS = 32
+KERNEL_FEATURES = 10_000
+KERNEL_EXAMPLES = 84  # training windows whose responses set one dilation's biases
 
 
 def encode_text(table: Table, texts: np.ndarray) -> tuple[dict[str, Any], Any]:
@@ -62,6 +71,46 @@ def window_features(steps: Any, series: Series, decomposed: bool) -> Any:
         size, strides=1, padding="same", name="trend_average")(steps))
     remainder = layers.Subtract(name="wide_remainder")([window, trend])
     return layers.Concatenate(name="wide_decomposed")([trend, remainder])
+
+
+def kernel_features(window: Any, steps: Any, series: Series, windows: np.ndarray) -> Any:
+    """A series' wide features as MiniRocket computes them: each of :data:`KERNELS` at each
+    dilation (exponentially spaced up to a receptive field of the whole window) convolves the
+    normalised steps, and for each of a few biases, quantiles of its response on training
+    windows at low-discrepancy fractions, the proportion of steps where the response exceeds the
+    bias is one feature; features are standardised on the training windows. All frozen: only
+    the linear map after them learns, as the baseline's classifier does. Standard Keras layers
+    (a convolution, a depthwise 1×1 convolution that subtracts the biases and scales the result
+    so that a clipped ReLU is a step, a pooling): the model saves, serves and converts as any."""
+    length = series.lookback
+    dilations = np.unique(np.floor(2 ** np.linspace(
+        0, max(np.log2((length - 1) / 8), 0), KERNEL_DILATIONS)).astype(int))
+    per = max(1, KERNEL_FEATURES // (len(KERNELS) * len(dilations)))
+    fractions = (np.arange(1, per + 1) * (np.sqrt(5) + 1) / 2) % 1
+    rng = np.random.default_rng(0)  # the same biases whenever the model is rebuilt
+    examples = keras.Model(window, steps)(windows[rng.integers(len(windows), size=len(KERNELS))])
+    features = []
+    for dilation in map(int, dilations):
+        name = f"kernels_d{dilation}"
+        convolve = layers.Conv1D(len(KERNELS), 9, padding="same", dilation_rate=dilation,
+                                 use_bias=False, trainable=False, name=name)
+        responses = convolve(steps)
+        convolve.set_weights([KERNELS.T[:, None, :]])
+        sample = keras.ops.convert_to_numpy(convolve(examples))  # (example, step, kernel)
+        # kernel k's biases from example k's responses, as MiniRocket draws one per kernel
+        biases = np.stack([np.quantile(sample[k, :, k], fractions) for k in range(len(KERNELS))])
+        sharp = 1e3 / (float(np.abs(sample).mean()) or 1.0)  # a step 1/1000 of a response wide
+        shift = layers.DepthwiseConv1D(1, depth_multiplier=per, trainable=False,
+                                       name=f"{name}_biases")
+        above = shift(responses)
+        shift.set_weights([np.full((1, len(KERNELS), per), sharp, "float32"),
+                           (-sharp * biases).reshape(-1).astype("float32")])
+        features.append(layers.GlobalAveragePooling1D(name=f"{name}_ppv")(
+            layers.ReLU(max_value=1.0, name=f"{name}_step")(above)))
+    features = layers.Concatenate(name="kernel_features")(features)
+    seen = keras.Model(window, features).predict(windows, batch_size=64, verbose=0)
+    return layers.Normalization(mean=seen.mean(axis=0), variance=np.maximum(seen.var(axis=0), 1e-4),
+                                name="kernel_standardise")(features)
 
 
 def encode_series(series: Series, windows: np.ndarray) -> tuple[Any, Any, Any]:
