@@ -205,50 +205,6 @@ def test_labelled_series_are_classified_whole(tmp_path, capfd):
         datasets.load("sensor", table=TableOptions(task="ranking"))
 
 
-def test_minirocket_kernels_tell_frequencies_apart_where_a_linear_map_of_the_window_cannot(
-        tmp_path):
-    import keras
-
-    from trial_image.builder import build_model
-    from trial_image.training import quiet_keras
-
-    # sines of a period of 4 or of 16 steps at a random phase, noisy: on average every window
-    # is zero at every step, so no linear map of the window can tell the periods apart
-    rng = np.random.default_rng(3)
-    period = rng.choice([4, 16], size=400)
-    steps = np.arange(48)
-    values = np.sin(2 * np.pi * steps / period[:, None] + rng.uniform(0, 2 * np.pi, (400, 1)))
-    frame = pd.DataFrame(values + rng.normal(0, 0.3, values.shape),
-                         columns=[f"t{i}" for i in steps])
-    frame.insert(0, "period", period.astype(str))
-    frame.to_csv(tmp_path / "periods.csv", index=False)
-    data = datasets.load(f"series:{tmp_path / 'periods.csv'}",
-                         table=TableOptions(target="period", task="classification"))
-
-    def wide_only(wide: str) -> tuple[float, keras.Model]:
-        quiet_keras()
-        keras.utils.set_random_seed(0)
-        spec = Frame((48,), 2, series=Series(48), head=Head(wide=wide)).candidate(
-            "hyperparameters", [Node("conv1d", (0,), {"filters": 4, "kernel": 3})])
-        model = build_model(spec, data.train)
-        model.get_layer("deep_logits").trainable = False  # its output stays zero: wide alone
-        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.fit(data.train.x, data.train.y, epochs=10, verbose=0)
-        return model.evaluate(data.test.x, data.test.y, verbose=0)[1], model
-
-    linear, _ = wide_only("linear")
-    kernels, model = wide_only("kernels")
-    assert linear < 0.7 and kernels > 0.95, (linear, kernels)  # chance is 0.5
-    # MiniRocket's 84 kernels at dilations 1 to 5 (up to (48 - 1) / 8), 23 biases each:
-    # frozen; only the linear map after them learns
-    dilations = [int(layer.name[9:]) for layer in model.layers
-                 if layer.name.startswith("kernels_d") and layer.name[9:].isdigit()]
-    assert dilations == [1, 2, 3, 4, 5]
-    assert model.get_layer("kernel_features").output.shape == (None, 84 * 5 * 23)
-    assert not any(layer.trainable_weights for layer in model.layers
-                   if layer.name.startswith("kernel"))
-
-
 def search(manifest: str, name: str, tmp_path, uri: str, replace: dict[str, str],
            lists: dict[str, list[str]] | None = None):
     doc = yaml.safe_load((ROOT / "manifests" / "experiments" / manifest).read_text())
