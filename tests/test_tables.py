@@ -178,6 +178,44 @@ def test_the_model_takes_raw_rows_unseen_and_missing_values_included(tmp_path):
     assert multiply_adds(model) > 0
 
 
+@pytest.mark.filterwarnings("ignore:When providing `inputs` as a dict")  # the test's sub-model
+def test_the_piecewise_encoding_bends_at_the_training_quantiles(tmp_path):
+    """Each number also becomes its position in each quantile bin of its training values (0
+    below, 1 above, linear across); a missing one is the mean's; the encoding is part of the
+    candidate and of its identifier, and the scaled one keeps the identifiers from before."""
+    import dataclasses
+
+    import keras
+
+    from trial_image.builder import build_model
+    from trial_image.builder.tables import BINS
+
+    data = churn_data(tmp_path)
+    scaled = table_spec(data, [Node("dense", (0,), {"units": 8})])
+    spec = dataclasses.replace(scaled, table=dataclasses.replace(scaled.table,
+                                                                 numeric_encoding="piecewise"))
+    assert spec.candidate_id != scaled.candidate_id
+    assert CandidateSpec.from_dict(json.loads(spec.to_json())) == spec
+    model = build_model(spec, data.train)
+    (index, _), = [(i, n) for i, (n, _) in enumerate(data.columns) if n == "age"]
+    encode = keras.Model(model.input, model.get_layer(f"c{index}_age_piecewise").output)
+    ages = data.train.columns["age"]
+    seen = ages[~np.isnan(ages)].astype("float64")
+    edges = np.unique(np.quantile(seen, np.linspace(0, 1, BINS + 1)))
+    values = np.array([seen.min() - 5, edges[3], (edges[5] + edges[6]) / 2, seen.max() + 5,
+                       np.nan])
+    rows = {name: np.full((5, 1), 1.0, "float32") if kind == "numeric"
+            else np.full((5, 1), "", object) for name, kind in data.columns}
+    rows["age"] = values[:, None].astype("float32")
+    got = np.asarray(encode(rows))
+    filled = np.where(np.isnan(values), seen.mean(), values)
+    expected = np.clip((filled[:, None] - edges[:-1]) / np.diff(edges), 0, 1)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert got.shape == (5, len(edges) - 1) and got[2, 5] == pytest.approx(0.5, abs=1e-4)
+    with pytest.raises(InputError, match="numeric encoding must be one of scaled, piecewise"):
+        dataclasses.replace(spec, table=dataclasses.replace(spec.table, numeric_encoding="x"))
+
+
 def test_a_regression_learns_in_the_targets_units():
     """Diabetes: the network ends by undoing the target's normalisation, so a few epochs give
     predictions in its range (25–346) and beat predicting the training mean."""

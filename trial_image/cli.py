@@ -194,7 +194,7 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     from trial_image.families import BLOCKS
     from trial_image.frontends.hyperparams import POOLINGS
-    from trial_image.spec import LEVELS, WIDE_PATHS
+    from trial_image.spec import LEVELS, NUMERIC_ENCODINGS, WIDE_PATHS
 
     p = _parser("python -m trial_image",
                 "Train ONE Keras candidate from Katib trial parameters, report Katib metrics and "
@@ -252,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attention blocks' width per head")
     g.add_argument("--embedding-size", type=number(1, 1024, integer=True), default=8,
                    help="dimensions of each categorical column's embedding")
+    g.add_argument("--numeric-encoding", choices=NUMERIC_ENCODINGS, default="scaled",
+                   help="a table's numeric columns: scaled by the training mean and variance "
+                   "(default), or piecewise: scaled and also encoded piecewise-linearly in "
+                   "quantile bins of the training values (bends where a tree would split)")
     g = p.add_argument_group("Katib ENAS front end")
     g.add_argument("--architecture", help="Katib's ENAS 'architecture' string")
     g.add_argument("--nn-config", help="Katib's ENAS 'nn_config' string")

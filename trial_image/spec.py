@@ -58,6 +58,11 @@ WIDE_PATHS = ("none", "linear", "decomposed", "kernels")
 # window relative to its own last value, a forecast the change from it: the level part of RevIN,
 # Kim et al. 2022, so that a trend beyond the training values can be extrapolated)
 LEVELS = ("global", "last")
+# How a table's numeric column is encoded: scaled (normalised by the training mean and variance),
+# or piecewise (scaled, and also its piecewise-linear encoding in quantile bins of the training
+# values: Gorishniy et al. 2022, "On Embeddings for Numerical Features in Tabular Deep Learning",
+# what lets an MLP and a linear path bend where a tree would split)
+NUMERIC_ENCODINGS = ("scaled", "piecewise")
 
 
 @dataclass(frozen=True)
@@ -86,12 +91,14 @@ class Table:
     column's values are looked up in its training vocabulary and embedded in ``embedding_size``
     dimensions (one more row for values never seen, missing ones included). A table whose one
     column is ``text`` is a text: its first ``sequence_length`` tokens (of the
-    ``vocabulary_size`` most frequent in training) are embedded, a sequence of steps."""
+    ``vocabulary_size`` most frequent in training) are embedded, a sequence of steps. Numeric
+    columns are encoded as ``numeric_encoding`` says (:data:`NUMERIC_ENCODINGS`)."""
 
     columns: tuple[tuple[str, str], ...]
     embedding_size: int = 8
     sequence_length: int = 64
     vocabulary_size: int = 10_000
+    numeric_encoding: str = "scaled"
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,8 @@ class CandidateSpec:
         arch = {"nodes": self.to_dict()["nodes"], "head": head}
         if self.table is not None:
             arch["table"] = asdict(self.table)
+            if self.table.numeric_encoding == "scaled":  # the identifiers from before encodings
+                del arch["table"]["numeric_encoding"]
         if self.series is not None:
             arch["series"] = asdict(self.series)
             if self.series.level == "global":  # the identifiers from before levels
@@ -209,7 +218,8 @@ class CandidateSpec:
                 task=data.get("task", "classification"),
                 table=None if data.get("table") is None else Table(
                     tuple((str(n), str(k)) for n, k in data["table"]["columns"]),
-                    **{k: int(v) for k, v in data["table"].items() if k != "columns"}),
+                    **{k: str(v) if k == "numeric_encoding" else int(v)
+                       for k, v in data["table"].items() if k != "columns"}),
                 series=None if data.get("series") is None else Series(
                     int(data["series"]["lookback"]), str(data["series"].get("level", "global"))),
             )
@@ -312,6 +322,9 @@ def _validate_inputs(spec: CandidateSpec) -> None:
         if kind not in COLUMN_KINDS:
             raise InputError(f"column {name!r}: kind must be one of {', '.join(COLUMN_KINDS)}, "
                              f"got {kind!r}")
+    if spec.table.numeric_encoding not in NUMERIC_ENCODINGS:
+        raise InputError(f"numeric encoding must be one of {', '.join(NUMERIC_ENCODINGS)}, got "
+                         f"{spec.table.numeric_encoding!r}")
     if min(spec.table.embedding_size, spec.table.sequence_length,
            spec.table.vocabulary_size) < 1:
         raise InputError("embedding size, sequence length and vocabulary size must be at least 1")

@@ -3,8 +3,11 @@
 The inputs are the raw columns, one ``(batch, 1)`` tensor each: float32 numbers (NaN when
 missing) and strings (``""`` when missing). Each number is normalised with the training split's
 mean and variance, then imputed: NaN becomes 0 (the mean) and a second feature says it was
-missing. Each string is looked up in the training split's vocabulary (one more index for values
-never seen) and embedded. The encoded columns are concatenated: node 0 of the candidate.
+missing. With the ``piecewise`` numeric encoding, each number is also encoded piecewise-linearly
+in up to :data:`BINS` quantile bins of its training values (a bin's feature is 0 below it, 1
+above it, and rises linearly across it; a missing value is the mean's). Each string is looked up
+in the training split's vocabulary (one more index for values never seen) and embedded. The
+encoded columns are concatenated: node 0 of the candidate.
 
 The operations are those of the tabular deep-learning literature: a dense layer, a residual
 MLP block, a gated linear unit, and a transformer block over feature tokens (FT-Transformer:
@@ -27,6 +30,7 @@ from trial_image.errors import InputError
 from trial_image.spec import Node, Table, with_defaults
 
 MAX_VOCABULARY = 10_000  # the most frequent values of a categorical column; the rest are unseen
+BINS = 16  # a numeric column's quantile bins in the piecewise encoding (fewer where values repeat)
 
 
 @keras.saving.register_keras_serializable("nasflow")
@@ -50,10 +54,11 @@ class Statistics:
 
     numeric: dict[str, tuple[float, float]]  # column -> (mean, variance)
     vocabularies: dict[str, list[str]]
+    edges: dict[str, np.ndarray]  # column -> its distinct training quantiles (piecewise only)
 
     @classmethod
     def of(cls, table: Table, columns: dict[str, np.ndarray]) -> Statistics:
-        numeric, vocabularies = {}, {}
+        numeric, vocabularies, edges = {}, {}, {}
         for name, kind in table.columns:
             if name not in columns:
                 raise InputError(f"the data has no column {name!r} that the candidate reads")
@@ -62,11 +67,13 @@ class Statistics:
                 seen = values[~np.isnan(values)].astype("float64")
                 numeric[name] = (float(seen.mean()), float(seen.var()) or 1.0) if len(seen) \
                     else (0.0, 1.0)
+                if table.numeric_encoding == "piecewise" and len(seen):
+                    edges[name] = np.unique(np.quantile(seen, np.linspace(0, 1, BINS + 1)))
             else:
                 counts = Counter(values.tolist())
                 vocabularies[name] = sorted(counts, key=lambda v: (-counts[v], v)
                                             )[:MAX_VOCABULARY]
-        return cls(numeric, vocabularies)
+        return cls(numeric, vocabularies, edges)
 
 
 def layer_name(column: str) -> str:
@@ -87,6 +94,9 @@ def encode(table: Table, statistics: Statistics) -> tuple[dict[str, Any], Any]:
             x = layers.Normalization(mean=mean, variance=variance, name=f"{tag}_norm")(
                 inputs[name])
             encoded.append(Impute(name=f"{tag}_impute")(x))
+            if len(statistics.edges.get(name, ())) > 2:  # two bins or more
+                encoded.append(_piecewise(encoded[-1], statistics.edges[name], mean, variance,
+                                          tag))
         else:
             inputs[name] = keras.Input((1,), name=tag, dtype="string")
             vocabulary = statistics.vocabularies[name]
@@ -98,6 +108,19 @@ def encode(table: Table, statistics: Statistics) -> tuple[dict[str, Any], Any]:
     if len(encoded) == 1:
         return inputs, encoded[0]
     return inputs, layers.Concatenate(name="columns")(encoded)
+
+
+def _piecewise(imputed: Any, edges: np.ndarray, mean: float, variance: float, tag: str) -> Any:
+    """A number's piecewise-linear encoding from its imputed ``(value, missing)`` pair: a frozen
+    dense layer maps the normalised value to its position in each bin, a ReLU clipped at 1 keeps
+    it in [0, 1] (standard layers: the model saves and converts as any)."""
+    edges = (edges - mean) / np.sqrt(variance)
+    low, width = edges[:-1], np.diff(edges)
+    bins = layers.Dense(len(low), trainable=False, name=f"{tag}_bins")
+    position = bins(imputed)
+    bins.set_weights([np.stack([1 / width, np.zeros_like(width)]).astype("float32"),
+                      (-low / width).astype("float32")])
+    return layers.ReLU(max_value=1.0, name=f"{tag}_piecewise")(position)
 
 
 def apply_node(node: Node, x: Any, name: str) -> Any:

@@ -34,7 +34,7 @@ def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], da
     from trial_image.spec import Frame, Head, Series, Table, Training
 
     table = Table(data.columns, args.embedding_size, args.sequence_length,
-                  args.vocabulary_size) if data.columns else None
+                  args.vocabulary_size, args.numeric_encoding) if data.columns else None
     frame = Frame(input_shape=data.input_shape, num_classes=data.num_classes,
                   input_scale=data.scale, training=Training.of(args),
                   head=Head(dense_units=args.dense_units, dropout=args.dropout, wide=args.wide),
