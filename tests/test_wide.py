@@ -161,12 +161,18 @@ def test_minirocket_kernels_tell_frequencies_apart_where_a_linear_map_of_the_win
                    if layer.name.startswith("kernel"))
 
 
-def test_the_trial_cli_refuses_a_wide_path_its_family_lacks(capsys):
+def test_the_trial_cli_refuses_a_wide_path_or_an_encoding_its_family_lacks(capsys):
     from trial_image import cli
 
-    assert cli.main(["--dataset=digits", "--wide=linear", "--epochs=1"]) == 2
-    err = capsys.readouterr().err
-    assert "wide path 'linear': images take none" in err and "Traceback" not in err
+    for flag, message in (("--wide=linear", "wide path 'linear': images take none"),
+                          ("--level=last", "--level is for series; digits is image data"),
+                          ("--numeric-encoding=piecewise",
+                           "--numeric-encoding is for tables' numeric columns; digits is image")):
+        assert cli.main(["--dataset=digits", flag, "--epochs=1"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert cli.main(["--dataset=sensor", "--numeric-encoding=piecewise", "--epochs=1"]) == 2
+    assert "numeric columns; sensor is series data" in capsys.readouterr().err
 
 
 def test_the_architecture_figure_shows_the_wide_path():

@@ -30,9 +30,16 @@ def _each(default: Any, overrides: dict[int, str], blocks: int, kind: type, flag
 
 
 def make_spec(args: argparse.Namespace, per_block: dict[str, dict[int, str]], data: Any) -> Any:
+    from trial_image.families import TABLE
     from trial_image.frontends import enas, genotype, hyperparams
     from trial_image.spec import Frame, Head, Series, Table, Training
 
+    # settings of one family, refused elsewhere rather than ignored
+    if args.level != "global" and not data.family.windowed:
+        raise InputError(f"--level is for series; {data.name} is {data.family} data")
+    if args.numeric_encoding != "scaled" and data.family is not TABLE:
+        raise InputError(f"--numeric-encoding is for tables' numeric columns; {data.name} is "
+                         f"{data.family} data")
     table = Table(data.columns, args.embedding_size, args.sequence_length,
                   args.vocabulary_size, args.numeric_encoding) if data.columns else None
     frame = Frame(input_shape=data.input_shape, num_classes=data.num_classes,
