@@ -253,9 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--embedding-size", type=number(1, 1024, integer=True), default=8,
                    help="dimensions of each categorical column's embedding")
     g.add_argument("--numeric-encoding", choices=NUMERIC_ENCODINGS, default="scaled",
-                   help="a table's numeric columns: scaled by the training mean and variance "
-                   "(default), or piecewise: scaled and also encoded piecewise-linearly in "
-                   "quantile bins of the training values (bends where a tree would split)")
+                   help="a table's numbers: scaled (default), or also piecewise-linear in bins")
     g = p.add_argument_group("Katib ENAS front end")
     g.add_argument("--architecture", help="Katib's ENAS 'architecture' string")
     g.add_argument("--nn-config", help="Katib's ENAS 'nn_config' string")
