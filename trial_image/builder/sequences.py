@@ -34,7 +34,7 @@ KERNELS = np.array([[2.0 if i in chosen else -1.0 for i in range(9)]
                     for chosen in itertools.combinations(range(9), 3)], dtype="float32")
 KERNEL_DILATIONS = 32
 KERNEL_FEATURES = 10_000
-KERNEL_EXAMPLES = 84  # training windows whose responses set one dilation's biases
+KERNEL_SAMPLE = 10_000  # training windows at most that standardise the features
 
 
 def encode_text(table: Table, texts: np.ndarray) -> tuple[dict[str, Any], Any]:
@@ -78,10 +78,11 @@ def kernel_features(window: Any, steps: Any, series: Series, windows: np.ndarray
     dilation (exponentially spaced up to a receptive field of the whole window) convolves the
     normalised steps, and for each of a few biases, quantiles of its response on training
     windows at low-discrepancy fractions, the proportion of steps where the response exceeds the
-    bias is one feature; features are standardised on the training windows. All frozen: only
-    the linear map after them learns, as the baseline's classifier does. Standard Keras layers
-    (a convolution, a depthwise 1×1 convolution that subtracts the biases and scales the result
-    so that a clipped ReLU is a step, a pooling): the model saves, serves and converts as any."""
+    bias is one feature; features are standardised on the training windows (a sample of
+    :data:`KERNEL_SAMPLE` at most). All frozen: only the linear map after them learns, as the
+    baseline's classifier does. Standard Keras layers (a convolution, a depthwise 1×1
+    convolution that subtracts the biases and scales the result so that a clipped ReLU is a
+    step, a pooling): the model saves, serves and converts as any."""
     length = series.lookback
     dilations = np.unique(np.floor(2 ** np.linspace(
         0, max(np.log2((length - 1) / 8), 0), KERNEL_DILATIONS)).astype(int))
@@ -108,6 +109,8 @@ def kernel_features(window: Any, steps: Any, series: Series, windows: np.ndarray
         features.append(layers.GlobalAveragePooling1D(name=f"{name}_ppv")(
             layers.ReLU(max_value=1.0, name=f"{name}_step")(above)))
     features = layers.Concatenate(name="kernel_features")(features)
+    if len(windows) > KERNEL_SAMPLE:  # the statistics of a sample: build time stays bounded
+        windows = windows[np.sort(rng.choice(len(windows), KERNEL_SAMPLE, replace=False))]
     seen = keras.Model(window, features).predict(windows, batch_size=64, verbose=0)
     return layers.Normalization(mean=seen.mean(axis=0), variance=np.maximum(seen.var(axis=0), 1e-4),
                                 name="kernel_standardise")(features)
