@@ -97,10 +97,10 @@ def kernel_features(window: Any, steps: Any, series: Series, windows: np.ndarray
                                  use_bias=False, trainable=False, name=name)
         responses = convolve(steps)
         convolve.set_weights([KERNELS.T[:, None, :]])
-        sample = keras.ops.convert_to_numpy(convolve(examples))  # (example, step, kernel)
+        answers = keras.ops.convert_to_numpy(convolve(examples))  # (example, step, kernel)
         # kernel k's biases from example k's responses, as MiniRocket draws one per kernel
-        biases = np.stack([np.quantile(sample[k, :, k], fractions) for k in range(len(KERNELS))])
-        sharp = 1e3 / (float(np.abs(sample).mean()) or 1.0)  # a step 1/1000 of a response wide
+        biases = np.stack([np.quantile(answers[k, :, k], fractions) for k in range(len(KERNELS))])
+        sharp = 1e3 / (float(np.abs(answers).mean()) or 1.0)  # a step 1/1000 of a response wide
         shift = layers.DepthwiseConv1D(1, depth_multiplier=per, trainable=False,
                                        name=f"{name}_biases")
         above = shift(responses)
