@@ -86,12 +86,11 @@ def manifest(name: str, about: dict[str, Any], path: Path) -> dict[str, Any]:
         # of a series classifier: FCN's wider filters and longer kernels (Wang et al. 2017),
         # MiniRocket's features as the wide path
         data = [f"--dataset=series:{path}", "--target=label", "--task=classification"]
-        flags = [a for a in flags if not a.startswith(("--lookback=", "--level="))]
-        spec["parameters"] = [p for p in spec["parameters"] if p["name"] not in ("lookback",
-                                                                                   "level")]
+        dropped = ("lookback", "level")
+        flags = [a for a in flags if not a.startswith(tuple(f"--{d}=" for d in dropped))]
+        spec["parameters"] = [p for p in spec["parameters"] if p["name"] not in dropped]
         spec["trialTemplate"]["trialParameters"] = [
-            p for p in spec["trialTemplate"]["trialParameters"]
-            if p["name"] not in ("lookback", "level")]
+            p for p in spec["trialTemplate"]["trialParameters"] if p["name"] not in dropped]
         lists = {"units": ["32", "64", "128"], "kernel_size": ["3", "5", "8"],
                  "wide": ["none", "linear", "kernels"]}
         for parameter in spec["parameters"]:

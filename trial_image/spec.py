@@ -63,6 +63,10 @@ LEVELS = ("global", "last")
 # values: Gorishniy et al. 2022, "On Embeddings for Numerical Features in Tabular Deep Learning",
 # what lets an MLP and a linear path bend where a tree would split)
 NUMERIC_ENCODINGS = ("scaled", "piecewise")
+# Fields added after candidates were first identified, with the value every earlier candidate
+# had: left out of an identifier at that value, so those candidates keep theirs
+LATER_FIELDS = {"head": {"wide": "none"}, "table": {"numeric_encoding": "scaled"},
+                "series": {"level": "global"}}
 
 
 @dataclass(frozen=True)
@@ -186,18 +190,14 @@ class CandidateSpec:
     @property
     def candidate_id(self) -> str:
         """Stable short hash of the architecture and head (not training) for de-duplication."""
-        head = asdict(self.head)
-        if head["wide"] == "none":  # the identifiers of candidates from before wide paths
-            del head["wide"]
-        arch = {"nodes": self.to_dict()["nodes"], "head": head}
-        if self.table is not None:
-            arch["table"] = asdict(self.table)
-            if self.table.numeric_encoding == "scaled":  # the identifiers from before encodings
-                del arch["table"]["numeric_encoding"]
-        if self.series is not None:
-            arch["series"] = asdict(self.series)
-            if self.series.level == "global":  # the identifiers from before levels
-                del arch["series"]["level"]
+        arch: dict[str, Any] = {"nodes": self.to_dict()["nodes"]}
+        for part in ("head", "table", "series"):
+            if getattr(self, part) is not None:
+                fields = asdict(getattr(self, part))
+                for name, default in LATER_FIELDS[part].items():
+                    if fields[name] == default:
+                        del fields[name]
+                arch[part] = fields
         return hashlib.sha1(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
