@@ -145,20 +145,74 @@ def test_minirocket_kernels_tell_frequencies_apart_where_a_linear_map_of_the_win
         model = build_model(spec, data.train)
         model.get_layer("deep_logits").trainable = False  # its output stays zero: wide alone
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.fit(data.train.x, data.train.y, epochs=10, verbose=0)
+        if model.trainable_weights:  # the kernels' map is solved as the model is built
+            model.fit(data.train.x, data.train.y, epochs=10, verbose=0)
         return model.evaluate(data.test.x, data.test.y, verbose=0)[1], model
 
     linear, _ = wide_only("linear")
     kernels, model = wide_only("kernels")
     assert linear < 0.7 and kernels > 0.95, (linear, kernels)  # chance is 0.5
     # MiniRocket's 84 kernels at dilations 1 to 5 (up to (48 - 1) / 8), 23 biases each:
-    # frozen; only the linear map after them learns
+    # frozen, and the linear map after them solved on the training windows, frozen too
     dilations = [int(layer.name[9:]) for layer in model.layers
                  if layer.name.startswith("kernels_d") and layer.name[9:].isdigit()]
     assert dilations == [1, 2, 3, 4, 5]
     assert model.get_layer("kernel_features").output.shape == (None, 84 * 5 * 23)
     assert not any(layer.trainable_weights for layer in model.layers
-                   if layer.name.startswith("kernel"))
+                   if layer.name.startswith(("kernel", "wide_linear")))
+
+
+def test_the_kernels_map_is_a_ridge_classifier_whose_penalty_leave_one_out_error_chose(
+        monkeypatch):
+    import keras
+    from sklearn.linear_model import RidgeClassifierCV
+
+    from trial_image.builder import build_model, ridge
+    from trial_image.data.dataset import ArraySplit
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 90)
+    steps = np.arange(32)
+    windows = np.sin(2 * np.pi * steps / np.array([4, 7, 12])[labels][:, None]
+                     + rng.uniform(0, 2 * np.pi, (90, 1))) + rng.normal(0, 0.5, (90, 32))
+    train = ArraySplit("train", windows.astype("float32"), labels.astype("int32"))
+    spec = Frame((32,), 3, series=Series(32), head=Head(wide="kernels")).candidate(
+        "hyperparameters", [Node("conv1d", (0,), {"filters": 4, "kernel": 3})])
+    model = build_model(spec, train)
+    features = keras.Model(model.input, model.get_layer("kernel_standardise").output)
+    rows = np.asarray(features(windows.astype("float32")), "float64")
+    baseline = RidgeClassifierCV(alphas=ridge.ALPHAS).fit(rows, labels)
+    kernel, bias = model.get_layer("wide_linear").get_weights()
+    held_out = ridge.fit(rows, np.where(np.eye(3)[labels] > 0, 1.0, -1.0)).held_out
+    scale = ridge.temperature(held_out, labels)
+    assert 0.1 < scale < 100
+    np.testing.assert_allclose((rows @ kernel + bias) / scale, baseline.decision_function(rows),
+                               atol=2e-3)
+    # the deep path beside it starts at zero, penalised
+    assert not model.get_layer("deep_logits").get_weights()[0].any()
+    assert model.get_layer("deep_logits").kernel.regularizer is not None
+    # above ridge.LIMIT training windows the map is trained with the network instead
+    monkeypatch.setattr(ridge, "LIMIT", 50)
+    trained = build_model(spec, train).get_layer("wide_linear")
+    assert trained.trainable and trained.trainable_weights
+
+
+def test_a_ridge_fit_matches_scikit_learns_penalty_coefficients_and_held_out_predictions():
+    from sklearn.linear_model import Ridge, RidgeCV
+
+    from trial_image.builder import ridge
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 200))
+    y = x[:, :5] @ rng.normal(size=(5, 2)) + rng.normal(0, 0.5, (60, 2)) + 3.0
+    fitted = ridge.fit(x, y)
+    baseline = RidgeCV(alphas=ridge.ALPHAS).fit(x, y)
+    assert fitted.alpha == baseline.alpha_
+    np.testing.assert_allclose(fitted.kernel, baseline.coef_.T, atol=1e-8)
+    np.testing.assert_allclose(fitted.bias, baseline.intercept_, atol=1e-8)
+    # a held-out prediction is that of the fit without the row
+    without = Ridge(alpha=fitted.alpha).fit(x[1:], y[1:])
+    np.testing.assert_allclose(fitted.held_out[0], without.predict(x[:1])[0], atol=1e-8)
 
 
 def test_the_trial_cli_refuses_a_wide_path_or_an_encoding_its_family_lacks(capsys):

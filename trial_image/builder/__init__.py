@@ -6,7 +6,9 @@ the output: class probabilities, or one number in the target's units (a regressi
 undoes the normalisation of the training split's targets, so the network learns at unit scale
 and serves in the user's units; a series read relative to its last value forecasts the change
 from it). A head with a wide path adds a linear map of the family's encoded inputs to the deep
-path's logits (or number) before the softmax (or the units). Every family but images, and every
+path's logits (or number) before the softmax (or the units); after MiniRocket's frozen features
+that map is solved in closed form where the training split is small (:mod:`.ridge`), and
+frozen. Every family but images, and every
 regression, adapts its first or last layers on ``train``, the training split, never on the
 others.
 """
@@ -21,7 +23,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from trial_image.builder import images, sequences, tables
+from trial_image.builder import images, ridge, sequences, tables
 from trial_image.builder.images import apply_node, batch_norm, merge_inputs
 from trial_image.errors import InputError
 from trial_image.spec import CandidateSpec
@@ -30,13 +32,20 @@ __all__ = ["OUTPUT_LAYERS", "apply_node", "batch_norm", "build_model", "merge_in
            "multiply_adds"]
 # The layers whose every weight reaches an output (compression keeps them whole)
 OUTPUT_LAYERS = frozenset({"classes", "deep_logits", "wide_linear", "target"})
+# The L2 penalty on the deep path's output layer beside a solved wide path. That path fits the
+# training rows almost exactly, so what is left for the deep path is mostly noise, on which
+# Adam's normalised steps still move it: on ArrowHead (177 series) the deep path of a
+# kernels candidate cost 3 test series of 34 in 50 epochs without it, none in 100 with it
+# (docs/benchmarks.md)
+DEEP_PENALTY = 0.01
 
 
 def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
     family = spec.family
     if (family.adapts or spec.task == "regression") and train is None:
         raise InputError(f"a {family} {spec.task} model is adapted on its training split")
-    inputs, x, apply, wide, level = ENCODERS[family.name](spec, train)
+    inputs, x, apply, wide, level, rows = ENCODERS[family.name](spec, train)
+    solved = None if rows is None else _solved(spec, train, rows, level is not None)
     outputs = [x]
     for index, node in enumerate(spec.nodes, start=1):
         merged = merge_inputs([outputs[i] for i in node.inputs], node.merge, f"n{index}")
@@ -55,20 +64,24 @@ def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
     if spec.head.dropout:
         x = layers.Dropout(spec.head.dropout, name="head_dropout")(x)
     # with a wide path the model starts as its linear model: the deep path's output starts at
-    # zero and grows only where it lowers the loss
+    # zero and grows only where it lowers the loss; after a solved one, which fits the training
+    # rows almost exactly, only where that holds against a penalty (DEEP_PENALTY)
     deep_start = "glorot_uniform" if wide is None else "zeros"
+    penalty = None if solved is None else keras.regularizers.L2(DEEP_PENALTY)
     if spec.task == "classification":
         if wide is None:
             out = layers.Dense(spec.num_classes, activation="softmax", name="classes")(x)
         else:
-            out = layers.Activation("softmax", name="classes")(_wide_and_deep(
-                layers.Dense(spec.num_classes, kernel_initializer=deep_start,
-                             name="deep_logits")(x), wide, spec.num_classes))
+            deep = layers.Dense(spec.num_classes, kernel_initializer=deep_start,
+                                kernel_regularizer=penalty, name="deep_logits")(x)
+            out = layers.Activation("softmax", name="classes")(
+                _wide_and_deep(deep, wide, spec.num_classes, solved))
     else:
         mean, std = target_scale(train, relative=level is not None)
-        x = layers.Dense(1, kernel_initializer=deep_start, name="target")(x)
+        x = layers.Dense(1, kernel_initializer=deep_start, kernel_regularizer=penalty,
+                         name="target")(x)
         out = layers.Rescaling(std, offset=mean, name="target_units")(
-            x if wide is None else _wide_and_deep(x, wide, 1))
+            x if wide is None else _wide_and_deep(x, wide, 1, solved))
         if level is not None:
             out = layers.Add(name="forecast")([out, level])
     with warnings.catch_warnings():
@@ -78,21 +91,45 @@ def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
         return keras.Model(inputs, out, name=f"candidate_{spec.candidate_id}")
 
 
-def _wide_and_deep(deep: Any, wide: Any, units: int) -> Any:
-    """The deep path's output plus a linear map of the wide path's features."""
-    return layers.Add(name="wide_and_deep")([deep, layers.Dense(units, name="wide_linear")(wide)])
+def _wide_and_deep(deep: Any, wide: Any, units: int, solved: list[np.ndarray] | None) -> Any:
+    """The deep path's output plus a linear map of the wide path's features: trained, or
+    ``solved`` (its kernel and bias) and frozen."""
+    linear = layers.Dense(units, trainable=solved is None, name="wide_linear")
+    out = layers.Add(name="wide_and_deep")([deep, linear(wide)])
+    if solved is not None:
+        linear.set_weights(solved)
+    return out
+
+
+def _solved(spec: CandidateSpec, train: Any, rows: np.ndarray, relative: bool
+            ) -> list[np.ndarray]:
+    """The wide path's linear map as a ridge regression of the training targets on ``rows``
+    (:mod:`.ridge`): of the output layer's normalised target for a regression; for a
+    classification, of each class's ±1 indicator (a ridge classifier), its scores scaled into
+    logits by the temperature its held-out scores call for."""
+    labels = np.ravel(train.y)
+    if spec.task == "classification":
+        labels = labels.astype(int)
+        fitted = ridge.fit(rows, np.where(np.eye(spec.num_classes)[labels] > 0, 1.0, -1.0))
+        scale = ridge.temperature(fitted.held_out, labels)
+        return [scale * fitted.kernel.astype("float32"), scale * fitted.bias.astype("float32")]
+    mean, std = target_scale(train, relative)
+    fitted = ridge.fit(rows, (labels - (train.x[:, -1] if relative else 0) - mean) / std)
+    return [fitted.kernel.astype("float32"), fitted.bias.astype("float32")]
 
 
 class Encoded(NamedTuple):
     """What an encoder gives the builder: the model's inputs, node 0, the family's node
-    operation, the wide path's features (None without one) and a level a regression's output
-    is relative to (None: absolute)."""
+    operation, the wide path's features (None without one), a level a regression's output
+    is relative to (None: absolute), and the wide features of every training row where its
+    linear map is to be solved rather than trained (None: trained)."""
 
     inputs: Any
     x: Any
     apply: Callable[..., Any]
     wide: Any = None
     level: Any = None
+    wide_rows: np.ndarray | None = None
 
 
 def _image(spec: CandidateSpec, train: Any) -> Encoded:
@@ -116,12 +153,13 @@ def _text(spec: CandidateSpec, train: Any) -> Encoded:
 
 def _series(spec: CandidateSpec, train: Any) -> Encoded:
     inputs, x, level = sequences.encode_series(spec.series, train.x)
+    rows = None
     if spec.head.wide == "kernels":
-        wide = sequences.kernel_features(inputs, x, spec.series, train.x)
+        wide, rows = sequences.kernel_features(inputs, x, spec.series, train.x)
     else:
         wide = None if spec.head.wide == "none" else sequences.window_features(
             x, spec.series, decomposed=spec.head.wide == "decomposed")
-    return Encoded(inputs, x, sequences.apply_node, wide, level)
+    return Encoded(inputs, x, sequences.apply_node, wide, level, rows)
 
 
 # Each family's inputs, first layers, node operations and wide features (trial_image.families).
