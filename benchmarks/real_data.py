@@ -78,10 +78,10 @@ def manifest(name: str, about: dict[str, Any], path: Path) -> dict[str, Any]:
         data = [f"--dataset=csv:{path}", f"--target={about['target']}", f"--task={about['task']}"]
     elif kind == "forecast":
         data = [f"--dataset=series:{path}", "--target=value", "--horizon=1"]
-        season = about["season"]
+        season = about["season"]  # windows of 2, 4 or 8 seasons (ETS and ARIMA read it all)
         for parameter in spec["parameters"]:
             if parameter["name"] == "lookback":
-                parameter["feasibleSpace"] = {"list": [str(season * k) for k in (1, 2, 4)]}
+                parameter["feasibleSpace"] = {"list": [str(season * k) for k in (2, 4, 8)]}
     else:  # a series a row: classified whole (no lookback, no level), by accuracy; the space
         # of a series classifier: FCN's wider filters and longer kernels (Wang et al. 2017),
         # MiniRocket's features as the wide path

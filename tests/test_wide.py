@@ -72,6 +72,34 @@ def test_a_series_decomposed_path_is_linear_in_its_trend_and_remainder():
     np.testing.assert_allclose(model(windows.astype("float32")).numpy(), expected, rtol=1e-3)
 
 
+def test_a_small_series_linear_path_is_solved_as_a_ridge_on_its_window_relative_to_the_last():
+    from sklearn.linear_model import RidgeCV
+
+    from trial_image.builder import build_model, ridge
+    from trial_image.data.dataset import ArraySplit
+
+    # 300 windows of a noisy seasonal walk: fewer than ridge.LIMIT, so the map is solved
+    rng = np.random.default_rng(6)
+    values = np.cumsum(rng.normal(0, 1, 324)) + 5 * np.sin(np.arange(324) * 2 * np.pi / 12)
+    windows = np.lib.stride_tricks.sliding_window_view(values[:-1], 24).astype("float32")
+    targets = values[24:].astype("float32")
+    train = ArraySplit("train", windows, targets)
+    frame = Frame((24,), 0, task="regression", series=Series(24, level="last"),
+                  head=Head(wide="linear"))
+    model = build_model(frame.candidate(
+        "hyperparameters", [Node("conv1d", (0,), {"filters": 4, "kernel": 3})]), train)
+    relative = windows.astype("float64") - windows[:, -1:]
+    normalised = (relative - relative.mean()) / relative.std()
+    change = targets - windows[:, -1]
+    baseline = RidgeCV(alphas=ridge.ALPHAS).fit(normalised, (change - change.mean()) / change.std())
+    scale = model.get_layer("target_units")
+    expected = baseline.predict(normalised) * scale.scale + scale.offset + windows[:, -1]
+    # the deep path starts at zero: the model is that ridge, its forecast the last value plus
+    # the change it predicts, in the series' units
+    np.testing.assert_allclose(model(windows).numpy().ravel(), expected, rtol=1e-4, atol=1e-3)
+    assert not model.get_layer("wide_linear").trainable
+
+
 def test_a_texts_wide_path_reads_tf_idf_of_words_and_word_pairs():
     import tensorflow as tf
 

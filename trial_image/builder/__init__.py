@@ -6,9 +6,9 @@ the output: class probabilities, or one number in the target's units (a regressi
 undoes the normalisation of the training split's targets, so the network learns at unit scale
 and serves in the user's units; a series read relative to its last value forecasts the change
 from it). A head with a wide path adds a linear map of the family's encoded inputs to the deep
-path's logits (or number) before the softmax (or the units); after MiniRocket's frozen features
-that map is solved in closed form where the training split is small (:mod:`.ridge`), and
-frozen. Every family but images, and every
+path's logits (or number) before the softmax (or the units); after a series' fixed features
+(its window, trend and remainder, or MiniRocket's) that map is solved in closed form where the
+training split is small (:mod:`.ridge`), and frozen. Every family but images, and every
 regression, adapts its first or last layers on ``train``, the training split, never on the
 others.
 """
@@ -153,12 +153,14 @@ def _text(spec: CandidateSpec, train: Any) -> Encoded:
 
 def _series(spec: CandidateSpec, train: Any) -> Encoded:
     inputs, x, level = sequences.encode_series(spec.series, train.x)
-    rows = None
     if spec.head.wide == "kernels":
-        wide, rows = sequences.kernel_features(inputs, x, spec.series, train.x)
+        wide = sequences.kernel_features(inputs, x, spec.series, train.x)
     else:
         wide = None if spec.head.wide == "none" else sequences.window_features(
             x, spec.series, decomposed=spec.head.wide == "decomposed")
+    rows = None  # a series' wide features are fixed: their map is solved where rows are few
+    if wide is not None and len(train.x) <= ridge.LIMIT:
+        rows = keras.Model(inputs, wide).predict(train.x, batch_size=256, verbose=0)
     return Encoded(inputs, x, sequences.apply_node, wide, level, rows)
 
 

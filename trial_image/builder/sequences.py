@@ -25,7 +25,6 @@ import keras
 import numpy as np
 from keras import layers
 
-from trial_image.builder import ridge
 from trial_image.spec import Node, Series, Table, with_defaults
 
 TREND_STEPS = 25  # DLinear's moving average
@@ -74,19 +73,17 @@ def window_features(steps: Any, series: Series, decomposed: bool) -> Any:
     return layers.Concatenate(name="wide_decomposed")([trend, remainder])
 
 
-def kernel_features(window: Any, steps: Any, series: Series, windows: np.ndarray
-                    ) -> tuple[Any, np.ndarray | None]:
+def kernel_features(window: Any, steps: Any, series: Series, windows: np.ndarray) -> Any:
     """A series' wide features as MiniRocket computes them: each of :data:`KERNELS` at each
     dilation (exponentially spaced up to a receptive field of the whole window) convolves the
     normalised steps, and for each of a few biases, quantiles of its response on training
     windows at low-discrepancy fractions, the proportion of steps where the response exceeds the
     bias is one feature; features are standardised on the training windows (a sample of
-    :data:`KERNEL_SAMPLE` at most). All frozen: only the linear map after them learns, as the
-    baseline's classifier does. Standard Keras layers (a convolution, a depthwise 1×1
-    convolution that subtracts the biases and scales the result so that a clipped ReLU is a
-    step, a pooling): the model saves, serves and converts as any. Also returns the standardised
-    features of every training window, in order, where they are few enough (:data:`ridge.LIMIT`)
-    for that map to be solved in closed form (None otherwise)."""
+    :data:`KERNEL_SAMPLE` at most). All frozen, as the linear map after them is where the
+    builder solves it (the baseline's ridge classifier, :mod:`.ridge`). Standard Keras layers
+    (a convolution, a depthwise 1×1 convolution that subtracts the biases and scales the result
+    so that a clipped ReLU is a step, a pooling): the model saves, serves and converts as
+    any."""
     length = series.lookback
     dilations = np.unique(np.floor(2 ** np.linspace(
         0, max(np.log2((length - 1) / 8), 0), KERNEL_DILATIONS)).astype(int))
@@ -116,11 +113,8 @@ def kernel_features(window: Any, steps: Any, series: Series, windows: np.ndarray
     if len(windows) > KERNEL_SAMPLE:  # the statistics of a sample: build time stays bounded
         windows = windows[np.sort(rng.choice(len(windows), KERNEL_SAMPLE, replace=False))]
     seen = keras.Model(window, features).predict(windows, batch_size=64, verbose=0)
-    mean, variance = seen.mean(axis=0), np.maximum(seen.var(axis=0), 1e-4)
-    standardised = layers.Normalization(mean=mean, variance=variance,
-                                        name="kernel_standardise")(features)
-    rows = (seen - mean) / np.sqrt(variance) if len(windows) <= ridge.LIMIT else None
-    return standardised, rows
+    return layers.Normalization(mean=seen.mean(axis=0), variance=np.maximum(seen.var(axis=0), 1e-4),
+                                name="kernel_standardise")(features)
 
 
 def encode_series(series: Series, windows: np.ndarray) -> tuple[Any, Any, Any]:
