@@ -78,10 +78,13 @@ def manifest(name: str, about: dict[str, Any], path: Path) -> dict[str, Any]:
         data = [f"--dataset=csv:{path}", f"--target={about['target']}", f"--task={about['task']}"]
     elif kind == "forecast":
         data = [f"--dataset=series:{path}", "--target=value", "--horizon=1"]
-        season = about["season"]  # windows of 2, 4 or 8 seasons (ETS and ARIMA read it all)
+        # windows of 1, 2, 4 or 8 seasons (ETS and ARIMA read the whole past), up to a fifth of
+        # the series: a third of the training split, so that most of it still gives windows
+        season = about["season"]
+        lookbacks = [season * k for k in (1, 2, 4, 8) if season * k <= about["rows"] / 5]
         for parameter in spec["parameters"]:
             if parameter["name"] == "lookback":
-                parameter["feasibleSpace"] = {"list": [str(season * k) for k in (2, 4, 8)]}
+                parameter["feasibleSpace"] = {"list": list(map(str, lookbacks))}
     else:  # a series a row: classified whole (no lookback, no level), by accuracy; the space
         # of a series classifier: FCN's wider filters and longer kernels (Wang et al. 2017),
         # MiniRocket's features as the wide path
