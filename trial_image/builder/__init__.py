@@ -45,7 +45,8 @@ def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
     if (family.adapts or spec.task == "regression") and train is None:
         raise InputError(f"a {family} {spec.task} model is adapted on its training split")
     inputs, x, apply, wide, level, rows = ENCODERS[family.name](spec, train)
-    solved = None if rows is None else _solved(spec, train, rows, level is not None)
+    scale = None if spec.task == "classification" else target_scale(train, level is not None)
+    solved = None if rows is None else _solved(spec, train, rows, scale, level is not None)
     outputs = [x]
     for index, node in enumerate(spec.nodes, start=1):
         merged = merge_inputs([outputs[i] for i in node.inputs], node.merge, f"n{index}")
@@ -77,7 +78,7 @@ def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
             out = layers.Activation("softmax", name="classes")(
                 _wide_and_deep(deep, wide, spec.num_classes, solved))
     else:
-        mean, std = target_scale(train, relative=level is not None)
+        mean, std = scale
         x = layers.Dense(1, kernel_initializer=deep_start, kernel_regularizer=penalty,
                          name="target")(x)
         out = layers.Rescaling(std, offset=mean, name="target_units")(
@@ -101,10 +102,11 @@ def _wide_and_deep(deep: Any, wide: Any, units: int, solved: list[np.ndarray] | 
     return out
 
 
-def _solved(spec: CandidateSpec, train: Any, rows: np.ndarray, relative: bool
-            ) -> list[np.ndarray]:
+def _solved(spec: CandidateSpec, train: Any, rows: np.ndarray,
+            scale: tuple[float, float] | None, relative: bool) -> list[np.ndarray]:
     """The wide path's linear map as a ridge regression of the training targets on ``rows``
-    (:mod:`.ridge`): of the output layer's normalised target for a regression; for a
+    (:mod:`.ridge`): of the output layer's normalised target for a regression (``scale``, its
+    mean and standard deviation); for a
     classification, of each class's ±1 indicator (a ridge classifier), its scores scaled into
     logits by the temperature its held-out scores call for."""
     labels = np.ravel(train.y)
@@ -113,7 +115,7 @@ def _solved(spec: CandidateSpec, train: Any, rows: np.ndarray, relative: bool
         fitted = ridge.fit(rows, np.where(np.eye(spec.num_classes)[labels] > 0, 1.0, -1.0))
         scale = ridge.temperature(fitted.held_out, labels)
         return [scale * fitted.kernel.astype("float32"), scale * fitted.bias.astype("float32")]
-    mean, std = target_scale(train, relative)
+    mean, std = scale
     fitted = ridge.fit(rows, (labels - (train.x[:, -1] if relative else 0) - mean) / std)
     return [fitted.kernel.astype("float32"), fitted.bias.astype("float32")]
 
