@@ -450,9 +450,12 @@ class ScriptedTrials:
     test accuracy), with the training curve the test scripts for each (candidate, role, seed):
     what a stalled optimiser looks like from MLflow, which is all final training reads."""
 
-    def __init__(self, uri: str, experiment_name: str, stalled: set[tuple[str, str, int]]):
+    def __init__(self, uri: str, experiment_name: str, stalled: set[tuple[str, str, int]],
+                 best_epoch: int = 5):
         self.uri, self.experiment, self.stalled = uri, experiment_name, stalled
+        self.best_epoch = best_epoch  # where each selection run's validation curve peaks
         self.ran: list[str] = []
+        self.runs: list[FinalRun] = []
 
     def run(self, runs):
         client = MlflowClient(self.uri)
@@ -460,6 +463,7 @@ class ScriptedTrials:
         exp_id = found.experiment_id if found else client.create_experiment(self.experiment)
         for run in runs:
             self.ran.append(run.name)
+            self.runs.append(run)
             stalled = (run.candidate.trial, run.role, run.seed) in self.stalled
             logged = client.create_run(exp_id, tags={
                 "katib.experiment": self.experiment, "katib.trial": run.name,
@@ -470,8 +474,8 @@ class ScriptedTrials:
                 client.log_metric(rid, "Training-Accuracy", end - 0.1 * (4 - epoch) / 4,
                                   step=epoch)
                 if run.role == SELECTION:
-                    client.log_metric(rid, "Validation-Accuracy",
-                                      run.candidate.value - 0.01 * (4 - epoch), step=epoch)
+                    client.log_metric(rid, "Validation-Accuracy", run.candidate.value
+                                      - 0.01 * abs(self.best_epoch - 1 - epoch), step=epoch)
                     client.log_metric(rid, "Validation-Loss", 0.1, step=epoch)
             if run.role == FINAL:
                 client.log_metric(rid, "Test-Accuracy", end - 0.01)
@@ -513,6 +517,27 @@ def test_a_final_run_that_stalls_is_rejected_and_final_training_recovers(mlflow_
     final = Registry(mlflow_server.uri, name).final_trial(name, NS)
     assert final.value == pytest.approx(0.985)
     assert sum("a failed training, not a model" in line for line in lines) == 2
+
+
+def test_a_final_run_trains_as_long_as_its_selection_runs_took_to_their_best(mlflow_server):
+    """Nothing is left to stop a final run on: it trains the epochs at which its candidate's
+    selection runs were best on validation (here the 3rd of 5; the cosine schedule over 3), and
+    its training curve is checked against theirs at that epoch (0.945, not their last 0.995)."""
+    from pipeline.finalize import finalize
+
+    name = f"stop-{uuid.uuid4().hex[:8]}"
+    trials = ScriptedTrials(mlflow_server.uri, name, {("winner", FINAL, 0)}, best_epoch=3)
+    lines = []
+    result = finalize(scripted_search(name), trials, mlflow_server.uri, name,
+                      Schedule(top_k=2, epochs=5, ensemble=1), lines.append)
+    assert [(r.role, r.seed, r.schedule.epochs) for r in trials.runs] == [
+        (SELECTION, 0, 5), (SELECTION, 0, 5), (FINAL, 0, 3), (FINAL, 1, 3)]
+    assert "--epochs=3" in trials.runs[-1].flags()
+    assert "ended at Training-Accuracy 0.7500 where its selection run(s) reached 0.9450" in \
+        result.rejected[0]
+    assert result.winner == "winner"
+    assert any(line.endswith("training it on training + validation for 3 epochs (where its "
+                             "selection runs were best)") for line in lines)
 
 
 def test_no_final_run_that_trained_means_no_model_and_one_line(mlflow_server, tmp_path):

@@ -36,8 +36,9 @@ def nasflow(*args: str, cwd) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def story(mlflow_server, tmp_path_factory):
     """`nasflow run --finalize --promote --compress` of a small random search: 4 trials, then the
-    2 best retrained for 3 epochs, the better one trained on train + validation, promoted, and
-    compressed to int8 (one variant, to keep it short)."""
+    2 best retrained for 3 epochs, the better one trained on train + validation (for the epochs
+    its selection run took to its best), promoted, and compressed to int8 (one variant, to keep
+    it short)."""
     tmp = tmp_path_factory.mktemp("story")
     path = small("random-digits.yaml", "story", trials=4, epochs=2, tmp_path=tmp)
     flags = ["--tracking-uri", mlflow_server.uri, "--workdir", str(tmp / ".nasflow"),
@@ -78,7 +79,15 @@ def test_the_final_model_is_chosen_without_the_test_split(story):
         r.data.metrics["Best-Validation-Accuracy"],
         -min(m.value for m in client.get_metric_history(r.info.run_id, "Validation-Loss"))))
     assert final.data.tags["nasflow.source_trial"] == best.data.tags["nasflow.source_trial"]
-    assert final.data.params["epochs"] == "3" and final.data.params["lr_schedule"] == "cosine"
+    # it trains as many epochs as its selection run took to its best validation accuracy
+    curves = [[m.value for m in sorted(client.get_metric_history(best.info.run_id, name),
+                                       key=lambda m: m.step)]
+              for name in ("Validation-Accuracy", "Validation-Loss")]
+    best_epoch = 1 + min((i for i, v in enumerate(curves[0]) if v == max(curves[0])),
+                         key=lambda i: curves[1][i])
+    assert len(curves[0]) == 3
+    assert final.data.params["epochs"] == str(best_epoch)
+    assert final.data.params["lr_schedule"] == "cosine"
     assert final.data.params["augment"] == "light"
 
 
@@ -186,10 +195,11 @@ def test_the_champion_is_served_over_http(story):
 
 
 def test_retraining_measures_the_champion_on_its_own_test_split(story):
-    """A second final training (another schedule) measures the champion on the data it is
+    """A second final training (another schedule: no augmentation, which its final run keeps
+    whatever epoch its selection run was best at) measures the champion on the data it is
     tested on; promotion compares those two numbers. Then `make run` again changes nothing."""
     (first,) = runs(story, "final")
-    again = nasflow("finalize", "story", "--top-k", "1", "--final-epochs", "4",
+    again = nasflow("finalize", "story", "--top-k", "1", "--final-epochs", "4", "--augment", "none",
                     *story["flags"][:4], "--model", "story-digits", cwd=story["tmp"])
     assert again.returncode == 0, again.stderr[-3000:]
     second = runs(story, "final")[-1]

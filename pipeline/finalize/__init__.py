@@ -6,18 +6,22 @@
    runs' validation curves under the experiment's metric strategy. The test split is never read:
    these runs pass ``--skip-test`` and their data loader loads no test images.
 2. **Final training.** The winner is trained once more, on training + validation, with the same
-   schedule; then it is evaluated once on the test split, beside the current champion
+   schedule over as many epochs as its selection runs took to reach their best validation
+   objective (the epoch early stopping restores; nothing is left to stop the final run on, and
+   a schedule's last epochs can overfit a small set); then it is evaluated once on the test
+   split, beside the current champion
    (``models:/<model>@champion``) on the very same split, so that promotion compares like with
    like. Its MLflow run has tag ``nasflow.role=final``.
 
 3. **A check of the final run.** The final run has no validation split, so nothing of its own
    says it trained; its training curve is compared with its candidate's selection runs (same
-   candidate, schedule and seeds; a bit more data). A final run whose last training accuracy is
-   more than :data:`MAX_SHORTFALL` below theirs (or whose training RMSE is more than
-   :data:`MAX_RMSE_EXCESS` above theirs) failed to train (a stalled optimiser, not a model): it
-   is tagged ``nasflow.role=final-rejected`` with the reason, never promoted, and
-   final training tries another seed, then the runner-up, :data:`FINAL_ATTEMPTS` runs at most;
-   then it fails with one line. The test split is not read for this decision.
+   candidate, schedule and seeds; a bit more data) at their best epoch. A final run whose
+   last training accuracy is more than :data:`MAX_SHORTFALL` below theirs (or whose training
+   RMSE is more than :data:`MAX_RMSE_EXCESS` above theirs) failed to train (a stalled
+   optimiser, not a model): it is tagged ``nasflow.role=final-rejected`` with the reason, never
+   promoted, and final training tries another seed, then the runner-up,
+   :data:`FINAL_ATTEMPTS` runs at most; then it fails with one line. The test split is not read
+   for this decision.
 
 4. **An ensemble** (:mod:`pipeline.finalize.ensemble`) of up to ``schedule.ensemble``
    finalists, chosen greedily on the selection runs' validation outputs, when it beats the
@@ -169,7 +173,8 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
         raise NoCandidates(f"experiment {search.name!r} has no trial with an objective value")
     objective = search.experiment.spec.objective
     metric = objective.objective_metric_name
-    pick = PICK[metric_strategy(objective, metric)]
+    strategy = metric_strategy(objective, metric)
+    pick = PICK[strategy]
     sign = 1.0 if search.maximize else -1.0
 
     selection = selection_runs(search.name, search.candidates, schedule, model)
@@ -177,7 +182,7 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
         f"candidate(s) × {schedule.seeds} seed(s), {schedule.epochs} epochs, "
         f"{schedule.lr_schedule} learning rate, {schedule.augment} augmentation")
     runs = _Runs(tracking_uri, search.name, retry_seconds)
-    table, scores, losses, trained, selected = [], {}, {}, {}, {}
+    table, scores, losses, trained, selected, best_epochs = [], {}, {}, {}, {}, {}
     task: Task | None = None
     for run, (outcome, logged) in zip(selection, _execute(runner, selection, runs, log),
                                       strict=True):
@@ -191,9 +196,11 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
             selected.setdefault(run.candidate.trial, []).append(logged.info.run_id)
             loss = numbers(runs.history(logged.info.run_id, TIE_BREAK))
             losses.setdefault(run.candidate.trial, []).append(min(loss, default=math.inf))
+            epoch = len(values) if strategy == "latest" else _best_epoch(values, loss, value)
+            best_epochs.setdefault(run.candidate.trial, []).append(epoch)
             task = task_of(logged.data.tags.get(tags.TASK))
             curve = numbers(runs.history(logged.info.run_id, f"Training-{task.measure}"))
-            trained.setdefault(run.candidate.trial, []).extend(curve[-1:])
+            trained.setdefault(run.candidate.trial, []).extend(curve[:epoch][-1:])
     if not scores:
         raise FinalizeError("every selection run failed: " + "; ".join(
             f"{row['run']}: {row['error']}" for row in table))
@@ -202,13 +209,23 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
                     key=lambda c: (sign * statistics.fmean(scores[c.trial]),
                                    -statistics.fmean(losses[c.trial])), reverse=True)
     winner = ranked[0]
+
+    def final_run(candidate: Candidate, seed: int = 0) -> FinalRun:
+        """A final run trains as many epochs as its candidate's selection runs took to reach
+        their best validation objective (their mean, rounded up): there is no validation
+        split left to stop it, and the schedule's last epochs may overfit a small set."""
+        epochs = math.ceil(statistics.fmean(best_epochs[candidate.trial]))
+        return FinalRun(search.name, candidate, FINAL, seed, replace(schedule, epochs=epochs),
+                        model)
+
     log(f"winner: {winner.trial} ({metric} {statistics.fmean(scores[winner.trial]):.4f} over "
-        f"{len(scores[winner.trial])} seed(s)); training it on training + validation")
+        f"{len(scores[winner.trial])} seed(s)); training it on training + validation for "
+        f"{final_run(winner).schedule.epochs} epochs (where its selection runs were best)")
 
     rejected = []
     attempts = [(c, seed) for c in ranked for seed in (0, 1)][:FINAL_ATTEMPTS]
     for candidate, seed in attempts:
-        final = FinalRun(search.name, candidate, FINAL, seed, schedule, model)
+        final = final_run(candidate, seed)
         ((outcome, logged),) = _execute(runner, [final], runs, log)
         if not outcome.succeeded or logged is None:
             raise FinalizeError(f"the final run {final.name} failed: "
@@ -230,9 +247,7 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
     if schedule.ensemble > 1 and len(selected) > 1:
         finalists = {c.trial: c for c in ranked if c.trial in selected}
         ensemble, logged = _ensemble(finalists, selected, trained, candidate, logged, task,
-                                     runner, runs,
-                                     FinalRun(search.name, candidate, FINAL, 0, schedule, model),
-                                     budget, log)
+                                     runner, runs, final_run, schedule.ensemble, budget, log)
     best = runs.finished(search.candidates[0].trial)
     return FinalResult(
         experiment=search.name, winner=candidate.trial, final_run=logged.info.run_id,
@@ -246,11 +261,12 @@ def finalize(search: Search, runner: Runner, tracking_uri: str, model: str,
 
 def _ensemble(finalists: dict[str, Candidate], selected: dict[str, list[str]],
               trained: dict[str, list[float]], winner: Candidate, single: Any, task: Task,
-              runner: Runner, runs: _Runs, template: FinalRun, budget: Any,
-              log: Callable[[str], None]) -> tuple[dict[str, Any], Any]:
-    """The ensemble's choice and, when chosen, its run (else the winner's final run);
-    ``trained``: where each finalist's selection runs ended training, which its member's final
-    run is checked against as the winner's was."""
+              runner: Runner, runs: _Runs, final_run: Callable[[Candidate], FinalRun],
+              size: int, budget: Any, log: Callable[[str], None]
+              ) -> tuple[dict[str, Any], Any]:
+    """The ensemble's choice of at most ``size`` finalists and, when chosen, its run (else the
+    winner's final run); ``trained``: where each finalist's selection runs were at their best
+    epoch, which its member's final run is checked against as the winner's was."""
     outputs, truth = {}, None
     for trial, run_ids in selected.items():
         arrays = [runs.arrays(run_id, VALIDATION_OUTPUTS) for run_id in run_ids]
@@ -262,14 +278,13 @@ def _ensemble(finalists: dict[str, Candidate], selected: dict[str, list[str]],
         outputs[trial] = np.mean([a["outputs"] for a in arrays], axis=0)
     if winner.trial not in outputs:
         return {"chosen": False, "reason": "the winner has no validation outputs"}, single
-    choice = choose(outputs, truth, task, winner.trial, template.schedule.ensemble)
+    choice = choose(outputs, truth, task, winner.trial, size)
     summary = {"chosen": False, "reason": choice.describe(), "weights": choice.weights,
                "validation": {"winner": list(choice.single), "ensemble": list(choice.mixed)}}
     log(choice.describe())
     if not choice.proposed:
         return summary, single
-    members = [replace(template, candidate=finalists[t]) for t in choice.counts
-               if t != winner.trial]
+    members = [final_run(finalists[t]) for t in choice.counts if t != winner.trial]
     finals = {winner.trial: single}
     for run, (outcome, logged) in zip(members, _execute(runner, members, runs, log),
                                       strict=True):
@@ -284,8 +299,8 @@ def _ensemble(finalists: dict[str, Candidate], selected: dict[str, list[str]],
             log(f"no ensemble: {summary['reason']}; the winner alone")
             return summary, single
         finals[run.candidate.trial] = logged
-    combined = replace(template, members=tuple((finals[t].info.run_id, n)
-                                                for t, n in choice.counts.items()))
+    combined = replace(final_run(winner), members=tuple((finals[t].info.run_id, n)
+                                                         for t, n in choice.counts.items()))
     ((outcome, logged),) = _execute(runner, [combined], runs, log)
     if not outcome.succeeded or logged is None:
         raise FinalizeError(f"the ensemble's run {combined.name} failed: "
@@ -305,6 +320,14 @@ def _ensemble(finalists: dict[str, Candidate], selected: dict[str, list[str]],
     log(f"the ensemble is the final model: {summary['size_ratio']:.1f}× the winner's "
         f"parameters, {summary['latency_ratio']:.1f}× its latency")
     return summary, logged
+
+
+def _best_epoch(values: list[float], losses: list[float], best: float) -> int:
+    """The epoch (from 1) at which a selection run's validation objective was ``best``, the
+    one early stopping restores; of tied epochs (288 images tie often) the one with the lower
+    validation loss."""
+    tied = [i for i, value in enumerate(values) if value == best]
+    return 1 + min(tied, key=lambda i: losses[i] if i < len(losses) else math.inf)
 
 
 def _shortfall(final_curve: list[float], selection_ends: list[float], task: Task
