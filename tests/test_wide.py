@@ -49,6 +49,33 @@ def test_a_tables_wide_path_is_a_linear_model_of_its_encoded_columns():
     np.testing.assert_allclose(np.asarray(encoded)[:, 0],
                                (data.test.columns["age"][:5] - age.mean()) / age.std(),
                                rtol=1e-3)
+    # numbers only, so the encoded row is fixed: its map is solved as a ridge regression of
+    # the normalised target (RidgeCV on the training rows), and frozen
+    from sklearn.linear_model import RidgeCV
+
+    from trial_image.builder import ridge
+
+    train = np.asarray(keras.Model(model.input, model.get_layer("columns").output)(
+        data.train.features()), "float64")
+    baseline = RidgeCV(alphas=ridge.ALPHAS).fit(train, (data.train.y - mean) / std)
+    assert not model.get_layer("wide_linear").trainable
+    np.testing.assert_allclose(kernel[:, 0], baseline.coef_, atol=1e-4)
+    np.testing.assert_allclose(bias[0], baseline.intercept_, atol=1e-4)
+
+
+def test_a_tables_embedded_categories_keep_its_wide_map_trained():
+    from trial_image.builder import build_model
+    from trial_image.data.tables import TableSplit
+
+    rng = np.random.default_rng(2)
+    columns = {"a": rng.normal(size=40).astype("float32"),
+               "b": rng.choice(["x", "y", "z"], 40).astype(object)}
+    train = TableSplit("train", columns, (columns["a"] > 0).astype("int32"))
+    table = Table((("a", "numeric"), ("b", "categorical")))
+    spec = Frame((2,), 2, table=table, head=Head(wide="linear")).candidate(
+        "hyperparameters", [Node("dense", (0,), {"units": 4})])
+    linear = build_model(spec, train).get_layer("wide_linear")
+    assert linear.trainable and linear.trainable_weights  # the embeddings move its inputs
 
 
 def test_a_series_decomposed_path_is_linear_in_its_trend_and_remainder():
@@ -225,14 +252,16 @@ def test_the_kernels_map_is_a_ridge_classifier_whose_penalty_leave_one_out_error
     assert trained.trainable and trained.trainable_weights
 
 
-def test_a_ridge_fit_matches_scikit_learns_penalty_coefficients_and_held_out_predictions():
+@pytest.mark.parametrize("rows, features", [(60, 200), (200, 12)])  # either Gram matrix
+def test_a_ridge_fit_matches_scikit_learns_penalty_coefficients_and_held_out_predictions(
+        rows, features):
     from sklearn.linear_model import Ridge, RidgeCV
 
     from trial_image.builder import ridge
 
     rng = np.random.default_rng(5)
-    x = rng.normal(size=(60, 200))
-    y = x[:, :5] @ rng.normal(size=(5, 2)) + rng.normal(0, 0.5, (60, 2)) + 3.0
+    x = rng.normal(size=(rows, features))
+    y = x[:, :5] @ rng.normal(size=(5, 2)) + rng.normal(0, 0.5, (rows, 2)) + 3.0
     fitted = ridge.fit(x, y)
     baseline = RidgeCV(alphas=ridge.ALPHAS).fit(x, y)
     assert fitted.alpha == baseline.alpha_

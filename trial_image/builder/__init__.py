@@ -6,11 +6,11 @@ the output: class probabilities, or one number in the target's units (a regressi
 undoes the normalisation of the training split's targets, so the network learns at unit scale
 and serves in the user's units; a series read relative to its last value forecasts the change
 from it). A head with a wide path adds a linear map of the family's encoded inputs to the deep
-path's logits (or number) before the softmax (or the units); after a series' fixed features
-(its window, trend and remainder, or MiniRocket's) that map is solved in closed form where the
-training split is small (:mod:`.ridge`), and frozen. Every family but images, and every
-regression, adapts its first or last layers on ``train``, the training split, never on the
-others.
+path's logits (or number) before the softmax (or the units); after fixed features (a series'
+window, trend and remainder, or MiniRocket's; a text's TF-IDF; a table's encoded numbers) that
+map is solved in closed form where the training split allows (:mod:`.ridge`), and frozen.
+Every family but images, and every regression, adapts its first or last layers on ``train``,
+the training split, never on the others.
 """
 
 from __future__ import annotations
@@ -85,11 +85,15 @@ def build_model(spec: CandidateSpec, train: Any = None) -> keras.Model:
             x if wide is None else _wide_and_deep(x, wide, 1, solved))
         if level is not None:
             out = layers.Add(name="forecast")([out, level])
+    return _model(inputs, out, name=f"candidate_{spec.candidate_id}")
+
+
+def _model(inputs: Any, outputs: Any, **kwargs: Any) -> keras.Model:
     with warnings.catch_warnings():
         # a table's inputs are keyed by column name; their layers are named c<i>_<name> so
         # that no column ("classes", "n1_dense") can clash with another layer's name
         warnings.filterwarnings("ignore", "When providing `inputs` as a dict")
-        return keras.Model(inputs, out, name=f"candidate_{spec.candidate_id}")
+        return keras.Model(inputs, outputs, **kwargs)
 
 
 def _wide_and_deep(deep: Any, wide: Any, units: int, solved: list[np.ndarray] | None) -> Any:
@@ -142,7 +146,9 @@ def _image(spec: CandidateSpec, train: Any) -> Encoded:
 
 def _table(spec: CandidateSpec, train: Any) -> Encoded:
     inputs, x = tables.encode(spec.table, tables.Statistics.of(spec.table, train.columns))
-    return Encoded(inputs, x, tables.apply_node, None if spec.head.wide == "none" else x)
+    wide = None if spec.head.wide == "none" else x
+    return Encoded(inputs, x, tables.apply_node, wide,
+                   wide_rows=_fixed_rows(inputs, wide, train))
 
 
 def _text(spec: CandidateSpec, train: Any) -> Encoded:
@@ -150,7 +156,8 @@ def _text(spec: CandidateSpec, train: Any) -> Encoded:
     inputs, x = sequences.encode_text(spec.table, train.columns[column])
     wide = None if spec.head.wide == "none" else sequences.bag_of_ngrams(
         spec.table, next(iter(inputs.values())), train.columns[column])
-    return Encoded(inputs, x, sequences.apply_node, wide)
+    return Encoded(inputs, x, sequences.apply_node, wide,
+                   wide_rows=_fixed_rows(inputs, wide, train))
 
 
 def _series(spec: CandidateSpec, train: Any) -> Encoded:
@@ -160,10 +167,21 @@ def _series(spec: CandidateSpec, train: Any) -> Encoded:
     else:
         wide = None if spec.head.wide == "none" else sequences.window_features(
             x, spec.series, decomposed=spec.head.wide == "decomposed")
-    rows = None  # a series' wide features are fixed: their map is solved where rows are few
-    if wide is not None and len(train.x) <= ridge.LIMIT:
-        rows = keras.Model(inputs, wide).predict(train.x, batch_size=256, verbose=0)
-    return Encoded(inputs, x, sequences.apply_node, wide, level, rows)
+    return Encoded(inputs, x, sequences.apply_node, wide, level,
+                   _fixed_rows(inputs, wide, train))
+
+
+def _fixed_rows(inputs: Any, wide: Any, train: Any) -> np.ndarray | None:
+    """The wide features of every ``train`` example (in order) where the linear map after them
+    is solved: features no weight of the model moves (a series' window, trend or kernels, a
+    text's TF-IDF, a table's numbers; not a table's embedded categories) and few enough for
+    :func:`.ridge.solvable`. None: the map is trained with the network."""
+    if wide is None or not ridge.solvable(train.count, wide.shape[-1]):
+        return None
+    features = _model(inputs, wide)
+    if features.trainable_weights:
+        return None
+    return features.predict(train.batches(256), verbose=0)
 
 
 # Each family's inputs, first layers, node operations and wide features (trial_image.families).

@@ -3,12 +3,13 @@
 The linear map after thousands of frozen features (MiniRocket's) is what a few hundred
 examples train worst by gradient steps and what a ridge solves best: MiniRocket's own
 classifier is scikit-learn's ``RidgeClassifierCV`` over :data:`ALPHAS` (Dempster et al. 2021).
-With fewer examples than features the solution comes from the examples' Gram matrix; one
-eigendecomposition gives every penalty's solution and its exact leave-one-out predictions
-(Allen's PRESS, as scikit-learn's efficient cross-validation computes them), so choosing the
-penalty costs no refit. Above :data:`LIMIT` examples the eigendecomposition grows too slow for a
-model's build and the map is trained with the rest of the network instead, as MiniRocket's
-authors train a logistic regression by gradient steps on large sets.
+One eigendecomposition of the smaller Gram matrix (the examples' with fewer examples than
+features, else the features') gives every penalty's solution and its exact leave-one-out
+predictions (Allen's PRESS, as scikit-learn's efficient cross-validation computes them), so
+choosing the penalty costs no refit. Where both sides exceed :data:`LIMIT`, or the rows would
+not fit in :data:`MAX_ENTRIES`, the solve grows too slow or too large for a model's build and
+the map is trained with the rest of the network instead, as MiniRocket's authors train a
+logistic regression by gradient steps on large sets.
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ from typing import NamedTuple
 import numpy as np
 
 ALPHAS = np.logspace(-3, 3, 10)  # RidgeClassifierCV's grid in MiniRocket's classifier
-LIMIT = 2_000  # examples: an n × n eigendecomposition of about 2 s here
+LIMIT = 2_000  # the smaller of examples and features: a 2,000² eigendecomposition, ~2 s here
+MAX_ENTRIES = 20_000_000  # examples × features held at once (160 MB as float64)
 TEMPERATURES = np.logspace(-1, 2, 61)
+
+
+def solvable(examples: int, features: int) -> bool:
+    """Whether :func:`fit` solves this many rows of this many features within a build's time
+    and memory."""
+    return min(examples, features) <= LIMIT and examples * features <= MAX_ENTRIES
 
 
 class Ridge(NamedTuple):
@@ -39,8 +47,7 @@ def fit(x: np.ndarray, y: np.ndarray) -> Ridge:
     x, y = np.asarray(x, "float64"), np.asarray(y, "float64").reshape(len(x), -1)
     x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
     centred, targets = x - x_mean, y - y_mean
-    eigenvalues, vectors = np.linalg.eigh(centred @ centred.T)
-    eigenvalues = np.maximum(eigenvalues, 0.0)
+    eigenvalues, vectors = _left_singular(centred)
     projected = vectors.T @ targets
     best: tuple[float, float, np.ndarray] | None = None
     for alpha in ALPHAS:
@@ -55,6 +62,17 @@ def fit(x: np.ndarray, y: np.ndarray) -> Ridge:
     _, alpha, held_out = best
     kernel = centred.T @ (vectors @ (projected / (eigenvalues + alpha)[:, None]))
     return Ridge(kernel, y_mean - x_mean @ kernel, alpha, held_out)
+
+
+def _left_singular(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The squared singular values of ``x`` and its left singular vectors (one column each),
+    from the eigendecomposition of the smaller of ``x xᵀ`` and ``xᵀ x``."""
+    if len(x) <= x.shape[1]:
+        eigenvalues, vectors = np.linalg.eigh(x @ x.T)
+        return np.maximum(eigenvalues, 0.0), vectors
+    eigenvalues, right = np.linalg.eigh(x.T @ x)
+    kept = eigenvalues > eigenvalues[-1] * 1e-12  # directions x does not span have no left one
+    return eigenvalues[kept], (x @ right[:, kept]) / np.sqrt(eigenvalues[kept])
 
 
 def temperature(scores: np.ndarray, labels: np.ndarray) -> float:
