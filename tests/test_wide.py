@@ -63,19 +63,35 @@ def test_a_tables_wide_path_is_a_linear_model_of_its_encoded_columns():
     np.testing.assert_allclose(bias[0], baseline.intercept_, atol=1e-4)
 
 
-def test_a_tables_embedded_categories_keep_its_wide_map_trained():
-    from trial_image.builder import build_model
+def test_a_tables_wide_path_reads_its_categories_one_hot_and_is_solved():
+    """Wide & deep: the deep path embeds a category, the wide path reads it one-hot (a fixed
+    function of the inputs), so its map is the ridge regression of the target on the numbers
+    and the categories' indicators."""
+    from sklearn.linear_model import RidgeCV
+
+    from trial_image.builder import build_model, ridge
     from trial_image.data.tables import TableSplit
 
     rng = np.random.default_rng(2)
-    columns = {"a": rng.normal(size=40).astype("float32"),
-               "b": rng.choice(["x", "y", "z"], 40).astype(object)}
-    train = TableSplit("train", columns, (columns["a"] > 0).astype("int32"))
+    columns = {"a": rng.normal(size=60).astype("float32"),
+               "b": rng.choice(["x", "y", "z"], 60).astype(object)}
+    effect = {"x": -2.0, "y": 0.0, "z": 3.0}
+    target = columns["a"] + np.array([effect[v] for v in columns["b"]]) + rng.normal(0, .1, 60)
+    train = TableSplit("train", columns, target.astype("float32"))
     table = Table((("a", "numeric"), ("b", "categorical")))
-    spec = Frame((2,), 2, table=table, head=Head(wide="linear")).candidate(
+    spec = Frame((2,), 0, task="regression", table=table, head=Head(wide="linear")).candidate(
         "hyperparameters", [Node("dense", (0,), {"units": 4})])
-    linear = build_model(spec, train).get_layer("wide_linear")
-    assert linear.trainable and linear.trainable_weights  # the embeddings move its inputs
+    model = build_model(spec, train)
+    linear = model.get_layer("wide_linear")
+    assert not linear.trainable
+    assert model.get_layer("c1_b_onehot").output.shape[-1] == 4  # x, y, z and unseen
+    _deep_silenced(model, "target")
+    predicted = model.predict(train.batches(64), verbose=0).ravel()
+    onehot = (columns["b"][:, None] == np.array(["x", "y", "z"])).astype(float)
+    rows = np.column_stack([(columns["a"] - columns["a"].mean()) / columns["a"].std(),
+                            np.zeros(60), onehot])
+    baseline = RidgeCV(alphas=ridge.ALPHAS).fit(rows, target)
+    np.testing.assert_allclose(predicted, baseline.predict(rows), atol=1e-3)
 
 
 def test_a_series_decomposed_path_is_linear_in_its_trend_and_remainder():

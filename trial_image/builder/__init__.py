@@ -145,8 +145,9 @@ def _image(spec: CandidateSpec, train: Any) -> Encoded:
 
 
 def _table(spec: CandidateSpec, train: Any) -> Encoded:
-    inputs, x = tables.encode(spec.table, tables.Statistics.of(spec.table, train.columns))
-    wide = None if spec.head.wide == "none" else x
+    inputs, x, linear = tables.encode(spec.table,
+                                      tables.Statistics.of(spec.table, train.columns))
+    wide = None if spec.head.wide == "none" else linear
     return Encoded(inputs, x, tables.apply_node, wide,
                    wide_rows=_fixed_rows(inputs, wide, train))
 

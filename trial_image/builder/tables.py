@@ -82,10 +82,13 @@ def layer_name(column: str) -> str:
     return safe[:60] or "column"
 
 
-def encode(table: Table, statistics: Statistics) -> tuple[dict[str, Any], Any]:
-    """The model's inputs (one per column, by name) and node 0: the encoded row."""
+def encode(table: Table, statistics: Statistics) -> tuple[dict[str, Any], Any, Any]:
+    """The model's inputs (one per column, by name), node 0 (the encoded row) and the row a
+    linear model reads (a wide path's features): the same numbers, each category one-hot, as
+    wide & deep's wide part reads them (Cheng et al. 2016), a fixed function of the inputs
+    whose linear map the builder can solve; the embeddings are the deep path's."""
     inputs: dict[str, Any] = {}
-    encoded = []
+    encoded, linear = [], []
     for index, (name, kind) in enumerate(table.columns):
         tag = f"c{index}_{layer_name(name)}"
         if kind == "numeric":
@@ -93,10 +96,11 @@ def encode(table: Table, statistics: Statistics) -> tuple[dict[str, Any], Any]:
             mean, variance = statistics.numeric[name]
             x = layers.Normalization(mean=mean, variance=variance, name=f"{tag}_norm")(
                 inputs[name])
-            encoded.append(Impute(name=f"{tag}_impute")(x))
+            parts = [Impute(name=f"{tag}_impute")(x)]
             if len(statistics.edges.get(name, ())) > 2:  # two bins or more
-                encoded.append(_piecewise(encoded[-1], statistics.edges[name], mean, variance,
-                                          tag))
+                parts.append(_piecewise(parts[0], statistics.edges[name], mean, variance, tag))
+            encoded.extend(parts)
+            linear.extend(parts)
         else:
             inputs[name] = keras.Input((1,), name=tag, dtype="string")
             vocabulary = statistics.vocabularies[name]
@@ -105,9 +109,15 @@ def encode(table: Table, statistics: Statistics) -> tuple[dict[str, Any], Any]:
             vectors = layers.Embedding(len(vocabulary) + 1, table.embedding_size,
                                        name=f"{tag}_embed")(ids)
             encoded.append(layers.Flatten(name=f"{tag}_flat")(vectors))
-    if len(encoded) == 1:
-        return inputs, encoded[0]
-    return inputs, layers.Concatenate(name="columns")(encoded)
+            linear.append(layers.CategoryEncoding(len(vocabulary) + 1, output_mode="one_hot",
+                                                  name=f"{tag}_onehot")(ids))
+    row = _joined(encoded, "columns")
+    numbers_only = all(a is b for a, b in zip(linear, encoded, strict=True))
+    return inputs, row, row if numbers_only else _joined(linear, "wide_columns")
+
+
+def _joined(parts: list[Any], name: str) -> Any:
+    return parts[0] if len(parts) == 1 else layers.Concatenate(name=name)(parts)
 
 
 def _piecewise(imputed: Any, edges: np.ndarray, mean: float, variance: float, tag: str) -> Any:
