@@ -7,8 +7,9 @@ undoes the normalisation of the training split's targets, so the network learns 
 and serves in the user's units; a series read relative to its last value forecasts the change
 from it). A head with a wide path adds a linear map of the family's encoded inputs to the deep
 path's logits (or number) before the softmax (or the units); after fixed features (a series'
-window, trend and remainder, or MiniRocket's; a text's TF-IDF; a table's encoded numbers) that
-map is solved in closed form where the training split allows (:mod:`.ridge`), and frozen.
+window, trend and remainder, or MiniRocket's; a text's TF-IDF; a table's numbers and one-hot
+categories) that map is solved in closed form where the training split allows (:mod:`.ridge`),
+and frozen.
 Every family but images, and every regression, adapts its first or last layers on ``train``,
 the training split, never on the others.
 """
@@ -175,7 +176,7 @@ def _series(spec: CandidateSpec, train: Any) -> Encoded:
 def _fixed_rows(inputs: Any, wide: Any, train: Any) -> np.ndarray | None:
     """The wide features of every ``train`` example (in order) where the linear map after them
     is solved: features no weight of the model moves (a series' window, trend or kernels, a
-    text's TF-IDF, a table's numbers; not a table's embedded categories) and few enough for
+    text's TF-IDF, a table's numbers and one-hot categories; not embeddings) and few enough for
     :func:`.ridge.solvable`. None: the map is trained with the network."""
     if wide is None or not ridge.solvable(train.count, wide.shape[-1]):
         return None
