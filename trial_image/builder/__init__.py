@@ -9,9 +9,8 @@ from it). A head with a wide path adds a linear map of the family's encoded inpu
 path's logits (or number) before the softmax (or the units); after fixed features (a series'
 window, trend and remainder, or MiniRocket's; a text's TF-IDF; a table's numbers and one-hot
 categories) that map is solved in closed form where the training split allows (:mod:`.ridge`),
-and frozen.
-Every family but images, and every regression, adapts its first or last layers on ``train``,
-the training split, never on the others.
+and frozen. Every family but images, and every regression, adapts its first or last layers on
+``train``, the training split, never on the others.
 """
 
 from __future__ import annotations

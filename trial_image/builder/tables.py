@@ -112,8 +112,8 @@ def encode(table: Table, statistics: Statistics) -> tuple[dict[str, Any], Any, A
             linear.append(layers.CategoryEncoding(len(vocabulary) + 1, output_mode="one_hot",
                                                   name=f"{tag}_onehot")(ids))
     row = _joined(encoded, "columns")
-    numbers_only = all(a is b for a, b in zip(linear, encoded, strict=True))
-    return inputs, row, row if numbers_only else _joined(linear, "wide_columns")
+    categorical = any(kind != "numeric" for _, kind in table.columns)
+    return inputs, row, _joined(linear, "wide_columns") if categorical else row
 
 
 def _joined(parts: list[Any], name: str) -> Any:
